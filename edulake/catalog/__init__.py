@@ -1,0 +1,95 @@
+"""SQL catalogs: where lake tables are published for BI tools.
+
+One description of a table (:class:`CatalogTable`, built from a :class:`TableSpec`) and
+several renderers: an embedded DuckDB database (default) and AWS Glue/Athena.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pyarrow as pa
+
+from edulake.lake import Lake, Zone
+from edulake.specs import OutputColumn, TableSpec
+
+
+def database_name(source: str, zone: Zone) -> str:
+    """The schema/database a table is published in: ``clever`` (p) or ``clever_np``."""
+    return source if zone is Zone.STAGE2P else f"{source}_np"
+
+
+def table_prefix(source: str, name: str) -> str:
+    """A table's folder inside its zone."""
+    return f"{source}/{name}"
+
+
+@dataclass(frozen=True)
+class CatalogTable:
+    """A lake table as a catalog sees it: columns, partition key, location, properties."""
+
+    zone: Zone
+    source: str
+    name: str
+    columns: list[OutputColumn]
+    location: str  # URI of the table's folder
+    partition: OutputColumn | None = None
+    description: str = ""
+    properties: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def database(self) -> str:
+        return database_name(self.source, self.zone)
+
+    @classmethod
+    def from_spec(
+        cls, lake: Lake, spec: TableSpec, properties: dict[str, str] | None = None
+    ) -> CatalogTable:
+        """The stage2p table of a spec."""
+        return cls(
+            zone=Zone.STAGE2P,
+            source=spec.source,
+            name=spec.name,
+            columns=spec.output_columns(),
+            location=lake.uri(Zone.STAGE2P, table_prefix(spec.source, spec.name)),
+            partition=spec.partition_column,
+            description=spec.description,
+            properties=dict(properties or {}),
+        )
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What publishing did to one table."""
+
+    database: str
+    table: str
+    action: Literal["created", "updated", "replaced-partitions", "unchanged", "schema-changed"]
+    rows: int | None = None
+    partitions: int | None = None
+    schema_changes: list[str] = field(default_factory=list)
+
+
+class Catalog(ABC):
+    """A SQL catalog the lake's tables are published to."""
+
+    kind: str
+
+    @abstractmethod
+    def publish(
+        self, table: CatalogTable, partitions: list[str] | None = None
+    ) -> PublishResult:
+        """Create or update a table. ``partitions``: values whose data changed (None: all)."""
+
+    @abstractmethod
+    def create_views(self, source: str) -> list[str]:
+        """(Re)create the source's analytics views; returns their qualified names."""
+
+    @abstractmethod
+    def query(self, sql: str) -> pa.Table:
+        """Run a query and return its result."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
