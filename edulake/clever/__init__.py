@@ -1,0 +1,1 @@
+"""Clever Participation Reports: file names, test data, processing."""
