@@ -81,6 +81,7 @@ def clever_participation(
         published = publish_tables(cat, tables, views_for="clever")
     finally:
         cat.close()
+    pipeline.mark_published(lake)
     summary = report_run(found, landed, processed, results_rows(published), demo)
     if processed.failed:
         raise FilesFailed(

@@ -21,6 +21,8 @@ from edulake.clever.process import (
     processed_key,
     remove_stale_outputs,
 )
+from edulake.faults import crashpoint
+from edulake.keys import ensure_key
 from edulake.lake import Lake, Zone
 from edulake.landing import LandingResult, Ledger, LedgerEntry, SourceFile, land_file
 from edulake.lookup import IdentityTracker, lookup_catalog_table, merge_lookup
@@ -136,7 +138,13 @@ def process_pending(
     workers: int = 2,
     on_done: Callable[[FileResult], None] | None = None,
 ) -> ProcessingResult:
-    """Process landed files, merge the identity lookups, then record what was processed."""
+    """Process landed files, merge the identity lookups, then record what was processed.
+
+    Refuses (before writing anything) a key that differs from the lake's. The partitions
+    changed are remembered as *unpublished* before the processed records are written, so
+    a run killed before publishing has them published by the next run.
+    """
+    ensure_key(lake, SOURCE, pseudonymizer.key_id)
     table_specs = specs()
     lookup_cols = sorted({c.name for s in table_specs.values() for c in s.lookup_columns})
     trackers = {c: IdentityTracker(pseudonymizer.key_id) for c in lookup_cols}
@@ -160,17 +168,26 @@ def process_pending(
         col: merge_lookup(lake, SOURCE, col, t.table(), pseudonymizer.key_id)
         for col, t in trackers.items()
     }
-    changed: dict[str, set[str]] = {}
-    stale = 0
+    crashpoint("process.lookups_merged")
+    changed: dict[str, set[str]] = {
+        t: set(p) for t, p in unpublished(lake).items()
+    }  # left by a run that died before publishing
+    done = []
     for entry, res in zip(entries, results, strict=True):
         if res.status not in ("processed", "empty"):
             continue  # not recorded: reported now, retried next run
         previous = _previous_record(lake, entry)
-        stale += remove_stale_outputs(lake, previous, res)
         parts = changed.setdefault(res.table, set())
         parts.update(res.partitions)
         if previous:
             parts.update(_partitions_of(previous.get("outputs", [])))
+        done.append((entry, res, previous))
+    if any(changed.values()):
+        lake.write_json(Zone.SYSTEM, UNPUBLISHED, {t: sorted(p) for t, p in changed.items()})
+    stale = 0
+    for entry, res, previous in done:
+        stale += remove_stale_outputs(lake, previous, res)
+        crashpoint("process.recording")
         record = res.to_json() | {
             "key_id": pseudonymizer.key_id,
             "path": entry.path,
@@ -178,6 +195,21 @@ def process_pending(
         }
         lake.write_json(Zone.SYSTEM, processed_key(entry.name, entry.sha256), record)
     return ProcessingResult(results, {t: sorted(p) for t, p in changed.items()}, lookups, stale)
+
+
+UNPUBLISHED = f"publish/{SOURCE}/unpublished.json"
+
+
+def unpublished(lake: Lake) -> dict[str, list[str]]:
+    """Partitions processed but not yet published (by a run that died before publishing)."""
+    if not lake.exists(Zone.SYSTEM, UNPUBLISHED):
+        return {}
+    return {str(t): list(p) for t, p in lake.read_json(Zone.SYSTEM, UNPUBLISHED).items()}
+
+
+def mark_published(lake: Lake) -> None:
+    """Forget the unpublished partitions: call after every table was published."""
+    lake.delete(Zone.SYSTEM, UNPUBLISHED)
 
 
 def _previous_record(lake: Lake, entry: LedgerEntry) -> dict[str, Any] | None:

@@ -34,6 +34,7 @@ from edulake.csvproc import (
     read_batches,
     sniff,
 )
+from edulake.faults import crashpoint
 from edulake.lake import Lake, Zone, safe_key
 from edulake.landing import LedgerEntry
 from edulake.lookup import IdentityTracker
@@ -132,6 +133,7 @@ def process_file(
         return result
     result.outputs = [k for _, k in writer.staged.keys]
     writer.staged.commit()
+    crashpoint("process.committed")
     return result
 
 
@@ -175,6 +177,7 @@ def _run(
                 if batch.table.num_rows == 0:
                     continue
                 writer.write(batch.table)
+                crashpoint("process.writing")
                 written += batch.table.num_rows
                 dates = batch.table[spec.partition_by or "date"].combine_chunks()
                 for col, (values, pseudonyms) in batch.identities.items():
