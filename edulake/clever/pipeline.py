@@ -22,6 +22,7 @@ from edulake.clever.process import (
     remove_stale_outputs,
 )
 from edulake.faults import crashpoint
+from edulake.forget import suppressed_pseudonyms
 from edulake.keys import ensure_key
 from edulake.lake import Lake, Zone
 from edulake.landing import LandingResult, Ledger, LedgerEntry, SourceFile, land_file
@@ -137,6 +138,7 @@ def process_pending(
     max_quarantine_share: float = 0.01,
     workers: int = 2,
     on_done: Callable[[FileResult], None] | None = None,
+    check_key: bool = True,
 ) -> ProcessingResult:
     """Process landed files, merge the identity lookups, then record what was processed.
 
@@ -144,15 +146,23 @@ def process_pending(
     changed are remembered as *unpublished* before the processed records are written, so
     a run killed before publishing has them published by the next run.
     """
-    ensure_key(lake, SOURCE, pseudonymizer.key_id)
+    if check_key:
+        ensure_key(lake, SOURCE, pseudonymizer.key_id)
     table_specs = specs()
+    suppressed = suppressed_pseudonyms(lake, SOURCE, pseudonymizer)
     lookup_cols = sorted({c.name for s in table_specs.values() for c in s.lookup_columns})
     trackers = {c: IdentityTracker(pseudonymizer.key_id) for c in lookup_cols}
 
     def one(entry: LedgerEntry) -> FileResult:
         spec = table_specs[parse_report_name(entry.name).table]
         result = process_file(
-            lake, entry, spec, pseudonymizer, trackers, max_quarantine_share=max_quarantine_share
+            lake,
+            entry,
+            spec,
+            pseudonymizer,
+            trackers,
+            max_quarantine_share=max_quarantine_share,
+            suppressed=suppressed,
         )
         if on_done:
             on_done(result)
@@ -205,6 +215,15 @@ def unpublished(lake: Lake) -> dict[str, list[str]]:
     if not lake.exists(Zone.SYSTEM, UNPUBLISHED):
         return {}
     return {str(t): list(p) for t, p in lake.read_json(Zone.SYSTEM, UNPUBLISHED).items()}
+
+
+def mark_unpublished(lake: Lake, changed: dict[str, list[str]]) -> None:
+    """Add partitions to publish (merged with any left by an earlier run)."""
+    merged = {t: set(p) for t, p in unpublished(lake).items()}
+    for table, parts in changed.items():
+        merged.setdefault(table, set()).update(parts)
+    if any(merged.values()):
+        lake.write_json(Zone.SYSTEM, UNPUBLISHED, {t: sorted(p) for t, p in merged.items()})
 
 
 def mark_published(lake: Lake) -> None:

@@ -20,12 +20,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from edulake.catalog import table_prefix
 from edulake.clever.names import parse_report_name
 from edulake.csvproc import (
     BLOCK_SIZE,
     MAX_BLOCK_SIZE,
+    Batch,
     EmptyFileError,
     NeedsExactMode,
     NotCsvError,
@@ -62,6 +64,7 @@ class FileResult:
     rows_read: int = 0
     rows_written: int = 0
     rows_quarantined: int = 0
+    rows_suppressed: int = 0  # rows of forgotten people (see edulake/forget.py)
     partitions: dict[str, int] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
     quarantine_file: str | None = None
@@ -89,12 +92,15 @@ def process_file(
     trackers: dict[str, IdentityTracker],
     *,
     max_quarantine_share: float,
+    suppressed: set[str] | None = None,
 ) -> FileResult:
     """Process one landed version into staged stage2p files and commit them."""
     report = parse_report_name(entry.name)
     result = FileResult(entry.name, entry.sha256, spec.name, "processed")
     try:
-        writer, rejected = _run(lake, entry, spec, pseudonymizer, trackers, report.role, result)
+        writer, rejected = _run(
+            lake, entry, spec, pseudonymizer, trackers, report.role, result, suppressed or set()
+        )
     except HeaderMismatch as exc:
         result.status, result.error = _header_error(lake, entry, spec, exc)
         return result
@@ -114,7 +120,7 @@ def process_file(
         return result
 
     result.rows_quarantined = len(rejected)
-    result.rows_read = result.rows_written + result.rows_quarantined
+    result.rows_read = result.rows_written + result.rows_quarantined + result.rows_suppressed
     if rejected:
         result.quarantine_file = _write_quarantine(lake, entry, spec, rejected)
     # lines swallowed by an unterminated quote count as lost lines, not as nothing
@@ -145,6 +151,7 @@ def _run(
     trackers: dict[str, IdentityTracker],
     role: str,
     result: FileResult,
+    suppressed: set[str],
 ) -> tuple[PartitionedWriter, Rejected]:
     attempts = [(False, BLOCK_SIZE), (True, BLOCK_SIZE)]
     while attempts:
@@ -163,7 +170,7 @@ def _run(
         )
         rejected = Rejected()
         local = {c: IdentityTracker(pseudonymizer.key_id) for c in trackers}
-        written = 0
+        written = dropped = 0
         try:
             for batch in read_batches(
                 lambda: lake.open_input(Zone.STAGE1NP, entry.path),
@@ -174,6 +181,9 @@ def _run(
                 block_size=block_size,
             ):
                 rejected.extend(batch.rejected)
+                if suppressed and batch.table.num_rows:
+                    batch, n = _suppress(batch, spec, suppressed)
+                    dropped += n
                 if batch.table.num_rows == 0:
                     continue
                 writer.write(batch.table)
@@ -202,10 +212,29 @@ def _run(
             raise
         result.partitions = writer.close()
         result.rows_written = written
+        result.rows_suppressed = dropped
         for col, tracker in local.items():
             trackers[col].add_table(tracker.table())
         return writer, rejected
     raise AssertionError("unreachable: exact mode never asks for exact mode")
+
+
+def _suppress(batch: Batch, spec: TableSpec, suppressed: set[str]) -> tuple[Batch, int]:
+    """Drop the rows of forgotten people (their pseudonyms are in ``suppressed``)."""
+    values = pa.array(sorted(suppressed), pa.string())
+    hit = pa.array([False] * batch.table.num_rows)
+    for c in spec.columns:
+        if c.is_hashed:
+            found = pc.fill_null(pc.is_in(batch.table[c.output_name], values), False)
+            hit = pc.or_(hit, found)
+    n = int(pc.sum(pc.cast(hit, pa.int64())).as_py() or 0)
+    if not n:
+        return batch, 0
+    keep = pc.invert(hit)
+    identities = {
+        col: (pc.filter(v, keep), pc.filter(p, keep)) for col, (v, p) in batch.identities.items()
+    }
+    return Batch(batch.table.filter(keep), identities, batch.rejected), n
 
 
 def _header_error(
