@@ -101,7 +101,7 @@ def forget(
     for col, value in zip(earlier["column"].to_pylist(), earlier["value"].to_pylist(), strict=True):
         values.setdefault(col, set()).add(value)
     result = ForgetResult()
-    found: set[str] = set()
+    found: dict[str, set[str]] = {}
     pseudos = _pseudonyms(values, pseudonymizer)
     for _ in range(3):  # linked identities: the other ids on the person's rows
         linked = _linked(lake, source, specs, pseudos)
@@ -120,11 +120,15 @@ def forget(
             break
     for col, table in lookups.items():
         hit = table.filter(pc.is_in(table["value"], pa.array(sorted(values[col]), pa.string())))
-        found |= set(hit["value"].to_pylist())
+        found[col] = set(hit["value"].to_pylist())
     # only values that are really this person's (in a lookup or on their rows) are kept
     present = _present(lake, source, specs, pseudos)
     keep = {
-        col: {v for v in vs if v in found or pseudonymizer.pseudonym(v) in present.get(col, set())}
+        col: {
+            v
+            for v in vs
+            if v in found.get(col, set()) or pseudonymizer.pseudonym(v) in present.get(col, set())
+        }
         for col, vs in values.items()
     }
     result.not_found = len(wanted - set().union(*keep.values()))
