@@ -16,7 +16,7 @@ from edulake.lake import Lake
 from edulake.landing import LandingResult, SourceFile, summarize
 from edulake.pseudonym import Pseudonymizer, PseudonymKey
 from edulake.sources import FileSource, FolderSource
-from tasks.common import logger
+from tasks.common import explain_storage_errors, logger
 
 
 def open_source(
@@ -64,6 +64,7 @@ def discover_reports(
 
 
 @task(name="land-files", retries=3, retry_delay_seconds=[10, 60, 300], cache_policy=NO_CACHE)
+@explain_storage_errors
 def land_files(
     lake: Lake,
     source: FileSource,
@@ -95,6 +96,7 @@ def land_files(
 
 
 @task(name="pseudonymize-reports", retries=1, retry_delay_seconds=30, cache_policy=NO_CACHE)
+@explain_storage_errors
 def pseudonymize_reports(
     lake: Lake,
     key: PseudonymKey,
