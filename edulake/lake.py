@@ -168,10 +168,15 @@ class StagedFiles:
         if store.is_local:
             store.fs.create_dir(store.path(TMP_DIR), recursive=True)
         stream = store.fs.open_output_stream(tmp)
+        completed = False
         try:
             yield stream
+            completed = True
         finally:
             stream.close()
+            if not completed:  # not pending yet, so discard() would not know this file
+                with contextlib.suppress(OSError):
+                    store.fs.delete_file(tmp)
         self._pending.append((zone, safe_key(key), tmp))
 
     def write_bytes(self, zone: Zone, key: str, data: bytes) -> None:
