@@ -33,8 +33,11 @@ def s3_options(s3_server: SeaweedS3) -> S3Options:
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """An in-process moto server (Glue and Athena have no local server) on a free port."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
