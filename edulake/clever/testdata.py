@@ -22,12 +22,14 @@ import argparse
 import datetime as dt
 import hashlib
 import os
+import queue
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -553,20 +555,69 @@ class GeneratedFile:
     size: int
 
 
+class _WriteBehind:
+    """Writes buffers on a background thread, in order, so disk I/O overlaps generation.
+
+    The queue is bounded: at most a few chunks wait, so memory stays bounded.
+    """
+
+    def __init__(self, depth: int = 4) -> None:
+        self._queue: queue.Queue[tuple[IO[bytes], pa.Buffer | bytes | None] | None] = queue.Queue(
+            depth
+        )
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="testdata-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            stream, data = item
+            try:
+                if data is None:
+                    stream.close()
+                elif self._error is None:
+                    stream.write(data)  # type: ignore[arg-type]  # pa.Buffer: buffer protocol
+            except BaseException as exc:  # reported to the generating thread
+                self._error = exc
+
+    def write(self, stream: IO[bytes], data: pa.Buffer | bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((stream, data))
+
+    def close(self, stream: IO[bytes]) -> None:
+        """Close the stream once everything queued before has been written."""
+        self._queue.put((stream, None))
+
+    def finish(self) -> None:
+        """Wait for every queued write; raise the first write error, if any."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 @dataclass
 class _Writer:
-    """An open output file and what has gone into it."""
+    """An output file being written, and what has gone into it."""
 
     path: str
     report: str
     role: str
     style: _Style
     stream: IO[bytes]
+    sink: _WriteBehind
     rows: int = 0
+    size: int = 0
 
-    def write(self, data: pa.Buffer, rows: int) -> None:
-        self.stream.write(data)  # type: ignore[arg-type]  # pa.Buffer has the buffer protocol
+    def write(self, data: pa.Buffer | bytes, rows: int = 0) -> None:
+        self.sink.write(self.stream, data)
         self.rows += rows
+        self.size += len(data)
+
+    def close(self) -> GeneratedFile:
+        self.sink.close(self.stream)
+        return GeneratedFile(self.path, self.report, self.role, self.rows, self.size)
 
 
 def _defaults(
@@ -611,15 +662,29 @@ def generate(
         os.makedirs(os.path.join(out_dir, report), exist_ok=True)
 
     done: list[GeneratedFile] = []
-    for role in roles:
-        users = _make_users(seed, role, counts[role], world_schools)
-        done += _generate_role(
-            out_dir, seed, start, days, users, world_schools, catalog, reports, multi_day_file
-        )
+    sink = _WriteBehind()
+    try:
+        for role in roles:
+            users = _make_users(seed, role, counts[role], world_schools)
+            done += _generate_role(
+                sink,
+                out_dir,
+                seed,
+                start,
+                days,
+                users,
+                world_schools,
+                catalog,
+                reports,
+                multi_day_file,
+            )
+    finally:
+        sink.finish()
     return sorted(done, key=lambda f: f.path)
 
 
 def _generate_role(
+    sink: _WriteBehind,
     out_dir: str,
     seed: int,
     start: dt.date,
@@ -630,22 +695,19 @@ def _generate_role(
     reports: Sequence[str],
     multi_day_file: bool,
 ) -> list[GeneratedFile]:
+    """Write one role's files, day by day and chunk by chunk of users."""
     done: list[GeneratedFile] = []
     rendered_catalog: dict[bool, list[pa.Array]] = {}
-    with ExitStack() as files:
-        writers: dict[str, _Writer] = {}
+    writers: dict[str, _Writer] = {}
+    try:
         for day_idx in range(days):
             day = start + dt.timedelta(days=day_idx)
             if day_idx == 0 or not multi_day_file:
-                for w in writers.values():
-                    done.append(_close(w))
-                files.close()
-                writers = {
-                    r: _open_writer(files, out_dir, seed, r, users.role, day, day_idx)
-                    for r in reports
-                }
-            n_chunks = max(1, -(-len(users) // CHUNK_USERS))
-            for chunk in range(n_chunks):
+                done += [w.close() for w in writers.values()]
+                writers = {}
+                for r in reports:
+                    writers[r] = _open_writer(sink, out_dir, seed, r, users.role, day, day_idx)
+            for chunk in range(max(1, -(-len(users) // CHUNK_USERS))):
                 c = _simulate(seed, users, catalog, day, day_idx, chunk)
                 if "daily-participation" in writers:
                     w = writers["daily-participation"]
@@ -659,24 +721,26 @@ def _generate_role(
                         ]
                     data = _ru_bytes(day, c, users, schools, catalog, w.style, rendered_catalog[q])
                     w.write(data, len(c.ru_user))
-        for w in writers.values():
-            done.append(_close(w))
+    finally:
+        done += [w.close() for w in writers.values()]
     return done
 
 
 def _open_writer(
-    files: ExitStack, out_dir: str, seed: int, report: str, role: str, day: dt.date, day_idx: int
+    sink: _WriteBehind,
+    out_dir: str,
+    seed: int,
+    report: str,
+    role: str,
+    day: dt.date,
+    day_idx: int,
 ) -> _Writer:
     path = os.path.join(out_dir, report, report_file_name(day, report, role))
     style = _style(seed, report, role, day_idx)
-    stream = files.enter_context(open(path, "wb"))  # noqa: SIM115 - closed by the ExitStack
-    stream.write(_header(report, role, style))
-    return _Writer(path, report, role, style, stream)
-
-
-def _close(w: _Writer) -> GeneratedFile:
-    w.stream.flush()
-    return GeneratedFile(w.path, w.report, w.role, w.rows, w.stream.tell())
+    stream = open(path, "wb")  # noqa: SIM115 - closed by the write-behind thread
+    w = _Writer(path, report, role, style, stream, sink)
+    w.write(_header(report, role, style))
+    return w
 
 
 def generate_reports(
