@@ -58,6 +58,17 @@ def s3_options_from_credentials(credentials: AwsCredentials | None = None) -> S3
     return S3Options(endpoint_url=endpoint, region=region)
 
 
+def s3_options_from_block(block_name: str) -> S3Options:
+    """S3 options from a saved prefect-aws ``AwsCredentials`` block, by name.
+
+    Prefect is imported here, on use, so that ``edulake`` imports without it.
+    """
+    from prefect_aws import AwsCredentials
+
+    block = AwsCredentials.load(block_name, _sync=True)  # type: ignore[call-arg]
+    return s3_options_from_credentials(block)  # type: ignore[arg-type]
+
+
 def boto3_session(s3: S3Options | None = None) -> boto3.Session:
     """A boto3 session with the same credentials and region as ``s3`` (or the default chain)."""
     s3 = s3 or S3Options()

@@ -179,16 +179,26 @@ class GlueCatalog(Catalog):
 
     def __init__(
         self,
-        glue_client: Any,
-        prefix: str = "edulake",
         lake: Lake | None = None,
-        athena: Any | None = None,
+        database_prefix: str = "edulake",
+        glue_client: Any = None,
+        athena: Any = None,
         views_dir: str | None = None,
     ) -> None:
-        """``athena``: an :class:`edulake.athena.AthenaRunner` for views and queries."""
-        self.glue = glue_client
-        self.prefix = prefix
+        """A Glue catalog; clients default to the lake's credentials and the settings.
+
+        ``athena``: an :class:`edulake.athena.AthenaRunner` for views and queries (default:
+        one from ``EDULAKE_CATALOG__ATHENA_*``). Endpoints follow boto3's own variables
+        (``AWS_ENDPOINT_URL_GLUE``, ``AWS_ENDPOINT_URL_ATHENA``), not the lake's S3 endpoint.
+        """
         self.lake = lake
+        self.prefix = database_prefix
+        self._s3 = lake.main.s3 if lake is not None else None
+        if glue_client is None:
+            from edulake.aws import boto3_session
+
+            glue_client = boto3_session(self._s3).client("glue")
+        self.glue = glue_client
         self.athena = athena
         self.views_dir = views_dir
 
@@ -278,8 +288,18 @@ class GlueCatalog(Catalog):
 
     def _runner(self) -> Any:
         if self.athena is None:
-            raise RuntimeError("GlueCatalog needs an AthenaRunner for views and queries")
+            from edulake.athena import AthenaConfig, AthenaRunner
+            from edulake.settings import get_settings
+
+            config = AthenaConfig.from_settings(
+                get_settings().catalog, self._s3, database_prefix=self.prefix
+            )
+            self.athena = AthenaRunner(config, self._s3)
         return self.athena
+
+    def close(self) -> None:
+        if self.athena is not None:
+            self.athena.close()
 
 
 def _count(partitions: list[str] | None) -> int | None:

@@ -179,7 +179,9 @@ def test_create_views_sends_athena_ddl(runner, athena_client, tmp_path):
         "FROM clever.resource_usage GROUP BY resource_name ORDER BY students DESC LIMIT 5\n"
     )
     glue = boto3.client("glue", endpoint_url=runner.config.endpoint_url, region_name="us-east-1")
-    catalog = GlueCatalog(glue, prefix="edu", athena=runner, views_dir=str(tmp_path))
+    catalog = GlueCatalog(
+        database_prefix="edu", glue_client=glue, athena=runner, views_dir=str(tmp_path)
+    )
     assert catalog.create_views("clever") == [
         "edu_clever.logins_by_school",
         "edu_clever.top_resources",

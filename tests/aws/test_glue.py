@@ -58,7 +58,7 @@ def lookup_table() -> CatalogTable:
 
 
 def test_publish_creates_database_and_typed_external_parquet_table(glue_client):
-    catalog = GlueCatalog(glue_client, prefix="edulake")
+    catalog = GlueCatalog(glue_client=glue_client)
     result = catalog.publish(daily_table(), partitions=["2024-01-03", "2024-01-02"])
     assert (result.database, result.table, result.action) == (
         "edulake_clever",
@@ -108,7 +108,7 @@ def test_publish_creates_database_and_typed_external_parquet_table(glue_client):
 
 def test_month_partitions_are_projected_as_yyyy_mm_dates(glue_client):
     table = CatalogTable.from_spec(LAKE, MONTHLY)
-    GlueCatalog(glue_client, prefix="edulake").publish(table, partitions=["2023-11"])
+    GlueCatalog(glue_client=glue_client).publish(table, partitions=["2023-11"])
     got = glue_client.get_table(DatabaseName="edulake_libinsight", Name="reference_desk")["Table"]
     assert got["PartitionKeys"][0]["Name"] == "month"
     assert got["PartitionKeys"][0]["Type"] == "string"
@@ -130,7 +130,7 @@ def test_month_partitions_are_projected_as_yyyy_mm_dates(glue_client):
 
 
 def test_lookup_tables_go_to_the_np_database_in_the_np_bucket(glue_client):
-    GlueCatalog(glue_client, prefix="edulake").publish(lookup_table())
+    GlueCatalog(glue_client=glue_client).publish(lookup_table())
     got = glue_client.get_table(DatabaseName="edulake_clever_np", Name="sis_id_lookup")["Table"]
     assert (
         got["StorageDescriptor"]["Location"] == "s3://edulake-np/np/stage2np/clever/sis_id_lookup/"
@@ -142,7 +142,7 @@ def test_lookup_tables_go_to_the_np_database_in_the_np_bucket(glue_client):
 
 
 def test_publishing_twice_makes_no_glue_write(glue_client):
-    catalog = GlueCatalog(glue_client, prefix="edulake")
+    catalog = GlueCatalog(glue_client=glue_client)
     catalog.publish(daily_table(), partitions=["2024-01-02"])
     catalog.publish(lookup_table())
     versions = glue_client.get_table_versions(
@@ -164,7 +164,7 @@ def test_publishing_twice_makes_no_glue_write(glue_client):
 
 
 def test_schema_change_updates_the_table_and_is_reported(glue_client):
-    catalog = GlueCatalog(glue_client, prefix="edulake")
+    catalog = GlueCatalog(glue_client=glue_client)
     catalog.publish(daily_table(), partitions=["2024-01-02"])
     base = daily_table()
     columns = [c for c in base.columns if c.name != "school_name"]
@@ -192,7 +192,7 @@ def test_schema_change_updates_the_table_and_is_reported(glue_client):
 
 
 def test_earlier_partition_widens_the_projection_range(glue_client):
-    catalog = GlueCatalog(glue_client, prefix="edulake")
+    catalog = GlueCatalog(glue_client=glue_client)
     catalog.publish(daily_table(), partitions=["2024-01-02"])
     result = catalog.publish(daily_table(), partitions=["2023-09-01"])  # a backfill
     assert result.action == "updated"
@@ -202,7 +202,7 @@ def test_earlier_partition_widens_the_projection_range(glue_client):
 
 
 def test_property_change_updates_without_schema_change(glue_client):
-    catalog = GlueCatalog(glue_client, prefix="edulake")
+    catalog = GlueCatalog(glue_client=glue_client)
     catalog.publish(daily_table(), partitions=["2024-01-02"])
     result = catalog.publish(
         daily_table(properties={**KEY_PROPS, "edulake.key_id": "k-new"}), partitions=[]
@@ -215,4 +215,4 @@ def test_property_change_updates_without_schema_change(glue_client):
 def test_local_lake_tables_are_refused(glue_client, tmp_path):
     table = CatalogTable.from_spec(Lake(str(tmp_path)), load_spec("clever", "resource_usage"))
     with pytest.raises(ValueError, match="need an s3:// location"):
-        GlueCatalog(glue_client).publish(table)
+        GlueCatalog(glue_client=glue_client).publish(table)

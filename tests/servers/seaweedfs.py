@@ -112,7 +112,7 @@ def seaweedfs(
             f"-s3.config={config}",
             "-s3.allowDeleteBucketNotEmpty=false",
         ]
-        log = Path(tmp, "weed.log").open("wb")  # noqa: SIM115 - outlives this block
+        log = Path(tmp, "weed.log").open("wb")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
         server = SeaweedS3(
             endpoint_url=f"http://127.0.0.1:{s3_port}",
