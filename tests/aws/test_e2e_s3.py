@@ -156,3 +156,28 @@ def test_clever_flow_on_s3_with_glue_catalog(s3_server, s3_block, moto, monkeypa
         )
     for view, sql in load_views("clever").items():
         assert con.execute(to_duckdb(sql)).fetchall(), view
+
+
+def test_flow_with_wrong_credentials_fails_clearly(s3_server, monkeypatch):
+    root, np_root = _roots()
+    name = f"edulake-bad-s3-{uuid.uuid4().hex[:6]}"
+    secret = "wrong-" + uuid.uuid4().hex
+    AwsCredentials(
+        aws_access_key_id=s3_server.access_key,
+        aws_secret_access_key=secret,
+        aws_client_parameters=AwsClientParameters(endpoint_url=s3_server.endpoint_url),
+    ).save(name)
+    state = clever_participation(
+        source="testdata",
+        lake_root=root,
+        np_root=np_root,
+        aws_credentials_block=name,
+        demo=True,
+        testdata=SMALL,
+        return_state=True,
+    )
+    assert state.is_failed()
+    message = str(state.result(raise_on_failure=False))
+    assert f"cannot list {root} with access key id ending in" in message
+    assert s3_server.endpoint_url in message
+    assert secret not in message
