@@ -114,8 +114,11 @@ class HttpClient:
         sleep: Callable[[float], None] = time.sleep,
         seed: int | None = None,
         headers: Mapping[str, str] | None = None,
+        auth_failure: Callable[[httpx.Response], bool] | None = None,
     ) -> None:
         self.auth = auth
+        # Some APIs refuse an expired token with HTTP 200 and an error body: let them say so.
+        self.auth_failure = auth_failure
         self.retry = retry or RetryPolicy()
         self.scrubber = scrubber or SecretScrubber()
         self._sleep = sleep
@@ -197,16 +200,19 @@ class HttpClient:
                 self._retrying(method, shown, attempt, reason, delay)
                 continue
             status = resp.status_code
-            if status < 400:
-                return resp
+            refused = status == 401 or (
+                status < 300 and self.auth_failure is not None and self.auth_failure(resp)
+            )
             can_refresh = refreshes < self.retry.max_auth_refreshes
-            if status == 401 and use_auth and self.auth is not None and can_refresh:
+            if refused and use_auth and self.auth is not None and can_refresh:
                 refreshes += 1
                 self._count("auth_refreshes")
-                log.info("%s %s: 401, renewing credentials", method, shown)
+                log.info("%s %s: token refused (HTTP %d), renewing it", method, shown, status)
                 self.auth.refresh(sent)
                 attempt -= 1  # a renewed token is not a retry of a failure
                 continue
+            if status < 400:
+                return resp
             if status not in self.retry.retry_statuses:
                 raise self._fail(
                     f"{method} {shown} failed: HTTP {status}: {server_message(resp)}", status, shown

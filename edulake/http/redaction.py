@@ -8,6 +8,7 @@ appear, e.g. echoed back in a server's error message).
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterable, Mapping
@@ -80,3 +81,18 @@ class SecretScrubber:
             if s in text:
                 text = text.replace(s, MASK)
         return text
+
+
+class ScrubFilter(logging.Filter):
+    """A logging filter that masks known secrets in records (for third-party loggers too)."""
+
+    def __init__(self, scrubber: SecretScrubber) -> None:
+        super().__init__()
+        self.scrubber = scrubber
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        clean = self.scrubber.scrub(text)
+        if clean != text:
+            record.msg, record.args = clean, None
+        return True
