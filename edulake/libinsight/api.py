@@ -138,6 +138,21 @@ class LibInsightClient:
         for name in _THIRD_PARTY_LOGGERS:
             logging.getLogger(name).removeFilter(self._filter)
 
+    def data_grid_request(
+        self, dataset_id: int, window: Window, request_id: int | str | None = None
+    ) -> tuple[str, Callable[[], DataGridPaginator]]:
+        """The data grid's path and a factory of fresh paginators for one window."""
+
+        def paginator() -> DataGridPaginator:
+            return DataGridPaginator(
+                window,
+                request_id=request_id,
+                scrubber=self.scrubber,
+                describe=f"dataset {dataset_id}",
+            )
+
+        return f"{API}/custom-dataset/{int(dataset_id)}/data-grid", paginator
+
     def data_grid(
         self,
         dataset_id: int,
@@ -150,15 +165,15 @@ class LibInsightClient:
         keep: bool = True,
     ) -> tuple[list[Page], FetchStats]:
         """Every page of a custom dataset's data grid for one window (at most one year)."""
-        paginator = DataGridPaginator(
-            window,
-            request_id=request_id,
-            scrubber=self.scrubber,
-            describe=f"dataset {dataset_id}",
-        )
-        path = f"{API}/custom-dataset/{int(dataset_id)}/data-grid"
+        path, paginator = self.data_grid_request(dataset_id, window, request_id)
         return fetch_pages(
-            self.http, path, paginator, concurrency=concurrency, rps=rps, on_page=on_page, keep=keep
+            self.http,
+            path,
+            paginator(),
+            concurrency=concurrency,
+            rps=rps,
+            on_page=on_page,
+            keep=keep,
         )
 
 
