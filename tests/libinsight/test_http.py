@@ -37,7 +37,7 @@ def test_multi_window_range_fetches_every_page_exactly_once(server, make_client)
         records = server.records(w.start, w.end)
         n_pages = -(-len(records) // 100)
         expected |= {(w.start.isoformat(), w.end.isoformat(), p) for p in range(1, n_pages + 1)}
-        pages, stats = got[str(w)]
+        pages, _stats = got[str(w)]
         assert [p.number for p in pages] == list(range(1, n_pages + 1))
         assert [r["_id"] for p in pages for r in p.records] == [r["_id"] for r in records]
     assert set(served) == expected
@@ -48,7 +48,9 @@ def test_multi_window_range_fetches_every_page_exactly_once(server, make_client)
 def test_token_expiry_mid_run_is_recovered(make_client):
     with libinsight_server(token_max_uses=3) as srv:
         client = make_client(srv)
-        pages, stats = client.data_grid(12345, Window(D(2022, 1, 1), D(2022, 12, 31)), concurrency=4)
+        _pages, stats = client.data_grid(
+            12345, Window(D(2022, 1, 1), D(2022, 12, 31)), concurrency=4
+        )
         assert stats.pages == len(srv.served_pages()) > 10
         assert srv.count("data", 401) > 0  # the server did refuse expired tokens
         assert client.auth.fetched > 3  # and new tokens were fetched

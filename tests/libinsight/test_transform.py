@@ -186,7 +186,11 @@ def test_plan_range():
         D(2024, 5, 27), D(2024, 6, 9)
     )
     assert plan_range(
-        today=today, watermark=None, lookback_days=7, from_date=D(2020, 1, 1), to_date=D(2020, 12, 31)
+        today=today,
+        watermark=None,
+        lookback_days=7,
+        from_date=D(2020, 1, 1),
+        to_date=D(2020, 12, 31),
     ) == Window(D(2020, 1, 1), D(2020, 12, 31))
     assert plan_range(today=today, watermark=None, lookback_days=7, initial_from=D(2024, 1, 1)) == (
         Window(D(2024, 1, 1), D(2024, 6, 9))
