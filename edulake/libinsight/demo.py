@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from typing import Any
 
 from edulake.libinsight.server import (
     DEMO_CLIENT_ID,
@@ -40,7 +41,7 @@ def run_demo(lake_root: str = "./lake", days: int = 500, latency_ms: float = 20.
     yesterday = dt.date.today() - dt.timedelta(days=1)
     with LibInsightServer(ServerSettings(latency_s=latency_ms / 1000)) as server:
         print(f"LibInsight-compatible server on {server.base_url} ({latency_ms:g} ms latency)")
-        common = {
+        common: dict[str, Any] = {
             "base_url": server.base_url,
             "dataset_id": DEMO_DATASET_ID,
             "client_id": DEMO_CLIENT_ID,
