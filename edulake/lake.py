@@ -168,10 +168,15 @@ class StagedFiles:
         if store.is_local:
             store.fs.create_dir(store.path(TMP_DIR), recursive=True)
         stream = store.fs.open_output_stream(tmp)
+        complete = False
         try:
             yield stream
+            complete = True
         finally:
             stream.close()
+            if not complete:  # a failed write leaves no staging garbage behind
+                with contextlib.suppress(OSError):
+                    store.fs.delete_file(tmp)
         self._pending.append((zone, safe_key(key), tmp))
 
     def write_bytes(self, zone: Zone, key: str, data: bytes) -> None:

@@ -216,14 +216,14 @@ class PinnedHostKeyPolicy(paramiko.MissingHostKeyPolicy):
             return
         line = f"{key.get_name()} {key.get_base64()}"
         fix = (
-            "Check this fingerprint with the server's operator (or compare with "
+            "check this fingerprint with the server's operator (or compare with "
             f"`ssh-keyscan -p PORT HOST | ssh-keygen -lf -`), then set the block's host_key "
             f"to the key line '{line}' or to the fingerprint '{received}'."
         )
         if not self.pins:
             raise HostKeyError(
                 f"SFTP server {self.address} presented host key {key.get_name()} {received}, "
-                f"but no host key is pinned, so it was refused. {fix}"
+                f"but no host key is pinned, so it was refused. To trust it, {fix}"
             )
         pinned = ", ".join(p.fingerprint for p in self.pins)
         raise HostKeyError(

@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,9 +59,11 @@ class KeyPair:
             serialization.PrivateFormat.OpenSSH,
             serialization.NoEncryption(),
         ).decode()
-        public = key.public_key().public_bytes(
-            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-        ).decode()
+        public = (
+            key.public_key()
+            .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+            .decode()
+        )
         return cls(private, f"{public} {comment}".strip())
 
     def write(self, path: Path) -> Path:
@@ -101,10 +103,8 @@ class SshdServer:
         """Kill every open session at once (the listener stays up); returns how many."""
         procs = self.sessions()
         for p in procs:
-            try:
+            with suppress(psutil.NoSuchProcess):
                 p.send_signal(signal.SIGKILL)
-            except psutil.NoSuchProcess:
-                pass
         psutil.wait_procs(procs, timeout=5)
         return len(procs)
 
@@ -119,10 +119,8 @@ class SshdServer:
                 self.process.kill()
                 self.process.wait(5)
         for p in sessions:
-            try:
+            with suppress(psutil.NoSuchProcess):
                 p.kill()
-            except psutil.NoSuchProcess:
-                pass
 
     def start(self) -> None:
         """(Re)start the listener on the same port, keys and config."""
