@@ -167,17 +167,17 @@ class StagedFiles:
         tmp = store.path(TMP_DIR, f"{uuid.uuid4().hex}.tmp")
         if store.is_local:
             store.fs.create_dir(store.path(TMP_DIR), recursive=True)
+        key = safe_key(key)
         stream = store.fs.open_output_stream(tmp)
-        complete = False
         try:
             yield stream
-            complete = True
-        finally:
+        except BaseException:
             stream.close()
-            if not complete:  # a failed write leaves no staging garbage behind
-                with contextlib.suppress(OSError):
-                    store.fs.delete_file(tmp)
-        self._pending.append((zone, safe_key(key), tmp))
+            with contextlib.suppress(OSError):
+                store.fs.delete_file(tmp)
+            raise
+        stream.close()
+        self._pending.append((zone, key, tmp))
 
     def write_bytes(self, zone: Zone, key: str, data: bytes) -> None:
         with self.open(zone, key) as out:
@@ -213,18 +213,6 @@ class Lake:
     def __init__(self, root: str, np_root: str | None = None, s3: S3Options | None = None):
         self.main = open_store(root, s3)
         self.protected = open_store(np_root, s3) if np_root else self.main
-
-    @classmethod
-    def from_settings(cls, settings: Any, s3: S3Options | None = None) -> Lake:
-        if s3 is None and (settings.s3.endpoint_url or settings.s3.access_key_id):
-            secret = settings.s3.secret_access_key
-            s3 = S3Options(
-                endpoint_url=settings.s3.endpoint_url,
-                region=settings.s3.region,
-                access_key_id=settings.s3.access_key_id,
-                secret_access_key=secret.get_secret_value() if secret else None,
-            )
-        return cls(settings.lake.root, settings.lake.np_root, s3)
 
     def __repr__(self) -> str:
         return f"Lake(root={self.main.uri!r}, np_root={self.protected.uri!r})"
