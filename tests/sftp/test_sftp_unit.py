@@ -161,3 +161,14 @@ def test_retryable_classification() -> None:
     assert not is_retryable(SftpConfigError("no"))
     assert not is_retryable(UnsafeRemoteName("no"))
     assert is_retryable(OSError("disk"))  # not ours: leave it to the caller's policy
+
+
+def test_task_retry_condition_skips_permanent_errors() -> None:
+    from prefect.states import Failed
+
+    from tasks.clever import retry_if_transient
+
+    assert retry_if_transient(None, None, Failed(data=SftpTransientError("dropped")))
+    assert retry_if_transient(None, None, Failed(data=OSError("disk")))
+    assert not retry_if_transient(None, None, Failed(data=SftpAuthError("no")))
+    assert not retry_if_transient(None, None, Failed(data=HostKeyError("no")))
