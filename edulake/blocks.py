@@ -3,17 +3,23 @@
 ``SftpServer`` holds how to reach and trust an SFTP server (Clever's reports server):
 secrets are ``SecretStr`` (hidden in the UI, the API and logs). Register the type once
 with ``prefect block register -m edulake.blocks``; create a block in Python
-(``SftpServer(...).save("edulake-clever-sftp")``) or in the UI. See docs/sftp.md.
+(``SftpServer(...).save("edulake-clever-sftp")``), in the UI, or from a shell with
+``python -m edulake.blocks save-sftp ...`` (``--help``). See docs/sftp.md.
 """
 
 from __future__ import annotations
 
+import argparse
+import getpass
+import os
+import sys
+from pathlib import Path
 from typing import ClassVar
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from edulake.sftp import SftpSettings, SftpSource
+from edulake.sftp import SftpError, SftpSettings, SftpSource, fetch_host_key
 
 
 class SftpServer(Block):
@@ -111,3 +117,95 @@ def open_sftp_source(block_name: str, *, connect: bool = True) -> SftpSource:
             source.close()
             raise
     return source
+
+
+def _save_sftp(args: argparse.Namespace) -> int:
+    """Save an SftpServer block; secrets come from files or the environment, never argv."""
+    key = Path(args.private_key_file).expanduser().read_text() if args.private_key_file else None
+    password = os.environ.get("EDULAKE_SFTP_PASSWORD") or None
+    if args.ask_password:
+        password = getpass.getpass("SFTP password: ")
+    passphrase = os.environ.get("EDULAKE_SFTP_KEY_PASSPHRASE") or None
+    if args.host_key_file:
+        host_key = Path(args.host_key_file).expanduser().read_text()
+    else:
+        host_key = args.host_key or ""
+    block = SftpServer(
+        host=args.host,
+        port=args.port,
+        username=args.username,
+        private_key=SecretStr(key) if key else None,
+        private_key_passphrase=SecretStr(passphrase) if passphrase else None,
+        password=SecretStr(password) if password else None,
+        host_key=host_key,
+        remote_root=args.remote_root,
+        max_connections=args.max_connections,
+    )
+    SftpSource(block.settings()).close()  # validates the pins and the key text, no network
+    block.save(args.name, overwrite=args.overwrite, _sync=True)  # type: ignore[call-arg]
+    print(f"saved SftpServer block {args.name!r} ({args.username}@{args.host}:{args.port})")
+    return 0
+
+
+def _check_sftp(args: argparse.Namespace) -> int:
+    """Connect with a saved block and list the report folders."""
+    from edulake.clever.names import FOLDERS
+
+    with open_sftp_source(args.name) as source:
+        files = source.list_files(FOLDERS)
+    print(f"{source.label}: host key verified, login ok, {len(files)} files in {FOLDERS}")
+    for f in files[-args.show :]:
+        print(f"  {f.name}  {f.size} bytes")
+    return 0
+
+
+def _host_key(args: argparse.Namespace) -> int:
+    line, fingerprint = fetch_host_key(args.host, args.port)
+    print(line)
+    print(
+        f"# fingerprint {fingerprint}: NOT verified. Compare it with the fingerprint the "
+        "server's operator gives you before pinning it.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m edulake.blocks``: create and check the SFTP block from a shell."""
+    ap = argparse.ArgumentParser(prog="python -m edulake.blocks", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    hk = sub.add_parser("host-key", help="print a server's host key line (unverified)")
+    hk.add_argument("host")
+    hk.add_argument("--port", type=int, default=22)
+    hk.set_defaults(run=_host_key)
+    save = sub.add_parser(
+        "save-sftp",
+        help="save an SftpServer block (password from EDULAKE_SFTP_PASSWORD or --ask-password)",
+    )
+    save.add_argument("--name", default="edulake-clever-sftp")
+    save.add_argument("--host", required=True)
+    save.add_argument("--port", type=int, default=22)
+    save.add_argument("--username", required=True)
+    save.add_argument("--private-key-file", help="private key file (passphrase: env var)")
+    save.add_argument("--ask-password", action="store_true")
+    pin = save.add_mutually_exclusive_group(required=True)
+    pin.add_argument("--host-key", help="known_hosts line, public key or SHA256:... fingerprint")
+    pin.add_argument("--host-key-file", help="file with known_hosts line(s), e.g. verified keyscan")
+    save.add_argument("--remote-root", default="")
+    save.add_argument("--max-connections", type=int, default=4)
+    save.add_argument("--overwrite", action="store_true")
+    save.set_defaults(run=_save_sftp)
+    check = sub.add_parser("check-sftp", help="connect with a saved block and list the reports")
+    check.add_argument("--name", default="edulake-clever-sftp")
+    check.add_argument("--show", type=int, default=5, help="how many file names to print")
+    check.set_defaults(run=_check_sftp)
+    args = ap.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except SftpError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -234,6 +234,32 @@ class PinnedHostKeyPolicy(paramiko.MissingHostKeyPolicy):
         )
 
 
+def fetch_host_key(host: str, port: int = 22, timeout: float = 15.0) -> list[str]:
+    """The server's host key as ``[line, fingerprint]``, WITHOUT trusting it (like ssh-keyscan).
+
+    For setting up a pin: compare the fingerprint with one obtained out of band (the
+    server's operator, another network) before putting it in the block.
+    """
+    import socket
+
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        raise SftpTransientError(f"could not connect to {host}:{port}: {_reason(exc)}") from exc
+    transport = paramiko.Transport(sock)
+    try:
+        transport.start_client(timeout=timeout)
+        key = transport.get_remote_server_key()
+    except _NETWORK_ERRORS as exc:
+        raise SftpTransientError(
+            f"SSH handshake with {host}:{port} failed: {_reason(exc)}"
+        ) from exc
+    finally:
+        transport.close()
+    where = host if port == 22 else f"[{host}]:{port}"
+    return [f"{where} {key.get_name()} {key.get_base64()}", fingerprint_of(key.asbytes())]
+
+
 # -- client keys ------------------------------------------------------------------------
 def load_private_key(text: str, passphrase: str | None = None) -> paramiko.PKey:
     """A paramiko key from private key file text (OpenSSH or PEM; ed25519, ECDSA, RSA)."""

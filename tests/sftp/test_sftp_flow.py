@@ -108,3 +108,32 @@ def test_block_hides_secrets() -> None:
     settings = block.settings()
     assert settings.password == "PASSWORD"
     assert "PASSWORD" not in repr(settings)
+
+
+def test_block_cli_save_and_check(
+    sshd: SshdServer, remote: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edulake.blocks import main
+
+    generate_reports(str(remote), start=dt.date(2022, 1, 3), days=1, students=50)
+    assert main(["host-key", sshd.host, "--port", str(sshd.port)]) == 0
+    pin = capsys.readouterr().out
+    assert pin.strip() == sshd.host_key_line
+    (tmp_path / "known_hosts").write_text(pin)
+    key = tmp_path / "id"
+    key.write_text(sshd.client_key_text)
+    args = ["save-sftp", "--name", "test-cli-sftp", "--host", sshd.host]
+    args += ["--port", str(sshd.port), "--username", sshd.user, "--private-key-file", str(key)]
+    args += ["--host-key-file", str(tmp_path / "known_hosts"), "--remote-root", str(remote)]
+    assert main([*args, "--overwrite"]) == 0
+    assert main(["check-sftp", "--name", "test-cli-sftp"]) == 0
+    out = capsys.readouterr().out
+    assert "host key verified, login ok, 6 files" in out
+    loaded = SftpServer.load("test-cli-sftp", _sync=True)  # type: ignore[call-arg]
+    assert loaded.private_key is not None
+    assert loaded.private_key.get_secret_value() == sshd.client_key_text
+    assert sshd.client_key_text not in out
+
+    save_block("test-cli-bad", sshd, remote, host_key=KeyPair.generate().public_line)
+    assert main(["check-sftp", "--name", "test-cli-bad"]) == 2
+    assert "does not match the pinned key" in capsys.readouterr().err
