@@ -394,6 +394,17 @@ class _ChannelPool:
         self._client = self._connect()
         return self._client
 
+    def reset(self, sftp: paramiko.SFTPClient) -> None:
+        """Drop the connection ``sftp`` runs over (it hung), so the next checkout reconnects."""
+        channel = sftp.get_channel()
+        transport = channel.get_transport() if channel is not None else None
+        with self._lock:
+            if self._client is not None and self._client.get_transport() is transport:
+                log.warning("SFTP connection stopped responding: reconnecting")
+                with suppress(Exception):
+                    self._client.close()
+                self._client = None
+
     def close(self) -> None:
         with self._lock:
             for sftp in self._idle:
@@ -600,13 +611,16 @@ class SftpSource:
         path = self._path(*check_relative(file.name))
         sftp, handle, size = self._retrying(f"opening {file.name}", lambda: self._start(path, file))
         broken = True
+        raw = _WindowedReader(handle, size, file.name)
         try:
-            raw = _WindowedReader(handle, size, file.name)
             yield io.BufferedReader(raw, buffer_size=1 << 20)
             broken = False
         finally:
-            with suppress(Exception):
-                handle.close()
+            if raw.timed_out:
+                self._pool.reset(sftp)  # a hung connection would stall every later transfer
+            else:
+                with suppress(Exception):
+                    handle.close()
             self._pool.checkin(sftp, broken=broken)
 
     def _start(
@@ -655,6 +669,7 @@ class _WindowedReader(io.RawIOBase):
         self._chunks: Iterator[bytes] = iter(())
         self._expected: list[int] = []  # lengths of the current window's requests, reversed
         self._checked_end = False
+        self.timed_out = False
 
     def readable(self) -> bool:
         return True
@@ -665,6 +680,7 @@ class _WindowedReader(io.RawIOBase):
         except SftpError:
             raise
         except _NETWORK_ERRORS as exc:
+            self.timed_out = isinstance(exc, TimeoutError)
             raise SftpTransientError(
                 f"transfer of {self._name} failed after {self._pos} of {self._size} bytes "
                 f"({_reason(exc)}); nothing was kept, it will be fetched again"

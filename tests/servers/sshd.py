@@ -108,6 +108,14 @@ class SshdServer:
         psutil.wait_procs(procs, timeout=5)
         return len(procs)
 
+    def freeze_connections(self) -> list[psutil.Process]:
+        """Suspend every open session (SIGSTOP): a server that hangs without closing."""
+        procs = self.sessions()
+        for p in procs:
+            with suppress(psutil.NoSuchProcess):
+                p.suspend()
+        return procs
+
     def stop(self) -> None:
         """Stop the listener and every session."""
         sessions = self.sessions()

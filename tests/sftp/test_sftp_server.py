@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -282,6 +282,29 @@ def test_transfer_cut_leaves_nothing_and_rerun_completes(
         hashlib.sha256(landed.read_bytes()).hexdigest()
         == hashlib.sha256(big.read_bytes()).hexdigest()
     )
+
+
+def test_hung_server_times_out_and_rerun_completes(
+    sshd: SshdServer, remote: Path, tmp_path: Path
+) -> None:
+    big = _big_report(remote)
+    lake = Lake(str(tmp_path / "lake"))
+    frozen: list[Any] = []
+    with SftpSource(make_settings(sshd, remote, io_timeout=1.0)) as source:
+        (file,) = clever_files(source.list_files(FOLDERS))
+        opener = _cutting_opener(source, lambda: frozen.extend(sshd.freeze_connections()))
+        try:
+            with pytest.raises(SftpTransientError, match="nothing was kept"):
+                land_file(lake, Ledger(lake, "clever"), file, opener, lambda _f, _d: "x/y.csv")
+            assert frozen
+            assert lake_files(tmp_path / "lake") == []
+            # the hung connection is dropped: the re-run reconnects while it is still frozen
+            (result,) = land_all(lake, source, [file], TODAY)
+        finally:
+            for p in frozen:
+                p.kill()
+    assert result.outcome == "landed"
+    assert result.size == big.stat().st_size
 
 
 def test_file_changed_during_transfer_is_not_landed(
