@@ -25,7 +25,12 @@ from tasks.common import logger
 def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
     """Task retry condition: never retry what retrying cannot fix (login, host key, config)."""
     exc = state.data
-    return not isinstance(exc, BaseException) or is_retryable(exc)
+    # Look through wrappers (LandingFailed keeps the first file's error as its cause).
+    while isinstance(exc, BaseException):
+        if not is_retryable(exc):
+            return False
+        exc = exc.__cause__
+    return True
 
 
 def open_source(
