@@ -32,6 +32,10 @@ def logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _is_storage_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and "AWS Error" in str(exc)
+
+
 def explain_storage_errors(fn: F) -> F:
     """Restate S3 errors that exhausted the client's retries with what to do next."""
 
@@ -41,11 +45,14 @@ def explain_storage_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except StorageUnavailableError:
             raise
-        except OSError as exc:
-            if "AWS Error" not in str(exc) and not isinstance(exc, ConnectionError):
+        except Exception as exc:
+            cause: BaseException | None = exc  # wrappers (LandingFailed) keep it as cause
+            while cause is not None and not _is_storage_error(cause):
+                cause = cause.__cause__
+            if not isinstance(cause, OSError):
                 raise
             lakes = [a for a in (*args, *kwargs.values()) if isinstance(a, Lake)]
-            raise explain_storage_error(exc, lakes[0] if lakes else None) from exc
+            raise explain_storage_error(cause, lakes[0] if lakes else None) from exc
 
     return wrapper  # type: ignore[return-value]
 

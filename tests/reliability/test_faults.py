@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from edulake.clever import pipeline
 from edulake.lake import Lake, S3Options, StorageUnavailableError, Zone
+from edulake.sources import FolderSource
 from tasks.clever import land_files, pseudonymize_reports
 
+from ..clever.helpers import DP_HEADER, write
 from ..servers.faulty_s3 import faulty_s3
-from .helpers import KEY
+from .helpers import DP, KEY
 
 
 def _lake(url: str, **kw) -> Lake:
@@ -37,7 +40,19 @@ def test_exhausted_retries_fail_the_task_saying_what_to_do():
     assert "503" in msg
 
 
+def test_exhausted_retries_while_landing_say_what_to_do(tmp_path):
+    src = str(tmp_path / "src")
+    write(src, DP, DP_HEADER + "\n")
+    source = FolderSource(src)
+    reports = pipeline.discover(source).reports
+    with faulty_s3(failures=10_000) as s3:
+        lake = _lake(s3.url, max_attempts=2)
+        with pytest.raises(StorageUnavailableError, match="What to do"):
+            land_files.fn(lake, source, reports, 1)
+
+
 def test_non_storage_errors_are_not_disguised(tmp_path):
     lake = Lake(str(tmp_path / "lake"))
-    with pytest.raises(AttributeError):  # a bug stays a bug, not a storage message
+    with pytest.raises(Exception) as err:  # a bug stays a bug, not a storage message
         land_files.fn(lake, None, [("not", "a report")], 1)
+    assert not isinstance(err.value, StorageUnavailableError)
