@@ -185,3 +185,29 @@ def test_rotation_killed_then_rerun_completes(tmp_path, pseudonymizer, point):
     assert lake_fingerprint(lake) == lake_fingerprint(fresh)
     assert recorded_key_id(lake, "clever") == OTHER_KEY.key_id
     run(lake, src, Pseudonymizer(OTHER_KEY))  # ordinary runs work again
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_flows_refuse_another_key_and_rotate(tmp_path, monkeypatch):
+    from flows.clever_maintenance import clever_rotate_key
+    from flows.clever_participation import clever_participation
+
+    small = {"days": 1, "students": 60, "teachers": 5, "staff": 2, "schools": 2}
+    root = str(tmp_path / "lake")
+    monkeypatch.setenv("EDULAKE_HMAC_KEY", KEY.secret.decode())
+    first = clever_participation(source="testdata", lake_root=root, testdata=small)
+    monkeypatch.setenv("EDULAKE_HMAC_KEY", OTHER_KEY.secret.decode())
+    with pytest.raises(KeyMismatchError, match="rotate-key"):
+        clever_participation(source="testdata", lake_root=root, testdata=small)
+    rotated = clever_rotate_key(lake_root=root)
+    assert rotated["rotated"] and rotated["to_key_id"] == OTHER_KEY.key_id
+    assert rotated["failed_files"] == []
+    again = clever_participation(source="testdata", lake_root=root, testdata=small)
+    assert again["files_processed"] == 0 and first["rows_written"] > 0
+    assert clever_rotate_key(lake_root=root) == {"rotated": False, "key_id": OTHER_KEY.key_id}
+    con = duckdb.connect(f"{root}/catalog/edulake.duckdb", read_only=True)
+    comment = con.execute(
+        "SELECT comment FROM duckdb_tables() WHERE table_name = 'resource_usage'"
+    ).fetchone()[0]
+    con.close()
+    assert f"key_id={OTHER_KEY.key_id}" in comment
