@@ -34,8 +34,12 @@ class AuthProvider(Protocol):
         """Headers to add to a request (e.g. ``Authorization: Bearer ...``)."""
         ...
 
-    def refresh(self, rejected: Mapping[str, str]) -> None:
-        """The server refused ``rejected`` headers: get new credentials (once per rejection)."""
+    def refresh(self, rejected: Mapping[str, str]) -> bool:
+        """The server refused ``rejected`` headers: get new credentials once per rejection.
+
+        Returns whether this call fetched new credentials (False: another worker already
+        renewed the refused ones, so the caller simply tries again with the new ones).
+        """
         ...
 
 
@@ -205,10 +209,12 @@ class HttpClient:
             )
             can_refresh = refreshes < self.retry.max_auth_refreshes
             if refused and use_auth and self.auth is not None and can_refresh:
-                refreshes += 1
-                self._count("auth_refreshes")
                 log.info("%s %s: token refused (HTTP %d), renewing it", method, shown, status)
-                self.auth.refresh(sent)
+                if self.auth.refresh(sent):
+                    # Only a token this request itself renewed counts against its limit:
+                    # under concurrency others may use up and renew tokens in between.
+                    refreshes += 1
+                    self._count("auth_refreshes")
                 attempt -= 1  # a renewed token is not a retry of a failure
                 continue
             if status < 400:

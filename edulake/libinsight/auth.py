@@ -93,9 +93,11 @@ class ClientCredentials:
                 self._fetch()
             return {"Authorization": f"Bearer {self._token}"}
 
-    def refresh(self, rejected: Mapping[str, str]) -> None:
+    def refresh(self, rejected: Mapping[str, str]) -> bool:
         with self._lock:
             # Several workers may report the same refused token: renew it once.
             if rejected.get("Authorization") == f"Bearer {self._token}":
                 self._token = None
                 self._fetch()
+                return True
+            return False
