@@ -132,18 +132,10 @@ class Auditor:
 
         con = duckdb.connect(path, read_only=True)
         try:
-            np_tables = con.execute(
-                "SELECT count(*) FROM duckdb_tables() WHERE schema_name LIKE '%\\_np' ESCAPE '\\'"
-            ).fetchone()
-            if np_tables and np_tables[0]:
-                self.report.warnings.append(
-                    f"{path} holds {np_tables[0]} protected *_np table(s) with raw identifiers: "
-                    "whoever can read this file can read them; keep it where only "
-                    "stage2np readers can, or give analysts a catalog without the *_np schemas"
-                )
+            # Protected tables live in <source>_np.duckdb files under the np root, never in
+            # the analysts' file: every table here is scanned, whatever its schema's name.
             tables = con.execute(
-                "SELECT schema_name, table_name, comment FROM duckdb_tables() "
-                "WHERE NOT internal AND schema_name NOT LIKE '%\\_np' ESCAPE '\\'"
+                "SELECT schema_name, table_name, comment FROM duckdb_tables() WHERE NOT internal"
             ).fetchall()
             for schema, table, comment in tables:
                 loc = f"catalog {os.path.basename(path)}: {schema}.{table}"

@@ -82,7 +82,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     show_answers(args.lake_root)
     print(
         f"\nThe lake is in {os.path.abspath(args.lake_root)}; the SQL database is "
-        f"{_catalog_path(args.lake_root)} (schemas clever and clever_np).\n"
+        f"{_catalog_path(args.lake_root)} (schema clever; the protected lookups are in clever_np.duckdb beside it).\n"
         "Run it again: nothing is landed twice and the tables stay the same."
     )
     return 0
@@ -106,9 +106,11 @@ def cmd_clever(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    import duckdb
+    from edulake.catalog.duckdb import connect
 
-    con = duckdb.connect(_catalog_path(args.lake_root), read_only=True)
+    # Protected <source>_np catalogs are attached when this user can read them.
+    np_dir = os.path.join(os.path.abspath(args.np_root), "catalog") if args.np_root else None
+    con = connect(_catalog_path(args.lake_root), np_dir=np_dir)
     try:
         _print_table(args.sql.strip()[:60], con.sql(args.sql).to_arrow_table())
     finally:
@@ -200,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("query", help="run SQL against the DuckDB catalog")
     q.add_argument("sql")
     q.add_argument("--lake-root", default="./lake")
+    q.add_argument("--np-root", help="protected root, to query the *_np lookups (stewards)")
     q.set_defaults(func=cmd_query)
 
     au = sub.add_parser("audit", help="PII audit: raw identifiers outside the protected zones")

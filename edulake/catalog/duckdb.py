@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import os
 from importlib import resources
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -19,7 +20,7 @@ import sqlglot
 
 from edulake.catalog import Catalog, CatalogTable, PublishResult
 from edulake.faults import crashpoint
-from edulake.lake import Lake
+from edulake.lake import Lake, Zone
 from edulake.types import duckdb_type
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,37 @@ def to_duckdb(athena_sql: str) -> str:
     return str(sqlglot.transpile(athena_sql, read="athena", write="duckdb")[0])
 
 
+def np_catalog_dir(path: str, lake: Lake) -> str:
+    """Where the protected catalog files live: ``<np root>/catalog`` when it is local.
+
+    Protected tables (raw identifiers) never go into the main file, so analysts can be
+    given the main file alone; data stewards attach the ``<source>_np.duckdb`` files too.
+    """
+    if lake.protected.is_local:
+        return os.path.join(lake.protected.base, "catalog")
+    return os.path.dirname(os.path.abspath(path))
+
+
+def connect(path: str, np_dir: str | None = None, read_only: bool = True) -> Any:
+    """Open a catalog file, attaching the protected ``<source>_np`` files found in ``np_dir``."""
+    con = duckdb.connect(path, read_only=read_only)
+    folder = np_dir or os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(folder):
+        for name in sorted(os.listdir(folder)):
+            if name.endswith("_np.duckdb"):
+                alias = name[: -len(".duckdb")]
+                ro = " (READ_ONLY)" if read_only else ""
+                con.execute(f"ATTACH {_lit(os.path.join(folder, name))} AS {_q(alias)}{ro}")
+    return con
+
+
 class DuckDBCatalog(Catalog):
-    """Tables and views in an embedded DuckDB database file."""
+    """Tables and views in an embedded DuckDB database file.
+
+    Pseudonymized tables and views go in the main file (schemas ``<source>``); protected
+    tables go in ``<np dir>/<source>_np.duckdb``, attached as catalog ``<source>_np`` so
+    ``clever_np.sis_id_lookup`` reads the same from this connection.
+    """
 
     kind = "duckdb"
 
@@ -60,6 +90,8 @@ class DuckDBCatalog(Catalog):
         self.lake = lake
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.np_dir = np_catalog_dir(path, lake) if path != ":memory:" else None
+        self._attached: set[str] = set()
         self.con = duckdb.connect(path)
         # DuckDB takes one fsspec filesystem per protocol: register "s3" once, even when
         # the np root is another bucket (both roots share one set of S3 options).
@@ -80,6 +112,25 @@ class DuckDBCatalog(Catalog):
         self.con.close()
 
     # -- tables ----------------------------------------------------------------------
+    def _qualified(self, table: CatalogTable) -> tuple[str, str, str]:
+        """(catalog, schema, fully qualified name) of a table; protected ones attached."""
+        if table.zone is not Zone.STAGE2NP:
+            return self._main_catalog(), table.database, f"{_q(table.database)}.{_q(table.name)}"
+        db = table.database
+        if db not in self._attached:
+            if self.np_dir is None:
+                self.con.execute(f"ATTACH ':memory:' AS {_q(db)}")
+            else:
+                os.makedirs(self.np_dir, exist_ok=True)
+                path = os.path.join(self.np_dir, f"{db}.duckdb")
+                self.con.execute(f"ATTACH {_lit(path)} AS {_q(db)}")
+            self._attached.add(db)
+        return db, "main", f"{_q(db)}.main.{_q(table.name)}"
+
+    def _main_catalog(self) -> str:
+        row = self.con.execute("SELECT current_database()").fetchone()
+        return str(row[0]) if row else "memory"
+
     def _columns(self, table: CatalogTable) -> list[tuple[str, str]]:
         cols = [(c.name, duckdb_type(c.type)) for c in table.columns]
         if table.partition is not None:
@@ -87,10 +138,12 @@ class DuckDBCatalog(Catalog):
         return cols
 
     def _existing(self, table: CatalogTable) -> list[tuple[str, str]] | None:
+        catalog, schema, _ = self._qualified(table)
         rows = self.con.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-            [table.database, table.name],
+            "WHERE table_catalog = ? AND table_schema = ? AND table_name = ? "
+            "ORDER BY ordinal_position",
+            [catalog, schema, table.name],
         ).fetchall()
         return [(r[0], r[1]) for r in rows] or None
 
@@ -120,7 +173,7 @@ class DuckDBCatalog(Catalog):
 
     def publish(self, table: CatalogTable, partitions: list[str] | None = None) -> PublishResult:
         """Create or update a table; replace only ``partitions`` when the schema is unchanged."""
-        fq = f"{_q(table.database)}.{_q(table.name)}"
+        _, schema, fq = self._qualified(table)
         wanted = self._columns(table)
         existing = self._existing(table)
         schema_changes = _diff(existing, wanted) if existing else []
@@ -130,7 +183,8 @@ class DuckDBCatalog(Catalog):
         files = self._files(table, None if full else partitions)
         self.con.execute("BEGIN TRANSACTION")
         try:
-            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(table.database)}")
+            if schema != "main":
+                self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(schema)}")
             if full:
                 if files:
                     self.con.execute(

@@ -13,6 +13,7 @@ from prefect_aws import AwsCredentials
 from prefect_aws.client_parameters import AwsClientParameters
 
 from edulake.athena import load_views, to_duckdb
+from edulake.catalog.duckdb import connect as connect_catalog
 from flows.clever_participation import clever_participation
 from tests.aws.conftest import LAKE_BUCKET, NP_BUCKET
 from tests.servers.seaweedfs import SeaweedS3
@@ -70,7 +71,7 @@ def test_clever_flow_on_s3_with_duckdb_catalog(s3_server, s3_block, tmp_path, mo
     assert not [k for k in main_keys if "/stage2np/" in k or "/quarantine/" in k]
     assert not [k for k in main_keys + np_keys if "/_tmp/" in k and not k.endswith("/")]
 
-    con = duckdb.connect(db, read_only=True)
+    con = connect_catalog(db)
     try:
         dp = con.execute("SELECT COUNT(*) FROM clever.daily_participation").fetchone()[0]
         lookups = con.execute("SELECT COUNT(*) FROM clever_np.sis_id_lookup").fetchone()[0]
@@ -223,7 +224,7 @@ def test_libinsight_flow_on_s3(s3_server, s3_block, tmp_path, monkeypatch):
     assert any("/stage2np/libinsight/entered_by_lookup/" in k for k in np_keys)
     assert not [k for k in main_keys if "/stage2np/" in k]
 
-    con = duckdb.connect(db, read_only=True)
+    con = connect_catalog(db)
     try:
         rows = con.execute(
             "SELECT COUNT(*), COUNT(DISTINCT id) FROM libinsight.reference_desk"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import duckdb
 import pytest
 from prefect.client.orchestration import get_client
 
+from edulake.catalog.duckdb import connect as connect_catalog
 from edulake.pseudonym import MissingKeyError
 from flows.clever_participation import clever_participation
 
@@ -24,7 +24,7 @@ async def _artifacts(keys: list[str]):
 
 
 def _tables(db: str) -> dict[str, int]:
-    con = duckdb.connect(db, read_only=True)
+    con = connect_catalog(db)
     try:
         return {
             t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]

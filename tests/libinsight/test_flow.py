@@ -6,11 +6,11 @@ import asyncio
 import datetime as dt
 import logging
 
-import duckdb
 import pytest
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 
+from edulake.catalog.duckdb import connect as connect_catalog
 from edulake.lake import Lake
 from edulake.libinsight.server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from edulake.libinsight.store import read_watermark
@@ -93,7 +93,7 @@ def test_backfill_then_incremental_with_drift(tmp_path, all_logs, caplog):
             r["_id"] for r in srv.records(D(2021, 12, 1), D(2023, 2, 28)) if r["_start_date"]
         }
 
-    con = duckdb.connect(f"{root}/catalog/edulake.duckdb", read_only=True)
+    con = connect_catalog(f"{root}/catalog/edulake.duckdb")
     try:
         n, distinct = con.execute(
             "SELECT COUNT(*), COUNT(DISTINCT id) FROM libinsight.reference_desk"

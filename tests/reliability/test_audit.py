@@ -91,7 +91,6 @@ def test_planted_raw_id_is_found_without_printing_it(demo_lake, tmp_path, capsys
     elif where == "catalog":
         con = duckdb.connect(f"{lake.main.base}/catalog/edulake.duckdb")
         con.execute("CREATE TABLE clever.leak AS SELECT ? AS who", [raw])
-        con.execute("CREATE TABLE clever_np.fine AS SELECT ? AS who", ["S77777"])  # protected
         con.close()
     elif where == "log":
         log = tmp_path / "run.log"

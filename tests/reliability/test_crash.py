@@ -18,10 +18,10 @@ import signal
 import subprocess
 import sys
 
-import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from edulake.catalog.duckdb import connect as connect_catalog
 from edulake.clever.testdata import TestDataSource
 from edulake.lake import Lake, Zone
 
@@ -91,7 +91,7 @@ def state(base: str) -> dict[str, object]:
         assert meta.metadata[b"edulake.key_id"].decode() == KEY.key_id
     out["processed"] = sorted((r["name"], r["rows_written"]) for r in records)
     assert not lake.exists(Zone.SYSTEM, "publish/clever/unpublished.json")
-    con = duckdb.connect(f"{base}/lake/catalog/edulake.duckdb", read_only=True)
+    con = connect_catalog(f"{base}/lake/catalog/edulake.duckdb", np_dir=f"{base}/np/catalog")
     try:
         for t in [
             "clever.daily_participation",

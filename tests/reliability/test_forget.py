@@ -7,9 +7,9 @@ import hashlib
 import hmac
 import os
 
-import duckdb
 import pytest
 
+from edulake.catalog.duckdb import connect as connect_catalog
 from edulake.clever import pipeline
 from edulake.forget import forget, read_suppressed
 from edulake.lake import Lake, Zone
@@ -73,7 +73,9 @@ def test_forget_by_sis_id_removes_the_person_everywhere(tmp_path, lake, pseudony
         "resource_usage": ["2022-01-03"],
     }
     _publish(lake, KEY.key_id, full=False)
-    con = duckdb.connect(str(tmp_path / "lake/catalog/edulake.duckdb"), read_only=True)
+    con = connect_catalog(
+        str(tmp_path / "lake/catalog/edulake.duckdb"), np_dir=str(tmp_path / "np/catalog")
+    )
     try:
         for t, col in [
             ("clever.daily_participation", "clever_user_id_pseudonym"),

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import hashlib
 
-import duckdb
 import pytest
 
+from edulake.catalog.duckdb import connect as connect_catalog
 from edulake.clever import pipeline
 from edulake.clever.testdata import TestDataSource
 from edulake.lake import Lake, Zone
@@ -30,7 +30,7 @@ def _file_digests(lake: Lake) -> dict[str, str]:
 
 
 def _catalog(root: str) -> dict[str, tuple[int, str]]:
-    con = duckdb.connect(f"{root}/catalog/edulake.duckdb", read_only=True)
+    con = connect_catalog(f"{root}/catalog/edulake.duckdb")
     try:
         names = [
             f"{s}.{t}"

@@ -7,11 +7,11 @@ import signal
 import subprocess
 import sys
 
-import duckdb
 import pyarrow.parquet as pq
 import pytest
 
 from edulake.catalog import open_catalog
+from edulake.catalog.duckdb import connect as connect_catalog
 from edulake.clever import pipeline
 from edulake.keys import KeyRotationInProgress, key_record_key, recorded_key_id
 from edulake.lake import Lake, Zone
@@ -51,9 +51,12 @@ def test_key_id_recorded_with_every_table(tmp_path, lake, pseudonymizer):
         with lake.open_input_file(Zone.STAGE2P, obj.key) as f:
             assert pq.read_schema(f).metadata[b"edulake.key_id"] == KEY.key_id.encode()
     assert set(read_lookup(lake, "clever", "sis_id")["key_id"].to_pylist()) == {KEY.key_id}
-    con = duckdb.connect(str(tmp_path / "lake/catalog/edulake.duckdb"), read_only=True)
+    con = connect_catalog(
+        str(tmp_path / "lake/catalog/edulake.duckdb"), np_dir=str(tmp_path / "np/catalog")
+    )
     comments = con.execute(
-        "SELECT table_name, comment FROM duckdb_tables() WHERE schema_name LIKE 'clever%'"
+        "SELECT table_name, comment FROM duckdb_tables() "
+        "WHERE schema_name LIKE 'clever%' OR database_name = 'clever_np'"
     ).fetchall()
     con.close()
     assert len(comments) == 4 and all(f"key_id={KEY.key_id}" in c for _, c in comments)
@@ -108,7 +111,7 @@ def test_rotation_equals_a_fresh_build_with_the_new_key(tmp_path, pseudonymizer)
     run(lake, src, new)
     with pytest.raises(KeyMismatchError):
         run(lake, src, pseudonymizer)
-    con = duckdb.connect(str(tmp_path / "lake/catalog/edulake.duckdb"), read_only=True)
+    con = connect_catalog(str(tmp_path / "lake/catalog/edulake.duckdb"))
     n = con.execute("SELECT COUNT(*) FROM clever.daily_participation").fetchone()[0]
     comment = con.execute(
         "SELECT comment FROM duckdb_tables() WHERE table_name = 'daily_participation'"
@@ -205,7 +208,7 @@ def test_flows_refuse_another_key_and_rotate(tmp_path, monkeypatch):
     again = clever_participation(source="testdata", lake_root=root, testdata=small)
     assert again["files_processed"] == 0 and first["rows_written"] > 0
     assert clever_rotate_key(lake_root=root) == {"rotated": False, "key_id": OTHER_KEY.key_id}
-    con = duckdb.connect(f"{root}/catalog/edulake.duckdb", read_only=True)
+    con = connect_catalog(f"{root}/catalog/edulake.duckdb")
     comment = con.execute(
         "SELECT comment FROM duckdb_tables() WHERE table_name = 'resource_usage'"
     ).fetchone()[0]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from edulake.blocks import SftpServer
+from edulake.catalog.duckdb import connect as connect_catalog
 from edulake.clever.testdata import generate_reports
 from edulake.sftp import HostKeyError, SftpAuthError
 from flows.clever_participation import clever_participation
@@ -33,7 +33,7 @@ def save_block(name: str, server: SshdServer, root: Path, **overrides: object) -
 
 
 def daily_rows(db: str) -> int:
-    con = duckdb.connect(db, read_only=True)
+    con = connect_catalog(db)
     try:
         return int(con.execute("SELECT COUNT(*) FROM clever.daily_participation").fetchone()[0])
     finally:
