@@ -167,12 +167,17 @@ class StagedFiles:
         tmp = store.path(TMP_DIR, f"{uuid.uuid4().hex}.tmp")
         if store.is_local:
             store.fs.create_dir(store.path(TMP_DIR), recursive=True)
+        key = safe_key(key)
         stream = store.fs.open_output_stream(tmp)
         try:
             yield stream
-        finally:
+        except BaseException:
             stream.close()
-        self._pending.append((zone, safe_key(key), tmp))
+            with contextlib.suppress(OSError):
+                store.fs.delete_file(tmp)
+            raise
+        stream.close()
+        self._pending.append((zone, key, tmp))
 
     def write_bytes(self, zone: Zone, key: str, data: bytes) -> None:
         with self.open(zone, key) as out:

@@ -8,11 +8,15 @@ table, which is rewritten atomically: merging the same input twice changes nothi
 
 from __future__ import annotations
 
+import threading
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from edulake.catalog import CatalogTable
 from edulake.lake import Lake, Zone
+from edulake.specs import OutputColumn
 
 LOOKUP_SCHEMA = pa.schema(
     [
@@ -37,21 +41,32 @@ class IdentityTracker:
         self.key_id = key_id
         self._parts: list[pa.Table] = []
         self._rows = 0
+        self._lock = threading.Lock()
 
     def add(self, values: pa.Array, pseudonyms: pa.Array, dates: pa.Array) -> None:
         valid = pc.is_valid(values)
         t = pa.table({"value": values, "pseudonym": pseudonyms, "d": dates}).filter(valid)
         if t.num_rows == 0:
             return
-        agg = _aggregate(t, "d", "d")
-        self._parts.append(agg)
-        self._rows += agg.num_rows
-        if self._rows > _COMPACT_AT:
-            self._parts = [self.table()]
-            self._rows = self._parts[0].num_rows
+        self.add_table(_aggregate(t, "d", "d"))
+
+    def add_table(self, agg: pa.Table) -> None:
+        """Add identities already aggregated (value, pseudonym, first_seen, last_seen)."""
+        if agg.num_rows == 0:
+            return
+        with self._lock:
+            self._parts.append(agg)
+            self._rows += agg.num_rows
+            if self._rows > _COMPACT_AT:
+                self._parts = [self._table()]
+                self._rows = self._parts[0].num_rows
 
     def table(self) -> pa.Table:
         """One row per identity: value, pseudonym, first_seen, last_seen."""
+        with self._lock:
+            return self._table()
+
+    def _table(self) -> pa.Table:
         if not self._parts:
             return pa.table(
                 {
@@ -64,7 +79,7 @@ class IdentityTracker:
         return _aggregate(pa.concat_tables(self._parts), "first_seen", "last_seen")
 
     def __len__(self) -> int:
-        return self.table().num_rows
+        return int(self.table().num_rows)
 
 
 def _aggregate(t: pa.Table, first_col: str, last_col: str) -> pa.Table:
@@ -104,9 +119,28 @@ def merge_lookup(lake: Lake, source: str, column: str, seen: pa.Table, key_id: s
     merged = merged.select(LOOKUP_SCHEMA.names).cast(LOOKUP_SCHEMA)
     with lake.atomic_write(Zone.STAGE2NP, key) as out:
         pq.write_table(merged, out, compression="zstd")
-    return merged.num_rows
+    return int(merged.num_rows)
 
 
 def read_lookup(lake: Lake, source: str, column: str) -> pa.Table:
     with lake.open_input_file(Zone.STAGE2NP, lookup_key(source, column)) as f:
         return pq.read_table(f)
+
+
+def lookup_catalog_table(lake: Lake, source: str, column: str, key_id: str) -> CatalogTable:
+    """A lookup table as a catalog sees it (published in the protected ``<source>_np``)."""
+    return CatalogTable(
+        zone=Zone.STAGE2NP,
+        source=source,
+        name=f"{column}_lookup",
+        columns=[
+            OutputColumn(name="pseudonym", type="string", comment=f"Pseudonym of {column}."),
+            OutputColumn(name="value", type="string", comment=f"Raw {column}: PII."),
+            OutputColumn(name="first_seen", type="date", comment="First report date seen."),
+            OutputColumn(name="last_seen", type="date", comment="Last report date seen."),
+            OutputColumn(name="key_id", type="string", comment="Id of the pseudonymization key."),
+        ],
+        location=lake.uri(Zone.STAGE2NP, f"{source}/{column}_lookup"),
+        description=f"{source} {column}: pseudonym -> raw value (protected).",
+        properties={"key_id": key_id, "source": source},
+    )

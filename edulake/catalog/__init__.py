@@ -78,9 +78,7 @@ class Catalog(ABC):
     kind: str
 
     @abstractmethod
-    def publish(
-        self, table: CatalogTable, partitions: list[str] | None = None
-    ) -> PublishResult:
+    def publish(self, table: CatalogTable, partitions: list[str] | None = None) -> PublishResult:
         """Create or update a table. ``partitions``: values whose data changed (None: all)."""
 
     @abstractmethod
@@ -93,3 +91,16 @@ class Catalog(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+def open_catalog(kind: str, lake: Lake, duckdb_path: str | None = None, **glue: str) -> Catalog:
+    """The configured catalog: ``duckdb`` (embedded default) or ``glue`` (Athena)."""
+    if kind == "duckdb":
+        from edulake.catalog.duckdb import DuckDBCatalog
+
+        return DuckDBCatalog(duckdb_path or DuckDBCatalog.default_path(lake), lake)
+    if kind == "glue":
+        from edulake.catalog.glue import GlueCatalog  # type: ignore[import-not-found,unused-ignore]
+
+        return GlueCatalog(lake=lake, **glue)  # type: ignore[no-any-return,unused-ignore]
+    raise ValueError(f"unknown catalog kind {kind!r}: use duckdb or glue")

@@ -106,7 +106,9 @@ class TableSpec(BaseModel):
         if self.partition_by is None:
             return None
         if self.partition_granularity == "month":
-            return OutputColumn(name="month", type="string", comment="YYYY-MM of " + self.partition_by)
+            return OutputColumn(
+                name="month", type="string", comment="YYYY-MM of " + self.partition_by
+            )
         c = self.column(self.partition_by)
         return OutputColumn(name=c.name, type=c.type, comment=c.comment)
 

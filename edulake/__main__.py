@@ -1,0 +1,3 @@
+from edulake.cli import main
+
+raise SystemExit(main())

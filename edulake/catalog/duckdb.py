@@ -1,0 +1,213 @@
+"""The embedded default catalog: a DuckDB database file with materialized tables.
+
+Tables are real tables, not views over folders (the reference implementation's views
+broke whenever the folders changed and showed files mid-write). Publishing replaces only
+the partitions that changed, in one transaction: a BI tool sees the old data or the new,
+never a mix, and re-publishing the same data leaves the same table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from importlib import resources
+
+import duckdb
+import pyarrow as pa
+import sqlglot
+
+from edulake.catalog import Catalog, CatalogTable, PublishResult
+from edulake.lake import Lake
+from edulake.types import duckdb_type
+
+log = logging.getLogger(__name__)
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def view_sql(source: str) -> dict[str, str]:
+    """The source's analytics views: name -> Athena (Trino) SQL, from ``edulake/sql/views``."""
+    folder = resources.files("edulake.sql").joinpath("views", source)
+    if not folder.is_dir():
+        return {}
+    return {
+        f.name[: -len(".sql")]: f.read_text("utf-8")
+        for f in sorted(folder.iterdir(), key=lambda f: f.name)
+        if f.name.endswith(".sql")
+    }
+
+
+def to_duckdb(athena_sql: str) -> str:
+    """Athena/Trino SQL as DuckDB SQL (one query language in the repo, two engines)."""
+    return str(sqlglot.transpile(athena_sql, read="athena", write="duckdb")[0])
+
+
+class DuckDBCatalog(Catalog):
+    """Tables and views in an embedded DuckDB database file."""
+
+    kind = "duckdb"
+
+    def __init__(self, path: str, lake: Lake) -> None:
+        self.path = path
+        self.lake = lake
+        if path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.con = duckdb.connect(path)
+        for store in {id(lake.main): lake.main, id(lake.protected): lake.protected}.values():
+            if not store.is_local and store.s3 is not None:
+                self.con.register_filesystem(store.s3.fsspec())
+
+    @classmethod
+    def default_path(cls, lake: Lake) -> str:
+        if not lake.main.is_local:
+            raise ValueError(
+                "the DuckDB catalog needs a local file: set EDULAKE_CATALOG__DUCKDB_PATH "
+                "for an S3 lake, or use the glue catalog"
+            )
+        return os.path.join(lake.main.base, "catalog", "edulake.duckdb")
+
+    def close(self) -> None:
+        self.con.close()
+
+    # -- tables ----------------------------------------------------------------------
+    def _columns(self, table: CatalogTable) -> list[tuple[str, str]]:
+        cols = [(c.name, duckdb_type(c.type)) for c in table.columns]
+        if table.partition is not None:
+            cols.append((table.partition.name, duckdb_type(table.partition.type)))
+        return cols
+
+    def _existing(self, table: CatalogTable) -> list[tuple[str, str]] | None:
+        rows = self.con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [table.database, table.name],
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows] or None
+
+    def _files(self, table: CatalogTable, partitions: list[str] | None) -> list[str]:
+        """Parquet files of the table (of the given partitions only, if given)."""
+        zone_uri = self.lake.uri(table.zone)
+        prefix = table.location[len(zone_uri) :].strip("/")
+        if partitions is None or table.partition is None:
+            keys = [o.key for o in self.lake.list(table.zone, prefix)]
+        else:
+            keys = []
+            for value in partitions:
+                keys += [
+                    o.key
+                    for o in self.lake.list(table.zone, f"{prefix}/{table.partition.name}={value}")
+                ]
+        return [self.lake.uri(table.zone, k) for k in keys if k.endswith(".parquet")]
+
+    def _select(self, table: CatalogTable, files: list[str]) -> str:
+        casts = [f"CAST({_q(n)} AS {t}) AS {_q(n)}" for n, t in self._columns(table)]
+        file_list = "[" + ", ".join(_lit(f) for f in files) + "]"
+        hive = table.partition is not None
+        return (
+            f"SELECT {', '.join(casts)} FROM read_parquet({file_list}, "
+            f"hive_partitioning = {str(hive).lower()}, union_by_name = true)"
+        )
+
+    def publish(self, table: CatalogTable, partitions: list[str] | None = None) -> PublishResult:
+        """Create or update a table; replace only ``partitions`` when the schema is unchanged."""
+        fq = f"{_q(table.database)}.{_q(table.name)}"
+        wanted = self._columns(table)
+        existing = self._existing(table)
+        schema_changes = _diff(existing, wanted) if existing else []
+        full = existing is None or bool(schema_changes) or partitions is None
+        if not full and not partitions:
+            return PublishResult(table.database, table.name, "unchanged")
+        files = self._files(table, None if full else partitions)
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(table.database)}")
+            if full:
+                if files:
+                    self.con.execute(
+                        f"CREATE OR REPLACE TABLE {fq} AS {self._select(table, files)}"
+                    )
+                else:
+                    cols = ", ".join(f"{_q(n)} {t}" for n, t in wanted)
+                    self.con.execute(f"CREATE OR REPLACE TABLE {fq} ({cols})")
+                self._comment(table, fq)
+            else:
+                assert table.partition is not None
+                assert partitions is not None
+                col = _q(table.partition.name)
+                ptype = duckdb_type(table.partition.type)
+                values = ", ".join(f"CAST({_lit(v)} AS {ptype})" for v in partitions)
+                self.con.execute(f"DELETE FROM {fq} WHERE {col} IN ({values})")
+                if files:
+                    self.con.execute(f"INSERT INTO {fq} {self._select(table, files)}")
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        rows = self.con.execute(f"SELECT COUNT(*) FROM {fq}").fetchone()
+        action = (
+            "created"
+            if existing is None
+            else "schema-changed"
+            if schema_changes
+            else "updated"
+            if partitions is None or table.partition is None
+            else "replaced-partitions"
+        )
+        return PublishResult(
+            table.database,
+            table.name,
+            action,  # type: ignore[arg-type]
+            rows=int(rows[0]) if rows else 0,
+            partitions=len(partitions) if partitions is not None else None,
+            schema_changes=schema_changes,
+        )
+
+    def _comment(self, table: CatalogTable, fq: str) -> None:
+        props = "; ".join(f"{k}={v}" for k, v in sorted(table.properties.items()))
+        desc = table.description + (f" [{props}]" if props else "")
+        self.con.execute(f"COMMENT ON TABLE {fq} IS {_lit(desc)}")
+        cols = list(table.columns) + ([table.partition] if table.partition else [])
+        for c in cols:
+            if c.comment:
+                self.con.execute(f"COMMENT ON COLUMN {fq}.{_q(c.name)} IS {_lit(c.comment)}")
+
+    # -- views and queries -------------------------------------------------------------
+    def create_views(self, source: str) -> list[str]:
+        created = []
+        for name, sql in view_sql(source).items():
+            fq = f"{_q(source)}.{_q(name)}"
+            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(source)}")
+            self.con.execute(f"CREATE OR REPLACE VIEW {fq} AS {to_duckdb(sql)}")
+            created.append(f"{source}.{name}")
+        return created
+
+    def query(self, sql: str) -> pa.Table:
+        return self.con.sql(sql).to_arrow_table()
+
+    def record_publish(self, source: str, info: dict[str, str]) -> None:
+        """Keep when and what was published, for BI users checking freshness."""
+        self.con.execute("CREATE SCHEMA IF NOT EXISTS edulake")
+        self.con.execute(
+            "CREATE TABLE IF NOT EXISTS edulake.publish_log "
+            "(source VARCHAR, published_at TIMESTAMP, info VARCHAR)"
+        )
+        self.con.execute(
+            "INSERT INTO edulake.publish_log VALUES (?, ?, ?)",
+            [source, dt.datetime.now(dt.UTC).replace(tzinfo=None), str(info)],
+        )
+
+
+def _diff(existing: list[tuple[str, str]], wanted: list[tuple[str, str]]) -> list[str]:
+    """Human-readable schema differences (column added, removed, retyped)."""
+    old, new = dict(existing), dict(wanted)
+    changes = [f"added {n} {t}" for n, t in wanted if n not in old]
+    changes += [f"removed {n}" for n in old if n not in new]
+    changes += [f"retyped {n}: {old[n]} -> {t}" for n, t in wanted if n in old and old[n] != t]
+    return changes

@@ -1,0 +1,209 @@
+"""The Clever pipeline's steps as plain functions: discover, land, process.
+
+The Prefect tasks in ``tasks/clever.py`` wrap these; tests call them directly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from edulake.catalog import CatalogTable
+from edulake.clever.names import FOLDERS, NotAReport, ReportName, landing_key, parse_report_name
+from edulake.clever.process import (
+    SOURCE,
+    FileResult,
+    process_file,
+    processed_key,
+    remove_stale_outputs,
+)
+from edulake.lake import Lake, Zone
+from edulake.landing import LandingResult, Ledger, LedgerEntry, SourceFile, land_file
+from edulake.lookup import IdentityTracker, lookup_catalog_table, merge_lookup
+from edulake.pseudonym import Pseudonymizer
+from edulake.sources import FileSource
+from edulake.specs import TableSpec, load_spec
+
+log = logging.getLogger(__name__)
+
+
+def specs() -> dict[str, TableSpec]:
+    """The Clever report specs by table name."""
+    return {n: load_spec(SOURCE, n) for n in ("daily_participation", "resource_usage")}
+
+
+@dataclass
+class Discovery:
+    """Files a source offers: the reports to consider and everything ignored, with why."""
+
+    reports: list[tuple[SourceFile, ReportName]] = field(default_factory=list)
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+    out_of_range: int = 0
+
+
+def discover(
+    source: FileSource, report_from: dt.date | None = None, report_to: dt.date | None = None
+) -> Discovery:
+    """List the report folders and keep well-formed report names in the date range."""
+    found = Discovery()
+    for f in source.list_files(FOLDERS):
+        try:
+            name = parse_report_name(f.name)
+        except NotAReport as exc:
+            found.ignored.append((f.name, str(exc)))
+            continue
+        if (report_from and name.report_date < report_from) or (
+            report_to and name.report_date > report_to
+        ):
+            found.out_of_range += 1
+            continue
+        found.reports.append((f, name))
+    return found
+
+
+def land_reports(
+    lake: Lake,
+    source: FileSource,
+    reports: list[tuple[SourceFile, ReportName]],
+    *,
+    concurrency: int = 4,
+    flow_run_id: str | None = None,
+    on_done: Callable[[LandingResult], None] | None = None,
+) -> list[LandingResult]:
+    """Land every offered report not already in the ledger (I/O bound: a bounded pool)."""
+    ledger = Ledger(lake, SOURCE)
+
+    def one(item: tuple[SourceFile, ReportName]) -> LandingResult:
+        f, name = item
+        result = land_file(
+            lake,
+            ledger,
+            f,
+            source.open,
+            lambda _f, day: landing_key(name, day),
+            attrs={"report": name.report, "role": name.role, "report_date": str(name.report_date)},
+            flow_run_id=flow_run_id,
+        )
+        if on_done:
+            on_done(result)
+        return result
+
+    if concurrency <= 1 or len(reports) <= 1:
+        return [one(r) for r in reports]
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="land") as pool:
+        return list(pool.map(one, reports))
+
+
+def pending(
+    lake: Lake, report_from: dt.date | None = None, report_to: dt.date | None = None
+) -> list[LedgerEntry]:
+    """Newest landed version of each report file that has not been processed yet."""
+    processed = {o.key for o in lake.list(Zone.SYSTEM, f"processed/{SOURCE}")}
+    out = []
+    for name, entry in sorted(Ledger(lake, SOURCE).latest().items()):
+        day = parse_report_name(name).report_date
+        if (report_from and day < report_from) or (report_to and day > report_to):
+            continue
+        if processed_key(name, entry.sha256) not in processed:
+            out.append(entry)
+    return out
+
+
+@dataclass
+class ProcessingResult:
+    """What processing a set of landed files did."""
+
+    files: list[FileResult]
+    changed: dict[str, list[str]]  # table -> partition values written or removed
+    lookups: dict[str, int]  # lookup column -> rows in the merged lookup
+    stale_removed: int = 0
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [f for f in self.files if f.status not in ("processed", "empty")]
+
+
+def process_pending(
+    lake: Lake,
+    entries: list[LedgerEntry],
+    pseudonymizer: Pseudonymizer,
+    *,
+    max_quarantine_share: float = 0.01,
+    workers: int = 2,
+    on_done: Callable[[FileResult], None] | None = None,
+) -> ProcessingResult:
+    """Process landed files, merge the identity lookups, then record what was processed."""
+    table_specs = specs()
+    lookup_cols = sorted({c.name for s in table_specs.values() for c in s.lookup_columns})
+    trackers = {c: IdentityTracker(pseudonymizer.key_id) for c in lookup_cols}
+
+    def one(entry: LedgerEntry) -> FileResult:
+        spec = table_specs[parse_report_name(entry.name).table]
+        result = process_file(
+            lake, entry, spec, pseudonymizer, trackers, max_quarantine_share=max_quarantine_share
+        )
+        if on_done:
+            on_done(result)
+        return result
+
+    if workers <= 1 or len(entries) <= 1:
+        results = [one(e) for e in entries]
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="process") as pool:
+            results = list(pool.map(one, entries))
+
+    lookups = {
+        col: merge_lookup(lake, SOURCE, col, t.table(), pseudonymizer.key_id)
+        for col, t in trackers.items()
+    }
+    changed: dict[str, set[str]] = {}
+    stale = 0
+    for entry, res in zip(entries, results, strict=True):
+        if res.status not in ("processed", "empty"):
+            continue  # not recorded: reported now, retried next run
+        previous = _previous_record(lake, entry)
+        stale += remove_stale_outputs(lake, previous, res)
+        parts = changed.setdefault(res.table, set())
+        parts.update(res.partitions)
+        if previous:
+            parts.update(_partitions_of(previous.get("outputs", [])))
+        record = res.to_json() | {
+            "key_id": pseudonymizer.key_id,
+            "path": entry.path,
+            "processed_at": dt.datetime.now(dt.UTC).isoformat(),
+        }
+        lake.write_json(Zone.SYSTEM, processed_key(entry.name, entry.sha256), record)
+    return ProcessingResult(results, {t: sorted(p) for t, p in changed.items()}, lookups, stale)
+
+
+def _previous_record(lake: Lake, entry: LedgerEntry) -> dict[str, Any] | None:
+    """The processed record of the newest earlier version of the same file, if any."""
+    prefix = f"processed/{SOURCE}/{entry.name}"
+    records = [
+        lake.read_json(Zone.SYSTEM, o.key)
+        for o in lake.list(Zone.SYSTEM, prefix)
+        if not o.key.endswith(f"/{entry.sha256}.json")
+    ]
+    return max(records, key=lambda r: r.get("processed_at", ""), default=None) if records else None
+
+
+def _partitions_of(keys: list[str]) -> set[str]:
+    out = set()
+    for key in keys:
+        for seg in key.split("/"):
+            if "=" in seg:
+                out.add(seg.split("=", 1)[1])
+    return out
+
+
+def catalog_tables(lake: Lake, key_id: str) -> list[tuple[CatalogTable, bool]]:
+    """The Clever tables to publish: (table, partitioned-incrementally) pairs."""
+    props = {"key_id": key_id, "source": SOURCE}
+    out = [(CatalogTable.from_spec(lake, s, props), True) for s in specs().values()]
+    for col in sorted({c.name for s in specs().values() for c in s.lookup_columns}):
+        out.append((lookup_catalog_table(lake, SOURCE, col, key_id), False))
+    return out

@@ -1,0 +1,165 @@
+"""``edulake`` command line: run the flows locally and look at the result.
+
+python -m edulake demo                 # Clever on bundled test data -> ./lake -> DuckDB
+python -m edulake clever --source folder --source-path DIR [--lake-root ...]
+python -m edulake query "SELECT ..."   # against the DuckDB catalog
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+DEMO_QUERIES = {
+    "Active students per school (first day)": """
+        SELECT school_name, active_students FROM clever.active_students_per_school_day
+        WHERE "date" = (SELECT MIN("date") FROM clever.active_students_per_school_day)
+        ORDER BY active_students DESC LIMIT 5""",
+    "Average logins and resources per student-day, by school": """
+        SELECT school_name, students, ROUND(avg_logins_per_student_day, 2) AS avg_logins,
+               ROUND(avg_resources_per_student_day, 2) AS avg_resources
+        FROM clever.avg_usage_per_student_by_school ORDER BY students DESC LIMIT 5""",
+    "Top resources by distinct students (one school)": """
+        SELECT school_name, resource_rank, resource_name, students
+        FROM clever.top_resources_by_school
+        WHERE clever_school_id = (SELECT MIN(clever_school_id) FROM clever.top_resources_by_school)
+        ORDER BY resource_rank""",
+    "Usage over time (students)": """
+        SELECT "date", active_users, logins, resources_accessed FROM clever.usage_over_time
+        WHERE role = 'students' ORDER BY "date" LIMIT 7""",
+}
+
+
+def _print_table(title: str, table: object) -> None:
+    import pyarrow as pa
+
+    assert isinstance(table, pa.Table)
+    print(f"\n== {title}")
+    rows = table.to_pylist()
+    cols = table.column_names
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) if rows else len(c) for c in cols]
+    widths = [min(w, 40) for w in widths]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for r in rows:
+        print("  ".join(str(r[c])[:40].ljust(w) for c, w in zip(cols, widths, strict=True)))
+
+
+def _catalog_path(lake_root: str) -> str:
+    from edulake.settings import get_settings
+
+    configured = get_settings().catalog.duckdb_path
+    return configured or os.path.join(os.path.abspath(lake_root), "catalog", "edulake.duckdb")
+
+
+def show_answers(lake_root: str) -> None:
+    """Print a few answers from the DuckDB views."""
+    import duckdb
+
+    con = duckdb.connect(_catalog_path(lake_root), read_only=True)
+    try:
+        for title, sql in DEMO_QUERIES.items():
+            _print_table(title, con.sql(sql).to_arrow_table())
+    finally:
+        con.close()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from flows.clever_participation import clever_participation
+
+    testdata = {"days": args.days, "students": args.students}
+    summary = clever_participation(
+        source="testdata", lake_root=args.lake_root, demo=True, testdata=testdata
+    )
+    print("\n== Run summary")
+    print(json.dumps(summary, indent=2, default=str))
+    show_answers(args.lake_root)
+    print(
+        f"\nThe lake is in {os.path.abspath(args.lake_root)}; the SQL database is "
+        f"{_catalog_path(args.lake_root)} (schemas clever and clever_np).\n"
+        "Run it again: nothing is landed twice and the tables stay the same."
+    )
+    return 0
+
+
+def cmd_clever(args: argparse.Namespace) -> int:
+    from flows.clever_participation import clever_participation
+
+    summary = clever_participation(
+        source=args.source,
+        source_path=args.source_path,
+        sftp_block=args.sftp_block,
+        lake_root=args.lake_root,
+        np_root=args.np_root,
+        report_from=args.report_from,
+        report_to=args.report_to,
+        demo=args.demo,
+    )
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    import duckdb
+
+    con = duckdb.connect(_catalog_path(args.lake_root), read_only=True)
+    try:
+        _print_table(args.sql.strip()[:60], con.sql(args.sql).to_arrow_table())
+    finally:
+        con.close()
+    return 0
+
+
+def cmd_demo_libinsight(args: argparse.Namespace) -> int:
+    from edulake.libinsight.demo import run_demo  # type: ignore[import-not-found,unused-ignore]
+
+    run_demo(args.lake_root)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="edulake", description=__doc__.splitlines()[0] if __doc__ else ""
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="Clever pipeline on bundled test data (demo key)")
+    demo.add_argument("--lake-root", default="./lake")
+    demo.add_argument("--days", type=int, default=5)
+    demo.add_argument("--students", type=int, default=2000)
+    demo.set_defaults(func=cmd_demo)
+
+    cl = sub.add_parser("clever", help="run the Clever flow once")
+    cl.add_argument("--source", choices=["testdata", "folder", "sftp"], default="testdata")
+    cl.add_argument("--source-path")
+    cl.add_argument("--sftp-block", default="edulake-clever-sftp")
+    cl.add_argument("--lake-root")
+    cl.add_argument("--np-root")
+    cl.add_argument("--report-from", type=dt.date.fromisoformat)
+    cl.add_argument("--report-to", type=dt.date.fromisoformat)
+    cl.add_argument(
+        "--demo", action="store_true", help="allow the public demo key (test data only)"
+    )
+    cl.set_defaults(func=cmd_clever)
+
+    li = sub.add_parser("demo-libinsight", help="LibInsight pipeline against the local server")
+    li.add_argument("--lake-root", default="./lake")
+    li.set_defaults(func=cmd_demo_libinsight)
+
+    q = sub.add_parser("query", help="run SQL against the DuckDB catalog")
+    q.add_argument("sql")
+    q.add_argument("--lake-root", default="./lake")
+    q.set_defaults(func=cmd_query)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""Streaming CSV -> typed, validated, pseudonymized record batches, driven by a TableSpec.
+
+Two read modes, one result:
+
+* **fast**: pyarrow's multithreaded streaming reader, every column read as text. Rows
+  that fail type conversion are quarantined with their exact CSV record number.
+* **exact**: if the file has rows with the wrong field count or bytes that are not
+  UTF-8, the fast path cannot tell record numbers (the threaded reader does not report
+  them), so the file is read again single-threaded, as bytes, and every bad row is
+  quarantined with its record number and reason.
+
+Record numbers count CSV records with the header as 1; they equal physical line numbers
+unless a quoted field holds a newline.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import IO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from edulake.pseudonym import Pseudonymizer, clean_ids
+from edulake.specs import PiiOp, TableSpec
+from edulake.types import arrow_type
+
+BLOCK_SIZE = 8 << 20  # ~100k rows a batch for Clever files
+
+_TRUE = ("true", "t", "1", "yes", "y")
+_FALSE = ("false", "f", "0", "no", "n")
+_INT_RE = r"^\s*[+-]?\d+\s*$"
+_FLOAT_RE = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
+
+
+class NeedsExactMode(Exception):
+    """The fast reader met a malformed row or invalid UTF-8: re-read in exact mode."""
+
+
+class EmptyFileError(ValueError):
+    """A file with no header at all."""
+
+
+@dataclass
+class Rejected:
+    """Rows quarantined from one batch: record numbers, reasons and raw row text."""
+
+    lines: list[int] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    raw: list[str] = field(default_factory=list)
+
+    def extend(self, other: Rejected) -> None:
+        self.lines += other.lines
+        self.reasons += other.reasons
+        self.raw += other.raw
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+@dataclass
+class Batch:
+    """A validated batch: the stage2p rows, and the raw identifiers hashed in it."""
+
+    table: pa.Table  # output columns (spec order) plus the partition column
+    identities: dict[str, tuple[pa.Array, pa.Array]]  # column -> (values, pseudonyms)
+    rejected: Rejected
+
+
+def read_batches(
+    open_stream: Callable[[], IO[bytes]],
+    spec: TableSpec,
+    pseudonymizer: Pseudonymizer,
+    extra: dict[str, str] | None = None,
+    *,
+    exact: bool = False,
+) -> Iterator[Batch]:
+    """Validated, pseudonymized batches of a CSV file.
+
+    In fast mode a malformed row or invalid UTF-8 raises :class:`NeedsExactMode`: the
+    caller discards what it staged and reads again with ``exact=True``.
+    """
+    return _read(open_stream, spec, pseudonymizer, extra or {}, exact=exact)
+
+
+def _read(
+    open_stream: Callable[[], IO[bytes]],
+    spec: TableSpec,
+    pseudonymizer: Pseudonymizer,
+    extra: dict[str, str],
+    *,
+    exact: bool,
+) -> Iterator[Batch]:
+    invalid: dict[int, str] = {}  # record number -> raw text (exact mode)
+
+    malformed = False
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        nonlocal malformed
+        if not exact:
+            malformed = True  # exceptions raised here are swallowed: make the reader fail
+            return "error"
+        invalid[row.number] = (
+            f"expected {row.expected_columns} fields, got {row.actual_columns}\x00{row.text}"
+        )
+        return "skip"
+
+    text_type = pa.binary() if exact else pa.string()
+    names = {n for c in spec.columns for n in (c.name, *c.aliases)}
+    names |= {n.upper() for n in names}
+    stream = open_stream()
+    try:
+        try:
+            reader = pacsv.open_csv(
+                stream,
+                read_options=pacsv.ReadOptions(use_threads=not exact, block_size=BLOCK_SIZE),
+                parse_options=pacsv.ParseOptions(
+                    newlines_in_values=True, invalid_row_handler=on_invalid
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=dict.fromkeys(names, text_type),
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+        except pa.ArrowInvalid as exc:
+            if "Empty CSV" in str(exc):
+                raise EmptyFileError("the file is empty (no header row)") from None
+            if not exact and (malformed or "UTF8" in str(exc) or "UTF-8" in str(exc)):
+                raise NeedsExactMode from None
+            raise
+        mapping = spec.resolve_header(reader.schema.names)
+        next_record = 2  # the header is record 1
+        while True:
+            try:
+                rb = reader.read_next_batch()
+            except StopIteration:
+                break
+            except pa.ArrowInvalid as exc:
+                if not exact and (malformed or "UTF8" in str(exc) or "UTF-8" in str(exc)):
+                    raise NeedsExactMode from None
+                raise
+            table = pa.Table.from_batches([rb]).rename_columns(
+                [mapping[n] for n in rb.schema.names]
+            )
+            # Record numbers of this batch's rows: skip the numbers of invalid rows.
+            records: Sequence[int]
+            if not invalid:
+                records = range(next_record, next_record + table.num_rows)
+                next_record += table.num_rows
+            else:
+                numbers: list[int] = []
+                while len(numbers) < table.num_rows:
+                    if next_record not in invalid:
+                        numbers.append(next_record)
+                    next_record += 1
+                records = numbers
+            rejected = Rejected()
+            if exact:
+                table, bad = _decode_utf8(table, records)
+                rejected.extend(bad)
+                dropped = set(bad.lines)
+                records = [r for r in records if r not in dropped]
+            yield _convert(table, records, spec, pseudonymizer, extra, rejected)
+        # invalid rows after the last yielded row, and all of them in order
+        if invalid:
+            tail = Rejected()
+            for num in sorted(invalid):
+                reason, _, text = invalid[num].partition("\x00")
+                tail.lines.append(num)
+                tail.reasons.append(reason)
+                tail.raw.append(text)
+            yield Batch(_empty_output(spec), {}, tail)
+    finally:
+        stream.close()
+
+
+def _decode_utf8(table: pa.Table, records: Sequence[int]) -> tuple[pa.Table, Rejected]:
+    """Binary columns to text; rows with bytes that are not UTF-8 are rejected."""
+    bad_rows: set[int] = set()
+    for col in table.columns:
+        try:
+            pc.cast(col, pa.string())
+        except pa.ArrowInvalid:
+            for i, v in enumerate(col.to_pylist()):
+                try:
+                    v.decode("utf-8")
+                except UnicodeDecodeError:
+                    bad_rows.add(i)
+    rejected = Rejected()
+    if bad_rows:
+        for i in sorted(bad_rows):
+            row = [c[i].as_py().decode("utf-8", "replace") for c in table.columns]
+            rejected.lines.append(records[i])
+            rejected.reasons.append("bytes that are not UTF-8")
+            rejected.raw.append(json.dumps(row, ensure_ascii=False))
+        keep = pa.array([i not in bad_rows for i in range(table.num_rows)])
+        table = table.filter(keep)
+    return table.cast(pa.schema([pa.field(n, pa.string()) for n in table.column_names])), rejected
+
+
+def _parse(col: pa.Array, spec_type: str) -> tuple[pa.Array, pa.Array]:
+    """Parse a text column to its spec type: (values, failed mask). Blank -> null."""
+    trimmed = pc.utf8_trim_whitespace(col)
+    blank = pc.equal(trimmed, "")
+    if spec_type == "date":
+        parsed = pc.strptime(trimmed, format="%Y-%m-%d", unit="s", error_is_null=True)
+        values = pc.cast(parsed, pa.date32())
+    elif spec_type == "timestamp":
+        values = pc.strptime(trimmed, format="%Y-%m-%d %H:%M:%S", unit="ms", error_is_null=True)
+    elif spec_type == "bool":
+        low = pc.utf8_lower(trimmed)
+        is_true = pc.is_in(low, pa.array(_TRUE))
+        is_false = pc.is_in(low, pa.array(_FALSE))
+        values = pc.if_else(is_true, True, pc.if_else(is_false, False, None))
+    elif spec_type in ("int64", "float64"):
+        ok = pc.match_substring_regex(trimmed, _INT_RE if spec_type == "int64" else _FLOAT_RE)
+        safe = pc.if_else(ok, trimmed, pa.scalar(None, pa.string()))
+        values = pc.cast(safe, arrow_type(spec_type))
+    else:
+        raise ValueError(f"cannot parse CSV text as {spec_type}")
+    failed = pc.and_(pc.invert(blank), pc.is_null(values))
+    values = pc.if_else(blank, pa.scalar(None, values.type), values)
+    return values, failed
+
+
+def _convert(
+    table: pa.Table,
+    records: Sequence[int],
+    spec: TableSpec,
+    pseudonymizer: Pseudonymizer,
+    extra: dict[str, str],
+    rejected: Rejected,
+) -> Batch:
+    """Type, validate and pseudonymize one batch of text columns."""
+    n = table.num_rows
+    parsed: dict[str, pa.Array] = {}
+    bad = pa.array([False] * n)
+    reasons: list[tuple[pa.Array, str]] = []
+    for c in spec.columns:
+        if c.name not in table.column_names:
+            parsed[c.name] = pa.nulls(n, arrow_type(c.type))
+            continue
+        col = table[c.name].combine_chunks()
+        if c.type == "string":
+            parsed[c.name] = col
+            continue
+        values, failed = _parse(col, c.type)
+        parsed[c.name] = values
+        if c.name == spec.partition_by:
+            failed = pc.or_(failed, pc.is_null(values))
+        reasons.append((failed, f"{c.name}: not a valid {c.type}"))
+        bad = pc.or_(bad, failed)
+    if pc.any(bad).as_py():
+        idx = pc.indices_nonzero(bad).to_pylist()
+        for i in idx:
+            rejected.lines.append(records[i])
+            rejected.reasons.append(
+                "; ".join(reason for mask, reason in reasons if mask[i].as_py())
+            )
+            rejected.raw.append(
+                json.dumps(
+                    [table[name][i].as_py() for name in table.column_names], ensure_ascii=False
+                )
+            )
+        keep = pc.invert(bad)
+        parsed = {k: pc.filter(v, keep) for k, v in parsed.items()}
+        n = n - len(idx)
+
+    out: dict[str, pa.Array] = {}
+    identities: dict[str, tuple[pa.Array, pa.Array]] = {}
+    for c in spec.columns:
+        v = parsed[c.name]
+        if c.op is PiiOp.DROP:
+            continue
+        if c.is_hashed:
+            ids = clean_ids(v)
+            pseudo = pseudonymizer.pseudonymize(ids)
+            if c.op is PiiOp.HASH:
+                identities[c.name] = (ids, pseudo)
+            v = pseudo
+        elif c.op is PiiOp.MASK:
+            v = pc.if_else(pc.is_valid(v), pa.scalar("*"), pa.scalar(None, pa.string()))
+        out[c.output_name] = v
+    for name, value in extra.items():
+        out[name] = pa.array([value] * n, pa.string())
+    schema = _output_schema(spec)
+    return Batch(pa.table(out).select(schema.names).cast(schema), identities, rejected)
+
+
+def _output_schema(spec: TableSpec) -> pa.Schema:
+    """Data columns plus, for day partitions, the partition column (split off on write)."""
+    schema = spec.arrow_schema()
+    if spec.partition_by and spec.partition_granularity == "day":
+        part = spec.column(spec.partition_by)
+        schema = schema.append(pa.field(part.name, arrow_type(part.type)))
+    return schema
+
+
+def _empty_output(spec: TableSpec) -> pa.Table:
+    return _output_schema(spec).empty_table()

@@ -1,0 +1,90 @@
+"""Clever Participation Reports: source -> stage1np -> stage2p + stage2np -> catalog."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from prefect import flow
+
+from edulake.clever import pipeline
+from edulake.settings import get_settings
+from tasks.clever import (
+    discover_reports,
+    land_files,
+    open_source,
+    pseudonymize_reports,
+    report_run,
+)
+from tasks.common import make_catalog, make_lake, resolve_key
+from tasks.publish import publish_tables, results_rows
+
+
+class FilesFailed(RuntimeError):
+    """Some files could not be processed; the rest of the run was committed."""
+
+
+@flow(name="clever-participation")
+def clever_participation(
+    source: str = "testdata",
+    source_path: str | None = None,
+    sftp_block: str = "edulake-clever-sftp",
+    lake_root: str | None = None,
+    np_root: str | None = None,
+    report_from: dt.date | None = None,
+    report_to: dt.date | None = None,
+    demo: bool = False,
+    hmac_key_block: str = "edulake-hmac-key",
+    aws_credentials_block: str | None = None,
+    catalog: str | None = None,
+    max_concurrent_downloads: int = 4,
+    max_quarantine_share: float | None = None,
+    testdata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Land Clever reports, pseudonymize them and publish them for BI tools.
+
+    Args:
+        source: testdata (bundled generator), folder, or sftp (Clever's SFTP server).
+        source_path: the folder, for source=folder.
+        sftp_block: name of the SftpServer block, for source=sftp.
+        lake_root / np_root: override EDULAKE_LAKE__ROOT / EDULAKE_LAKE__NP_ROOT.
+        report_from / report_to: only report dates in this range (inclusive).
+        demo: allow the public demo key when no key is configured (test data only).
+        hmac_key_block: Secret block holding the pseudonymization key.
+        aws_credentials_block: prefect-aws AwsCredentials block for an s3:// lake.
+        catalog: duckdb or glue (default: EDULAKE_CATALOG__KIND).
+        max_concurrent_downloads: parallel transfers when many files are due.
+        max_quarantine_share: a file fails above this share of bad rows.
+        testdata: generator parameters for source=testdata (days, students, ...).
+    """
+    lake = make_lake(lake_root, np_root, aws_credentials_block)
+    key = resolve_key(hmac_key_block, demo)
+    share = (
+        max_quarantine_share
+        if max_quarantine_share is not None
+        else (get_settings().max_quarantine_share)
+    )
+    lake.sweep_tmp()
+    src = open_source(source, source_path, sftp_block, testdata)
+    try:
+        found = discover_reports(src, report_from, report_to)
+        landed = land_files(lake, src, found.reports, max_concurrent_downloads)
+    finally:
+        src.close()
+    processed = pseudonymize_reports(lake, key, report_from, report_to, share)
+    cat = make_catalog(lake, catalog)
+    try:
+        tables = [
+            (table, processed.changed.get(table.name, []) if incremental else None)
+            for table, incremental in pipeline.catalog_tables(lake, key.key_id)
+        ]
+        published = publish_tables(cat, tables, views_for="clever")
+    finally:
+        cat.close()
+    summary = report_run(found, landed, processed, results_rows(published), demo)
+    if processed.failed:
+        raise FilesFailed(
+            f"{len(processed.failed)} file(s) not processed (the rest was committed): "
+            + "; ".join(f"{f.name}: {f.error}" for f in processed.failed)
+        )
+    return summary

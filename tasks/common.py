@@ -1,0 +1,92 @@
+"""Resolution shared by every flow: the lake, the pseudonymization key, the catalog.
+
+Block names come in as flow parameters (with defaults); nothing here loads a block by a
+hard-coded name. Secrets are read here and passed on as objects, never as parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prefect import get_run_logger
+from prefect.blocks.system import Secret
+from prefect.exceptions import MissingContextError
+
+from edulake.catalog import Catalog, open_catalog
+from edulake.lake import Lake, S3Options
+from edulake.pseudonym import PseudonymKey
+from edulake.settings import Settings, get_settings
+
+
+def logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The run logger inside a run, the module logger outside (plain function use)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("edulake")
+
+
+def s3_options(aws_credentials_block: str | None, settings: Settings) -> S3Options | None:
+    """S3 options from a prefect-aws AwsCredentials block, or settings, or None (AWS chain)."""
+    if aws_credentials_block:
+        from edulake.aws import s3_options_from_block  # type: ignore[import-not-found,unused-ignore]
+
+        return s3_options_from_block(aws_credentials_block)  # type: ignore[no-any-return,unused-ignore]
+    s3 = settings.s3
+    if s3.endpoint_url or s3.access_key_id:
+        secret = s3.secret_access_key
+        return S3Options(
+            endpoint_url=s3.endpoint_url,
+            region=s3.region,
+            access_key_id=s3.access_key_id,
+            secret_access_key=secret.get_secret_value() if secret else None,
+        )
+    return None
+
+
+def make_lake(
+    lake_root: str | None, np_root: str | None, aws_credentials_block: str | None = None
+) -> Lake:
+    """The lake for this run: flow parameters override settings."""
+    settings = get_settings()
+    return Lake(
+        lake_root or settings.lake.root,
+        np_root or settings.lake.np_root,
+        s3_options(aws_credentials_block, settings),
+    )
+
+
+def resolve_key(hmac_key_block: str | None, demo: bool) -> PseudonymKey:
+    """The pseudonymization key: Secret block, else EDULAKE_HMAC_KEY, else demo key (demo only)."""
+    secret: str | None = None
+    if hmac_key_block:
+        try:
+            block = Secret.load(hmac_key_block, _sync=True)  # type: ignore[call-arg]
+            secret = str(block.get())  # type: ignore[union-attr]
+        except (ValueError, RuntimeError):
+            secret = None  # no such block: fall back to the environment
+    if not secret:
+        env = get_settings().hmac_key
+        secret = env.get_secret_value() if env else None
+    key = PseudonymKey.resolve(secret, demo=demo and not secret)
+    if key.demo:
+        logger().warning(
+            "DEMO MODE: pseudonyms use the public demo key (key_id %s); they protect nothing. "
+            "Never run demo mode on real student data.",
+            key.key_id,
+        )
+    else:
+        logger().info("pseudonymization key loaded (key_id %s)", key.key_id)
+    return key
+
+
+def make_catalog(lake: Lake, catalog: str | None = None) -> Catalog:
+    """The catalog for this run: parameter overrides settings."""
+    settings = get_settings()
+    c = settings.catalog
+    return open_catalog(
+        catalog or c.kind,
+        lake,
+        duckdb_path=c.duckdb_path,
+        database_prefix=c.glue_database_prefix,
+    )

@@ -1,0 +1,23 @@
+"""Shared fixtures. Server fixtures live in tests/servers/; area fixtures in each folder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+# Never let a developer's environment leak a real key or lake into tests.
+for var in [v for v in os.environ if v.startswith("EDULAKE_")]:
+    del os.environ[var]
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One Prefect test server for the whole session (it takes ~13 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

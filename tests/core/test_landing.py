@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import datetime as dt
+import io
+from contextlib import contextmanager
+
+import pytest
+
+from edulake.lake import Lake, Zone
+from edulake.landing import IncompleteTransferError, Ledger, SourceFile, land_file
+
+
+def _opener(data: dict[str, bytes]):
+    @contextmanager
+    def open_(f: SourceFile):
+        yield io.BytesIO(data[f.name])
+
+    return open_
+
+
+def _key(f: SourceFile, day: dt.date) -> str:
+    return f"src/{day.isoformat()}/{f.name}"
+
+
+def test_land_skip_and_new_version(tmp_path):
+    lake = Lake(str(tmp_path))
+    ledger = Ledger(lake, "src")
+    data = {"a.csv": b"one"}
+    day1 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    r1 = land_file(lake, ledger, SourceFile("a.csv", 3, 100.0), _opener(data), _key, now=day1)
+    assert r1.outcome == "landed"
+    assert lake.read_bytes(Zone.STAGE1NP, "src/2026-01-01/a.csv") == b"one"
+
+    # same size + mtime: skipped without opening the file
+    r2 = land_file(lake, ledger, SourceFile("a.csv", 3, 100.0), _opener({}), _key, now=day1)
+    assert r2.outcome == "unchanged"
+
+    # different mtime, same bytes: downloaded, recognised by checksum, not landed again
+    r3 = land_file(lake, ledger, SourceFile("a.csv", 3, 200.0), _opener(data), _key, now=day1)
+    assert r3.outcome == "same-content"
+
+    # changed content the same day: a new version beside the old one, never overwritten
+    data["a.csv"] = b"two"
+    later = day1 + dt.timedelta(hours=1)
+    r4 = land_file(lake, ledger, SourceFile("a.csv", 3, 300.0), _opener(data), _key, now=later)
+    assert r4.outcome == "new-version"
+    assert r4.entry is not None and r4.entry.path != "src/2026-01-01/a.csv"
+    assert lake.read_bytes(Zone.STAGE1NP, "src/2026-01-01/a.csv") == b"one"
+    assert lake.read_bytes(Zone.STAGE1NP, r4.entry.path) == b"two"
+    assert [v.sha256 for v in ledger.versions("a.csv")] == [r1.entry.sha256, r4.entry.sha256]
+    assert ledger.latest()["a.csv"].sha256 == r4.entry.sha256
+
+
+def test_short_transfer_commits_nothing(tmp_path):
+    lake = Lake(str(tmp_path))
+    ledger = Ledger(lake, "src")
+    with pytest.raises(IncompleteTransferError):
+        land_file(lake, ledger, SourceFile("a.csv", 10, 1.0), _opener({"a.csv": b"abc"}), _key)
+    assert lake.list(Zone.STAGE1NP) == []
+    assert ledger.entries() == []
