@@ -72,13 +72,23 @@ def local_variant(project: dict[str, Any], code_dir: Path = REPO_ROOT) -> dict[s
     return local
 
 
-def write_local_variant(dest: Path, code_dir: Path = REPO_ROOT) -> Path:
-    """Write the local variant of prefect.yaml to `dest` (outside the repository)."""
+class _PlainDumper(yaml.SafeDumper):
+    """A YAML dumper that writes shared values out in full (no &anchors/*aliases)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def write_local_variant(
+    dest: Path, code_dir: Path = REPO_ROOT, source: Path = PREFECT_FILE
+) -> Path:
+    """Write the local variant of prefect.yaml (`source`) to `dest`, outside the repository."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(local_variant(load_project(), code_dir), sort_keys=False)
+    text = yaml.dump(
+        local_variant(load_project(source), code_dir), Dumper=_PlainDumper, sort_keys=False
+    )
     dest.write_text(
-        "# Generated from prefect.yaml by deployments.project.local_variant; do not edit.\n"
-        + text,
+        "# Generated from prefect.yaml by deployments.project.local_variant; do not edit.\n" + text,
         encoding="utf-8",
     )
     return dest

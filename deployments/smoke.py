@@ -20,9 +20,7 @@ def flow_modules() -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for info in pkgutil.iter_modules(flows.__path__, prefix="flows."):
         module = importlib.import_module(info.name)
-        found[info.name] = [
-            name for name, obj in vars(module).items() if isinstance(obj, Flow)
-        ]
+        found[info.name] = [name for name, obj in vars(module).items() if isinstance(obj, Flow)]
     return found
 
 

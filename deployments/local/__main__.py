@@ -20,7 +20,9 @@ DEFAULT_HOME = REPO_ROOT / ".prefect" / "local"
 
 def _stack(args: argparse.Namespace) -> LocalStack:
     """The stack the command line describes."""
-    extra_env = {"EDULAKE_LAKE__ROOT": str(Path(args.lake_root).resolve())} if args.lake_root else {}
+    extra_env = (
+        {"EDULAKE_LAKE__ROOT": str(Path(args.lake_root).resolve())} if args.lake_root else {}
+    )
     return LocalStack(home=args.home, port=args.port, pool=args.pool, extra_env=extra_env)
 
 
@@ -48,8 +50,11 @@ def up(stack: LocalStack) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run `up` or `down`."""
-    parser = argparse.ArgumentParser(prog="python -m deployments.local", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m deployments.local",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", choices=["up", "down"])
     parser.add_argument("--port", type=int, default=4200)
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME, help="state folder")

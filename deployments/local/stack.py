@@ -6,6 +6,7 @@ Used by `python -m deployments.local up|down` and by the integration tests
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from deployments.project import REPO_ROOT, write_local_variant
+from deployments.project import PREFECT_FILE, REPO_ROOT, write_local_variant
 
 HOST = "127.0.0.1"
 LOCAL_POOL = "edulake-local"
@@ -60,6 +61,7 @@ class LocalStack:
     pool: str = LOCAL_POOL
     ui: bool = True
     code_dir: Path = REPO_ROOT
+    prefect_file: Path = PREFECT_FILE
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -139,11 +141,15 @@ class LocalStack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise StackError(f"prefect server exited ({proc.returncode}):\n{self.log_tail('server')}")
+                raise StackError(
+                    f"prefect server exited ({proc.returncode}):\n{self.log_tail('server')}"
+                )
             if self.healthy():
                 return
             time.sleep(0.5)
-        raise StackError(f"prefect server not healthy after {timeout:.0f}s:\n{self.log_tail('server')}")
+        raise StackError(
+            f"prefect server not healthy after {timeout:.0f}s:\n{self.log_tail('server')}"
+        )
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         """Start a process worker polling this stack's pool."""
@@ -197,7 +203,9 @@ class LocalStack:
 
     def deploy_all(self) -> str:
         """Deploy every deployment of prefect.yaml to the process pool (no image build)."""
-        prefect_file = write_local_variant(self.home / "prefect.local.yaml", self.code_dir)
+        prefect_file = write_local_variant(
+            self.home / "prefect.local.yaml", self.code_dir, self.prefect_file
+        )
         return self.prefect("deploy", "--all", "--prefect-file", str(prefect_file))
 
 
@@ -222,7 +230,5 @@ def _stop_group(pid: int, timeout: float) -> bool:
 
 def _reap(pid: int) -> None:
     """Collect the exit status of our own child, so it does not linger as a zombie."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

@@ -25,8 +25,12 @@ def prefect_server(
         home=home,
         port=free_port(),
         ui=False,
-        # Workers poll every few seconds instead of 10-15 s: the tests wait less.
-        extra_env={"PREFECT_WORKER_QUERY_SECONDS": "2", **(extra_env or {})},
+        extra_env={
+            # Workers poll and the scheduler runs every few seconds, not every 10-60 s.
+            "PREFECT_WORKER_QUERY_SECONDS": "2",
+            "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
+            **(extra_env or {}),
+        },
     )
     try:
         stack.start_server(timeout=timeout)

@@ -1,0 +1,96 @@
+"""prefect.yaml deployed to a real Prefect server + process worker, and a Clever run."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deployments.project import deployments as deployments_of
+from deployments.project import load_project
+from tests.servers.prefect_server import prefect_server
+
+pytestmark = pytest.mark.slow
+
+
+def api_post(api_url: str, path: str, body: dict[str, object]) -> list[dict[str, object]]:
+    """POST a filter query to the Prefect REST API."""
+    response = httpx.post(f"{api_url}{path}", json=body, timeout=30)
+    response.raise_for_status()
+    result = response.json()
+    assert isinstance(result, list)
+    return result
+
+
+def wait_for_runs(api_url: str, deployment_id: str, timeout: float = 90.0) -> list[dict]:
+    """The deployment's flow runs, once the server's scheduler has created some."""
+    body = {"deployments": {"id": {"any_": [deployment_id]}}, "limit": 5}
+    deadline = time.monotonic() + timeout
+    while not (runs := api_post(api_url, "/flow_runs/filter", body)):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    return runs
+
+
+def test_deploy_all_and_run_clever_on_a_process_worker(tmp_path: Path) -> None:
+    lake_root = tmp_path / "lake"
+    with prefect_server(tmp_path / "prefect") as stack:
+        stack.create_pool()
+        stack.deploy_all()
+
+        deployments = api_post(stack.api_url, "/deployments/filter", {})
+        by_name = {d["name"]: d for d in deployments}
+        # Everything in prefect.yaml, on the process pool the variable names.
+        assert set(by_name) == {e["name"] for e in deployments_of(load_project())}
+        assert {d["work_pool_name"] for d in deployments} == {stack.pool}
+        daily = by_name["clever-daily"]
+        (schedule,) = daily["schedules"]
+        assert schedule["active"]
+        assert schedule["schedule"]["timezone"] == "America/New_York"
+        assert daily["global_concurrency_limit"]["limit"] == 1
+        assert daily["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+        # The server's scheduler has created the upcoming runs: visible in the UI.
+        scheduled = wait_for_runs(stack.api_url, daily["id"])
+        assert scheduled, "the scheduler created no runs for clever-daily"
+        assert {r["state_type"] for r in scheduled} == {"SCHEDULED"}
+
+        stack.start_worker()
+        output = stack.prefect(
+            "deployment",
+            "run",
+            "clever-participation/clever-backfill",
+            "--param",
+            "source=testdata",
+            "--param",
+            "demo=true",
+            "--param",
+            f"lake_root={lake_root}",
+            "--param",
+            'testdata={"days": 2, "students": 50}',
+            "--watch",
+            "--watch-timeout",
+            "300",
+        )
+        assert "Flow run finished successfully in 'Completed'" in output, output
+
+        runs = api_post(
+            stack.api_url,
+            "/flow_runs/filter",
+            {"deployments": {"id": {"any_": [by_name["clever-backfill"]["id"]]}}},
+        )
+        (run,) = runs
+        assert run["state_type"] == "COMPLETED"
+        assert run["parameters"]["source"] == "testdata"
+
+    # The lake the run wrote: raw files landed, pseudonymized Parquet per day, a catalog.
+    assert len(list((lake_root / "stage1np" / "clever").rglob("*.csv"))) == 2 * 6
+    partitions = sorted(
+        p.name for p in (lake_root / "stage2p" / "clever" / "daily_participation").iterdir()
+    )
+    assert partitions == ["date=2022-01-03", "date=2022-01-04"]
+    assert list((lake_root / "stage2p" / "clever").rglob("*.parquet"))
+    assert list((lake_root / "_system" / "ledger" / "clever").rglob("*.json"))
+    assert (lake_root / "catalog" / "edulake.duckdb").is_file()
