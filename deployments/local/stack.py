@@ -179,8 +179,16 @@ class LocalStack:
 
     def prefect(self, *args: str, timeout: float = 300.0) -> str:
         """Run a prefect CLI command against this stack; its output, or StackError."""
+        return self._run([prefect_executable(), "--no-prompt", *args], timeout)
+
+    def python(self, *args: str, timeout: float = 300.0) -> str:
+        """Run this interpreter against this stack (its env, cwd); its output, or StackError."""
+        return self._run([sys.executable, *args], timeout)
+
+    def _run(self, command: list[str], timeout: float) -> str:
+        """Run a command with this stack's environment; its stdout, or StackError."""
         result = subprocess.run(
-            [prefect_executable(), "--no-prompt", *args],
+            command,
             cwd=self.code_dir,
             env=self.env(),
             stdin=subprocess.DEVNULL,
@@ -191,7 +199,7 @@ class LocalStack:
         )
         if result.returncode != 0:
             raise StackError(
-                f"prefect {' '.join(args)} failed ({result.returncode}):\n"
+                f"{' '.join(command[:4])} ... failed ({result.returncode}):\n"
                 f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
             )
         return result.stdout

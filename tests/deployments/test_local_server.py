@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from deployments.local.stack import LocalStack
+from deployments.project import REPO_ROOT, load_project
 from deployments.project import deployments as deployments_of
-from deployments.project import load_project
 from tests.servers.prefect_server import prefect_server
 
 pytestmark = pytest.mark.slow
@@ -35,55 +38,61 @@ def wait_for_runs(api_url: str, deployment_id: str, timeout: float = 90.0) -> li
     return runs
 
 
-def test_deploy_all_and_run_clever_on_a_process_worker(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """One real Prefect server for this module's tests."""
+    with prefect_server(tmp_path_factory.mktemp("prefect")) as running:
+        yield running
+
+
+def test_deploy_all_and_run_clever_on_a_process_worker(stack: LocalStack, tmp_path: Path) -> None:
     lake_root = tmp_path / "lake"
-    with prefect_server(tmp_path / "prefect") as stack:
-        stack.create_pool()
-        stack.deploy_all()
+    stack.create_pool()
+    stack.deploy_all()
 
-        deployments = api_post(stack.api_url, "/deployments/filter", {})
-        by_name = {d["name"]: d for d in deployments}
-        # Everything in prefect.yaml, on the process pool the variable names.
-        assert set(by_name) == {e["name"] for e in deployments_of(load_project())}
-        assert {d["work_pool_name"] for d in deployments} == {stack.pool}
-        daily = by_name["clever-daily"]
-        (schedule,) = daily["schedules"]
-        assert schedule["active"]
-        assert schedule["schedule"]["timezone"] == "America/New_York"
-        assert daily["global_concurrency_limit"]["limit"] == 1
-        assert daily["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
-        # The server's scheduler has created the upcoming runs: visible in the UI.
-        scheduled = wait_for_runs(stack.api_url, daily["id"])
-        assert scheduled, "the scheduler created no runs for clever-daily"
-        assert {r["state_type"] for r in scheduled} == {"SCHEDULED"}
+    deployments = api_post(stack.api_url, "/deployments/filter", {})
+    by_name = {d["name"]: d for d in deployments}
+    # Everything in prefect.yaml, on the process pool the variable names.
+    assert set(by_name) == {e["name"] for e in deployments_of(load_project())}
+    assert {d["work_pool_name"] for d in deployments} == {stack.pool}
+    daily = by_name["clever-daily"]
+    (schedule,) = daily["schedules"]
+    assert schedule["active"]
+    assert schedule["schedule"]["timezone"] == "America/New_York"
+    assert daily["global_concurrency_limit"]["limit"] == 1
+    assert daily["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+    # The server's scheduler has created the upcoming runs: visible in the UI.
+    scheduled = wait_for_runs(stack.api_url, daily["id"])
+    assert scheduled, "the scheduler created no runs for clever-daily"
+    assert {r["state_type"] for r in scheduled} == {"SCHEDULED"}
 
-        stack.start_worker()
-        output = stack.prefect(
-            "deployment",
-            "run",
-            "clever-participation/clever-backfill",
-            "--param",
-            "source=testdata",
-            "--param",
-            "demo=true",
-            "--param",
-            f"lake_root={lake_root}",
-            "--param",
-            'testdata={"days": 2, "students": 50}',
-            "--watch",
-            "--watch-timeout",
-            "300",
-        )
-        assert "Flow run finished successfully in 'Completed'" in output, output
+    stack.start_worker()
+    output = stack.prefect(
+        "deployment",
+        "run",
+        "clever-participation/clever-backfill",
+        "--param",
+        "source=testdata",
+        "--param",
+        "demo=true",
+        "--param",
+        f"lake_root={lake_root}",
+        "--param",
+        'testdata={"days": 2, "students": 50}',
+        "--watch",
+        "--watch-timeout",
+        "300",
+    )
+    assert "Flow run finished successfully in 'Completed'" in output, output
 
-        runs = api_post(
-            stack.api_url,
-            "/flow_runs/filter",
-            {"deployments": {"id": {"any_": [by_name["clever-backfill"]["id"]]}}},
-        )
-        (run,) = runs
-        assert run["state_type"] == "COMPLETED"
-        assert run["parameters"]["source"] == "testdata"
+    runs = api_post(
+        stack.api_url,
+        "/flow_runs/filter",
+        {"deployments": {"id": {"any_": [by_name["clever-backfill"]["id"]]}}},
+    )
+    (run,) = runs
+    assert run["state_type"] == "COMPLETED"
+    assert run["parameters"]["source"] == "testdata"
 
     # The lake the run wrote: raw files landed, pseudonymized Parquet per day, a catalog.
     assert len(list((lake_root / "stage1np" / "clever").rglob("*.csv"))) == 2 * 6
@@ -94,3 +103,51 @@ def test_deploy_all_and_run_clever_on_a_process_worker(tmp_path: Path) -> None:
     assert list((lake_root / "stage2p" / "clever").rglob("*.parquet"))
     assert list((lake_root / "_system" / "ledger" / "clever").rglob("*.json"))
     assert (lake_root / "catalog" / "edulake.duckdb").is_file()
+
+
+RENDER = """
+import asyncio, json, sys
+from prefect.client.orchestration import get_client
+from prefect.workers.base import BaseWorker
+
+async def main(name):
+    async with get_client() as client:
+        pool = await client.read_work_pool(name)
+    worker = BaseWorker.get_worker_class_from_type(pool.type)
+    config = await worker.job_configuration.from_template_and_values(
+        pool.base_job_template, {"image": "registry.example/edulake:test"}
+    )
+    print(config.model_dump_json())
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("kind", ["ecs", "docker"])
+def test_work_pool_templates_create_pools_the_worker_can_render(
+    stack: LocalStack, kind: str
+) -> None:
+    template = REPO_ROOT / "deployments" / "work-pools" / f"{kind}.json"
+    name = f"edulake-{kind}"
+    stack.prefect(
+        "work-pool",
+        "create",
+        name,
+        "--type",
+        kind,
+        "--base-job-template",
+        str(template),
+        "--overwrite",
+    )
+    # Render a flow run's job the way the worker will, from the pool the server stored.
+    config = json.loads(stack.python("-c", RENDER, name))
+    if kind == "ecs":
+        assert config["task_definition"]["cpu"] == 1024
+        assert config["task_definition"]["memory"] == 4096
+        overrides = config["task_run_request"]["overrides"]
+        assert overrides["taskRoleArn"].endswith(":role/edulake-flow-task")
+        assert config["task_definition"]["containerDefinitions"][0]["image"].endswith(":test")
+    else:
+        assert config["mem_limit"] == "4g"
+        assert config["image"] == "registry.example/edulake:test"
+    assert config["env"]["EDULAKE_LAKE__ROOT"]
