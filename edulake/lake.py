@@ -214,18 +214,6 @@ class Lake:
         self.main = open_store(root, s3)
         self.protected = open_store(np_root, s3) if np_root else self.main
 
-    @classmethod
-    def from_settings(cls, settings: Any, s3: S3Options | None = None) -> Lake:
-        if s3 is None and (settings.s3.endpoint_url or settings.s3.access_key_id):
-            secret = settings.s3.secret_access_key
-            s3 = S3Options(
-                endpoint_url=settings.s3.endpoint_url,
-                region=settings.s3.region,
-                access_key_id=settings.s3.access_key_id,
-                secret_access_key=secret.get_secret_value() if secret else None,
-            )
-        return cls(settings.lake.root, settings.lake.np_root, s3)
-
     def __repr__(self) -> str:
         return f"Lake(root={self.main.uri!r}, np_root={self.protected.uri!r})"
 

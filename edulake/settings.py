@@ -9,6 +9,8 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edulake.lake import S3Options
+
 
 class LakeSettings(BaseModel):
     """Where the zones live."""
@@ -27,6 +29,18 @@ class S3Settings(BaseModel):
     region: str | None = None
     access_key_id: str | None = None
     secret_access_key: SecretStr | None = None
+
+    def options(self) -> S3Options | None:
+        """S3 options when an endpoint or keys are set; None means the AWS default chain."""
+        if not (self.endpoint_url or self.access_key_id or self.region):
+            return None
+        secret = self.secret_access_key
+        return S3Options(
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            access_key_id=self.access_key_id,
+            secret_access_key=secret.get_secret_value() if secret else None,
+        )
 
 
 class CatalogSettings(BaseModel):

@@ -32,16 +32,7 @@ def s3_options(aws_credentials_block: str | None, settings: Settings) -> S3Optio
         from edulake.aws import s3_options_from_block  # type: ignore[import-not-found,unused-ignore]
 
         return s3_options_from_block(aws_credentials_block)  # type: ignore[no-any-return,unused-ignore]
-    s3 = settings.s3
-    if s3.endpoint_url or s3.access_key_id:
-        secret = s3.secret_access_key
-        return S3Options(
-            endpoint_url=s3.endpoint_url,
-            region=s3.region,
-            access_key_id=s3.access_key_id,
-            secret_access_key=secret.get_secret_value() if secret else None,
-        )
-    return None
+    return settings.s3.options()
 
 
 def make_lake(

@@ -22,12 +22,14 @@ import argparse
 import datetime as dt
 import hashlib
 import os
+import queue
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -471,15 +473,21 @@ class _Style:
 
     upper_bools: bool
     quote_all: bool
+    unpadded_dates: bool = False  # older exports: 2022-01-3
+
+    def date_text(self, day: dt.date) -> pa.Scalar:
+        text = f"{day.year}-{day.month}-{day.day}" if self.unpadded_dates else day.isoformat()
+        return _render_scalar(text, self.quote_all)
 
 
-def _style(seed: int, report: str, role: str, day_idx: int) -> _Style:
+def _style(seed: int, report: str, role: str, day_idx: int, unpadded_dates: bool) -> _Style:
     # A fixed rotation rather than random draws, so every generation of more than a
     # handful of files exercises every style.
     r, k = FOLDERS.index(report), ROLES.index(role)
     return _Style(
         upper_bools=(seed + day_idx + k) % 2 == 1,
         quote_all=(seed + day_idx + 2 * k + r) % 3 == 0,
+        unpadded_dates=unpadded_dates,
     )
 
 
@@ -502,7 +510,7 @@ def _dp_bytes(
     active = pc.take(_render(_strings(bools), style.quote_all), pa.array(c.active.astype(np.int8)))
     return _lines_bytes(
         [
-            _render_scalar(day.isoformat(), style.quote_all),
+            style.date_text(day),
             sis,
             cid,
             sid,
@@ -529,7 +537,7 @@ def _ru_bytes(
     rtype, rname, rid = (pc.take(f, ridx) for f in rendered_catalog)
     return _lines_bytes(
         [
-            _render_scalar(day.isoformat(), style.quote_all),
+            style.date_text(day),
             *user_fields,
             rtype,
             rname,
@@ -553,20 +561,69 @@ class GeneratedFile:
     size: int
 
 
+class _WriteBehind:
+    """Writes buffers on a background thread, in order, so disk I/O overlaps generation.
+
+    The queue is bounded: at most a few chunks wait, so memory stays bounded.
+    """
+
+    def __init__(self, depth: int = 4) -> None:
+        self._queue: queue.Queue[tuple[IO[bytes], pa.Buffer | bytes | None] | None] = queue.Queue(
+            depth
+        )
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="testdata-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            stream, data = item
+            try:
+                if data is None:
+                    stream.close()
+                elif self._error is None:
+                    stream.write(data)  # type: ignore[arg-type]  # pa.Buffer: buffer protocol
+            except BaseException as exc:  # reported to the generating thread
+                self._error = exc
+
+    def write(self, stream: IO[bytes], data: pa.Buffer | bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((stream, data))
+
+    def close(self, stream: IO[bytes]) -> None:
+        """Close the stream once everything queued before has been written."""
+        self._queue.put((stream, None))
+
+    def finish(self) -> None:
+        """Wait for every queued write; raise the first write error, if any."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 @dataclass
 class _Writer:
-    """An open output file and what has gone into it."""
+    """An output file being written, and what has gone into it."""
 
     path: str
     report: str
     role: str
     style: _Style
     stream: IO[bytes]
+    sink: _WriteBehind
     rows: int = 0
+    size: int = 0
 
-    def write(self, data: pa.Buffer, rows: int) -> None:
-        self.stream.write(data)  # type: ignore[arg-type]  # pa.Buffer has the buffer protocol
+    def write(self, data: pa.Buffer | bytes, rows: int = 0) -> None:
+        self.sink.write(self.stream, data)
         self.rows += rows
+        self.size += len(data)
+
+    def close(self) -> GeneratedFile:
+        self.sink.close(self.stream)
+        return GeneratedFile(self.path, self.report, self.role, self.rows, self.size)
 
 
 def _defaults(
@@ -593,6 +650,7 @@ def generate(
     reports: Sequence[str] = ("daily-participation", "resource-usage"),
     roles: Sequence[str] = ROLES,
     multi_day_file: bool = False,
+    unpadded_dates: bool = False,
 ) -> list[GeneratedFile]:
     """Write Clever reports under ``out_dir`` and describe each file written."""
     if days < 1 or students < 0:
@@ -610,43 +668,48 @@ def generate(
     for report in reports:
         os.makedirs(os.path.join(out_dir, report), exist_ok=True)
 
+    plan = _Plan(out_dir, seed, start, days, tuple(reports), multi_day_file, unpadded_dates)
     done: list[GeneratedFile] = []
-    for role in roles:
-        users = _make_users(seed, role, counts[role], world_schools)
-        done += _generate_role(
-            out_dir, seed, start, days, users, world_schools, catalog, reports, multi_day_file
-        )
+    sink = _WriteBehind()
+    try:
+        for role in roles:
+            users = _make_users(seed, role, counts[role], world_schools)
+            done += _generate_role(plan, sink, users, world_schools, catalog)
+    finally:
+        sink.finish()
     return sorted(done, key=lambda f: f.path)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What to write: where, which days and reports, in which file layout."""
+
+    out_dir: str
+    seed: int
+    start: dt.date
+    days: int
+    reports: tuple[str, ...]
+    multi_day_file: bool
+    unpadded_dates: bool
+
+
 def _generate_role(
-    out_dir: str,
-    seed: int,
-    start: dt.date,
-    days: int,
-    users: _Users,
-    schools: _Schools,
-    catalog: _Catalog,
-    reports: Sequence[str],
-    multi_day_file: bool,
+    plan: _Plan, sink: _WriteBehind, users: _Users, schools: _Schools, catalog: _Catalog
 ) -> list[GeneratedFile]:
+    """Write one role's files, day by day and chunk by chunk of users."""
     done: list[GeneratedFile] = []
     rendered_catalog: dict[bool, list[pa.Array]] = {}
-    with ExitStack() as files:
-        writers: dict[str, _Writer] = {}
-        for day_idx in range(days):
-            day = start + dt.timedelta(days=day_idx)
-            if day_idx == 0 or not multi_day_file:
-                for w in writers.values():
-                    done.append(_close(w))
-                files.close()
+    writers: dict[str, _Writer] = {}
+    try:
+        for day_idx in range(plan.days):
+            day = plan.start + dt.timedelta(days=day_idx)
+            if day_idx == 0 or not plan.multi_day_file:
+                done += [w.close() for w in writers.values()]
                 writers = {
-                    r: _open_writer(files, out_dir, seed, r, users.role, day, day_idx)
-                    for r in reports
+                    r: _open_writer(plan, sink, r, users.role, day, day_idx) for r in plan.reports
                 }
-            n_chunks = max(1, -(-len(users) // CHUNK_USERS))
-            for chunk in range(n_chunks):
-                c = _simulate(seed, users, catalog, day, day_idx, chunk)
+            for chunk in range(max(1, -(-len(users) // CHUNK_USERS))):
+                c = _simulate(plan.seed, users, catalog, day, day_idx, chunk)
                 if "daily-participation" in writers:
                     w = writers["daily-participation"]
                     w.write(_dp_bytes(day, c, users, schools, w.style), c.hi - c.lo)
@@ -659,24 +722,20 @@ def _generate_role(
                         ]
                     data = _ru_bytes(day, c, users, schools, catalog, w.style, rendered_catalog[q])
                     w.write(data, len(c.ru_user))
-        for w in writers.values():
-            done.append(_close(w))
+    finally:
+        done += [w.close() for w in writers.values()]
     return done
 
 
 def _open_writer(
-    files: ExitStack, out_dir: str, seed: int, report: str, role: str, day: dt.date, day_idx: int
+    plan: _Plan, sink: _WriteBehind, report: str, role: str, day: dt.date, day_idx: int
 ) -> _Writer:
-    path = os.path.join(out_dir, report, report_file_name(day, report, role))
-    style = _style(seed, report, role, day_idx)
-    stream = files.enter_context(open(path, "wb"))  # noqa: SIM115 - closed by the ExitStack
-    stream.write(_header(report, role, style))
-    return _Writer(path, report, role, style, stream)
-
-
-def _close(w: _Writer) -> GeneratedFile:
-    w.stream.flush()
-    return GeneratedFile(w.path, w.report, w.role, w.rows, w.stream.tell())
+    path = os.path.join(plan.out_dir, report, report_file_name(day, report, role))
+    style = _style(plan.seed, report, role, day_idx, plan.unpadded_dates)
+    stream = open(path, "wb")  # noqa: SIM115 - closed by the write-behind thread
+    w = _Writer(path, report, role, style, stream, sink)
+    w.write(_header(report, role, style))
+    return w
 
 
 def generate_reports(
@@ -692,6 +751,7 @@ def generate_reports(
     reports: Sequence[str] = ("daily-participation", "resource-usage"),
     roles: Sequence[str] = ROLES,
     multi_day_file: bool = False,
+    unpadded_dates: bool = False,
 ) -> list[str]:
     """Write realistic Clever reports under ``out_dir``, laid out like Clever's SFTP server.
 
@@ -710,6 +770,7 @@ def generate_reports(
         reports=reports,
         roles=roles,
         multi_day_file=multi_day_file,
+        unpadded_dates=unpadded_dates,
     )
     return [f.path for f in written]
 
@@ -834,6 +895,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--reports", nargs="+", choices=FOLDERS, default=FOLDERS)
     ap.add_argument("--roles", nargs="+", choices=ROLES, default=list(ROLES))
     ap.add_argument("--multi-day-file", action="store_true", help="one file per report/role")
+    ap.add_argument("--unpadded-dates", action="store_true", help="dates like 2022-01-3")
     ap.add_argument("--quiet", action="store_true", help="print the summary only")
     args = ap.parse_args(argv)
 
@@ -851,6 +913,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         reports=args.reports,
         roles=args.roles,
         multi_day_file=args.multi_day_file,
+        unpadded_dates=args.unpadded_dates,
     )
     seconds = time.perf_counter() - began
     cpu_seconds = time.process_time() - cpu

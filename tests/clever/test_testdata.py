@@ -346,3 +346,11 @@ def test_cli_prints_what_it_wrote(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert len(list(tmp_path.rglob("*.csv"))) == 12
     buf = io.StringIO(out)
     assert sum(1 for line in buf if " rows " in line and ".csv" in line) == 12
+
+
+def test_unpadded_dates_like_older_exports(tmp_path: Path) -> None:
+    paths = small(tmp_path, days=1, unpadded_dates=True)
+    for p in paths:
+        parse_report_name(rel(tmp_path, p))  # names stay as Clever writes them
+        _, file_rows = read_rows(p)
+        assert {r["date"] for r in file_rows} == {"2022-1-3"}
