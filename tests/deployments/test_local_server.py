@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -13,7 +12,6 @@ import pytest
 from deployments.local.stack import LocalStack
 from deployments.project import REPO_ROOT, load_project
 from deployments.project import deployments as deployments_of
-from tests.servers.prefect_server import prefect_server
 
 pytestmark = pytest.mark.slow
 
@@ -36,13 +34,6 @@ def wait_for_runs(api_url: str, deployment_id: str, timeout: float = 90.0) -> li
             break
         time.sleep(1)
     return runs
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """One real Prefect server for this module's tests."""
-    with prefect_server(tmp_path_factory.mktemp("prefect")) as running:
-        yield running
 
 
 def test_deploy_all_and_run_clever_on_a_process_worker(stack: LocalStack, tmp_path: Path) -> None:
