@@ -15,10 +15,11 @@ is unset):
   AWS             AWS_REGION (or AWS_DEFAULT_REGION), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
                   AWS_SESSION_TOKEN, AWS_PROFILE, AWS_ENDPOINT_URL -> AwsCredentials edulake-aws
                   (region only: the task role / default credential chain supplies the keys)
-  LibInsight      LIBINSIGHT_CLIENT_SECRET                      -> Secret edulake-libinsight-secret
+  LibInsight      EDULAKE_LIBINSIGHT_CLIENT_SECRET(_FILE)       -> Secret edulake-libinsight-secret
   Variables       EDULAKE_WORK_POOL -> edulake_work_pool,
-                  LIBINSIGHT_BASE_URL -> libinsight_base_url,
-                  LIBINSIGHT_DATASET_ID -> libinsight_dataset_id
+  (prefect.yaml   EDULAKE_LIBINSIGHT_BASE_URL -> libinsight_base_url,
+  reads them)     EDULAKE_LIBINSIGHT_DATASET_ID -> libinsight_dataset_id (a number),
+                  EDULAKE_LIBINSIGHT_CLIENT_ID -> libinsight_client_id
 
 Block names can be changed with EDULAKE_<GROUP>_BLOCK (e.g. EDULAKE_SFTP_BLOCK); pass the
 same names to the flows' *_block parameters.
@@ -47,10 +48,12 @@ SFTP_BLOCK = "edulake-clever-sftp"
 AWS_BLOCK = "edulake-aws"
 LIBINSIGHT_SECRET_BLOCK = "edulake-libinsight-secret"  # noqa: S105 (a block name)
 
-VARIABLES = {
-    "EDULAKE_WORK_POOL": "edulake_work_pool",
-    "LIBINSIGHT_BASE_URL": "libinsight_base_url",
-    "LIBINSIGHT_DATASET_ID": "libinsight_dataset_id",
+# environment variable -> (Prefect variable, JSON type the flow parameter takes)
+VARIABLES: dict[str, tuple[str, type[str] | type[int]]] = {
+    "EDULAKE_WORK_POOL": ("edulake_work_pool", str),
+    "EDULAKE_LIBINSIGHT_BASE_URL": ("libinsight_base_url", str),
+    "EDULAKE_LIBINSIGHT_DATASET_ID": ("libinsight_dataset_id", int),
+    "EDULAKE_LIBINSIGHT_CLIENT_ID": ("libinsight_client_id", str),
 }
 
 
@@ -160,7 +163,7 @@ def plan_aws(env: Mapping[str, str]) -> Planned | None:
 
 def plan_libinsight(env: Mapping[str, str]) -> Planned | None:
     """The Secret block with the LibInsight API client secret."""
-    value = _value(env, "LIBINSIGHT_CLIENT_SECRET")
+    value = _value(env, "EDULAKE_LIBINSIGHT_CLIENT_SECRET")
     if not value:
         return None
     text = value.strip()
@@ -233,6 +236,12 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         if args.generate_hmac_key and "hmac" in skipped:
             planned.insert(0, generated_hmac(env))
             skipped.remove("hmac")
+        # Typed JSON values: deployments are created with enforce_parameter_schema.
+        variables = [
+            (variable, kind(env[name]))
+            for name, (variable, kind) in VARIABLES.items()
+            if env.get(name)
+        ]
     except (ConfigError, ValueError, OSError) as exc:
         # Messages name variables and fields, never their values.
         print(f"error: {exc}", file=sys.stderr)
@@ -242,11 +251,10 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         if not args.dry_run:
             item.build().save(item.name, overwrite=True)
         print(f"{verb} {item.kind} block {item.name!r}" + (f" ({item.note})" if item.note else ""))
-    for env_name, variable in VARIABLES.items():
-        if env.get(env_name):
-            if not args.dry_run:
-                Variable.set(variable, env[env_name], overwrite=True)
-            print(f"{'would set' if args.dry_run else 'set'} variable {variable} = {env[env_name]}")
+    for variable, value in variables:
+        if not args.dry_run:
+            Variable.set(variable, value, overwrite=True)
+        print(f"{'would set' if args.dry_run else 'set'} variable {variable} = {value}")
     if skipped:
         print(f"skipped (not in the environment): {', '.join(skipped)}")
     return 0

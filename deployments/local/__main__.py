@@ -32,6 +32,7 @@ def up(stack: LocalStack) -> None:
     stack.start_server()
     try:
         stack.create_pool()
+        print(stack.create_blocks().rstrip())
         print(f"deploying prefect.yaml to process pool {stack.pool!r} (no image build)")
         stack.deploy_all()
         stack.start_worker()

@@ -209,6 +209,20 @@ class LocalStack:
         self.prefect("work-pool", "create", self.pool, "--type", "process", "--overwrite")
         self.prefect("variable", "set", POOL_VARIABLE, self.pool, "--overwrite")
 
+    def create_blocks(self) -> str:
+        """Blocks and variables from the environment (`python -m deployments.blocks`).
+
+        Run before `deploy_all`: prefect.yaml's variables are resolved at deploy time.
+        The pool variable keeps pointing at this stack's pool.
+        """
+        saved = dict(self.extra_env)
+        self.extra_env["EDULAKE_WORK_POOL"] = self.pool
+        try:
+            return self.python("-m", "deployments.blocks")
+        finally:
+            self.extra_env.clear()
+            self.extra_env.update(saved)
+
     def deploy_all(self) -> str:
         """Deploy every deployment of prefect.yaml to the process pool (no image build)."""
         prefect_file = write_local_variant(

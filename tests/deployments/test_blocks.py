@@ -26,8 +26,9 @@ FULL_ENV = {
     "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
     "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
     "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
-    "LIBINSIGHT_CLIENT_SECRET": LIBINSIGHT_SECRET,
+    "EDULAKE_LIBINSIGHT_CLIENT_SECRET": LIBINSIGHT_SECRET,
     "EDULAKE_WORK_POOL": "edulake-ecs",
+    "EDULAKE_LIBINSIGHT_DATASET_ID": "4242",
 }
 SECRETS = [HMAC, AWS_SECRET, LIBINSIGHT_SECRET, SFTP_PASSWORD]
 
@@ -106,6 +107,7 @@ print(json.dumps({
     "aws": [aws.region_name, aws.aws_access_key_id, aws.aws_secret_access_key.get_secret_value(),
             aws.aws_client_parameters.endpoint_url],
     "pool": Variable.get("edulake_work_pool"),
+    "dataset": Variable.get("libinsight_dataset_id"),
 }))
 """
 
@@ -130,6 +132,7 @@ def test_blocks_are_created_on_a_real_server_idempotently(stack: LocalStack) -> 
         "sftp": ["sftp.example", 2222, "district", SFTP_PASSWORD, HOST_KEY],
         "aws": ["us-east-1", "AKIAEXAMPLE", AWS_SECRET, "http://127.0.0.1:9"],
         "pool": "edulake-ecs",
+        "dataset": 4242,
     }
     for output in (first, second):
         assert not [s for s in SECRETS if s in output]

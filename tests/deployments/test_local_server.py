@@ -25,6 +25,13 @@ def api_post(api_url: str, path: str, body: dict[str, object]) -> list[dict[str,
     return result
 
 
+LIBINSIGHT_VARIABLES = {
+    "EDULAKE_LIBINSIGHT_BASE_URL": "https://library.example.libinsight.com",
+    "EDULAKE_LIBINSIGHT_DATASET_ID": "7",
+    "EDULAKE_LIBINSIGHT_CLIENT_ID": "42",
+}
+
+
 def wait_for_runs(api_url: str, deployment_id: str, timeout: float = 90.0) -> list[dict]:
     """The deployment's flow runs, once the server's scheduler has created some."""
     body = {"deployments": {"id": {"any_": [deployment_id]}}, "limit": 5}
@@ -39,6 +46,13 @@ def wait_for_runs(api_url: str, deployment_id: str, timeout: float = 90.0) -> li
 def test_deploy_all_and_run_clever_on_a_process_worker(stack: LocalStack, tmp_path: Path) -> None:
     lake_root = tmp_path / "lake"
     stack.create_pool()
+    stack.extra_env.update(LIBINSIGHT_VARIABLES)
+    try:
+        blocks = stack.create_blocks()
+    finally:
+        for name in LIBINSIGHT_VARIABLES:
+            stack.extra_env.pop(name)
+    assert "set variable libinsight_dataset_id = 7" in blocks
     stack.deploy_all()
 
     deployments = api_post(stack.api_url, "/deployments/filter", {})
@@ -52,6 +66,14 @@ def test_deploy_all_and_run_clever_on_a_process_worker(stack: LocalStack, tmp_pa
     assert schedule["schedule"]["timezone"] == "America/New_York"
     assert daily["global_concurrency_limit"]["limit"] == 1
     assert daily["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+    # Installation settings came from Prefect variables, typed (the flow takes an int).
+    weekly = by_name["libinsight-weekly"]["parameters"]
+    assert weekly["dataset_id"] == 7
+    assert weekly["base_url"] == LIBINSIGHT_VARIABLES["EDULAKE_LIBINSIGHT_BASE_URL"]
+    (trigger,) = [
+        a for a in api_post(stack.api_url, "/automations/filter", {}) if "athena" in a["name"]
+    ]
+    assert trigger["trigger"]["expect"] == ["edulake.data.committed"]
     # The server's scheduler has created the upcoming runs: visible in the UI.
     scheduled = wait_for_runs(stack.api_url, daily["id"])
     assert scheduled, "the scheduler created no runs for clever-daily"
@@ -136,7 +158,7 @@ def test_work_pool_templates_create_pools_the_worker_can_render(
         assert config["task_definition"]["cpu"] == 1024
         assert config["task_definition"]["memory"] == 4096
         overrides = config["task_run_request"]["overrides"]
-        assert overrides["taskRoleArn"].endswith(":role/edulake-flow-task")
+        assert overrides["taskRoleArn"].endswith(":role/edulake-pipeline")
         assert config["task_definition"]["containerDefinitions"][0]["image"].endswith(":test")
     else:
         assert config["mem_limit"] == "4g"

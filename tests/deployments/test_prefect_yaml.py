@@ -7,6 +7,7 @@ import datetime as dt
 import importlib
 import inspect
 import itertools
+import json
 import pkgutil
 import re
 from typing import Any
@@ -18,6 +19,8 @@ from prefect.cli.deploy._models import PrefectYamlModel, RawScheduleConfig
 from prefect.cli.deploy._triggers import DeploymentTriggerAdapter
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.server.schemas.schedules import CronSchedule
+from prefect.utilities.callables import parameter_schema
+from prefect.utilities.schema_tools import validate
 from prefect.utilities.templating import PlaceholderType, find_placeholders
 
 import flows
@@ -58,13 +61,19 @@ def run_dates(schedule: CronSchedule, n: int, start: dt.datetime) -> list[dt.dat
 
 
 def run_parameters(flow: Flow[Any, Any], params: dict[str, Any]) -> None:
-    """Fail unless `params` are names the flow takes and values its validation accepts."""
+    """Fail unless `params` are names the flow takes, with values its schema accepts.
+
+    Values templated from Prefect variables are known only at deploy time; the others are
+    checked the way the server checks a run's parameters (enforce_parameter_schema).
+    """
     signature = inspect.signature(flow.fn)
     unknown = set(params) - set(signature.parameters)
     assert not unknown, f"parameters the flow does not take: {sorted(unknown)}"
-    concrete = {k: v for k, v in params.items() if not is_template(v)}
-    # The flow's own validation: what the worker will do with these values at run time.
-    flow.validate_parameters(concrete)
+    concrete = json.loads(
+        json.dumps({k: v for k, v in params.items() if not is_template(v)}, default=str)
+    )
+    schema = parameter_schema(flow).model_dump_for_openapi()
+    validate(concrete, schema, raise_on_error=True, ignore_required=True)
 
 
 def test_file_is_a_valid_prefect_project() -> None:
@@ -193,6 +202,11 @@ def test_athena_runs_on_data_committed_events() -> None:
             params = trigger.parameters or {}
             unknown = set(params) - set(inspect.signature(flow.fn).parameters)
             assert not unknown, unknown
+
+
+def test_athena_trigger_is_the_documented_one() -> None:
+    documented = load_project(REPO_ROOT / "deployments" / "triggers" / "athena-query.yaml")
+    assert BY_NAME["athena-query"]["triggers"] == documented["triggers"]
 
 
 def test_every_flow_module_is_deployed() -> None:
