@@ -203,12 +203,12 @@ def block_exists(name: str) -> bool:
     return True
 
 
-def generated_hmac(env: Mapping[str, str]) -> Planned:
-    """A new random pseudonymization key, refused if one exists (keys are never rotated
-    by accident: a new key gives every student a new pseudonym)."""
+def generated_hmac(env: Mapping[str, str]) -> Planned | None:
+    """A new random pseudonymization key, or None if a key block exists already (keys are
+    never rotated by accident: a new key gives every student a new pseudonym)."""
     name = env.get("EDULAKE_HMAC_KEY_BLOCK", HMAC_BLOCK)
     if block_exists(name):
-        raise ConfigError(f"Secret block {name!r} exists already; not replacing the key")
+        return None
     key_text = secrets.token_urlsafe(32)
     key = PseudonymKey.resolve(key_text, demo=False)
     return Planned(
@@ -234,7 +234,11 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     try:
         planned, skipped = plan(env)
         if args.generate_hmac_key and "hmac" in skipped:
-            planned.insert(0, generated_hmac(env))
+            generated = generated_hmac(env)
+            if generated is None:
+                print("kept the existing pseudonymization key (never replaced by a generated one)")
+            else:
+                planned.insert(0, generated)
             skipped.remove("hmac")
         # Typed JSON values: deployments are created with enforce_parameter_schema.
         variables = [

@@ -9,6 +9,7 @@ State (database, logs, pid files) lives in .prefect/local/ in the checkout (git-
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -32,7 +33,14 @@ def up(stack: LocalStack) -> None:
     stack.start_server()
     try:
         stack.create_pool()
-        print(stack.create_blocks().rstrip())
+        if not os.environ.get("EDULAKE_LIBINSIGHT_BASE_URL"):
+            demo = stack.start_libinsight_demo()
+            stack.extra_env.update({k: v for k, v in demo.items() if k not in os.environ})
+            print(
+                f"LibInsight deployments point at the bundled demo server {demo['EDULAKE_LIBINSIGHT_BASE_URL']}"
+            )
+        # A fresh local install gets its own random pseudonymization key (kept across ups).
+        print(stack.create_blocks("--generate-hmac-key").rstrip())
         print(f"deploying prefect.yaml to process pool {stack.pool!r} (no image build)")
         stack.deploy_all()
         stack.start_worker()

@@ -102,12 +102,12 @@ class LocalStack:
     # -- processes ---------------------------------------------------------------
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        """Start a detached prefect process, its output in <home>/<name>.log."""
+        """Start a detached process (argv, or prefect CLI arguments), logging to <name>.log."""
         self.home.mkdir(parents=True, exist_ok=True)
         log = (self.home / f"{name}.log").open("ab")
         try:
             proc = subprocess.Popen(
-                [prefect_executable(), *args],
+                args if args[0] == sys.executable else [prefect_executable(), *args],
                 cwd=self.code_dir,
                 env=self.env(),
                 stdin=subprocess.DEVNULL,
@@ -155,6 +155,38 @@ class LocalStack:
         """Start a process worker polling this stack's pool."""
         return self._spawn("worker", ["worker", "start", "--pool", self.pool, "--type", "process"])
 
+    def start_libinsight_demo(self) -> dict[str, str]:
+        """Start the bundled LibInsight-compatible server; the settings that point at it.
+
+        Gives the LibInsight deployments something real to fetch from on a laptop. Its
+        client secret is the server's public demo secret, not a credential.
+        """
+        from edulake.libinsight.server import (
+            DEMO_CLIENT_ID,
+            DEMO_CLIENT_SECRET,
+            DEMO_DATASET_ID,
+        )
+
+        port = free_port()
+        self._spawn(
+            "libinsight",
+            [
+                sys.executable,
+                "-m",
+                "edulake.libinsight.server",
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+            ],
+        )
+        return {
+            "EDULAKE_LIBINSIGHT_BASE_URL": f"http://{HOST}:{port}",
+            "EDULAKE_LIBINSIGHT_DATASET_ID": str(DEMO_DATASET_ID),
+            "EDULAKE_LIBINSIGHT_CLIENT_ID": DEMO_CLIENT_ID,
+            "EDULAKE_LIBINSIGHT_CLIENT_SECRET": DEMO_CLIENT_SECRET,
+        }
+
     def log_tail(self, name: str, lines: int = 40) -> str:
         """The end of a process's log, for error messages."""
         path = self.home / f"{name}.log"
@@ -165,7 +197,7 @@ class LocalStack:
     def stop(self, timeout: float = 30.0) -> list[str]:
         """Stop the worker, then the server, by their recorded process ids."""
         stopped = []
-        for name in ("worker", "server"):
+        for name in ("worker", "libinsight", "server"):
             pid_file = self.home / f"{name}.pid"
             if not pid_file.exists():
                 continue
@@ -209,7 +241,7 @@ class LocalStack:
         self.prefect("work-pool", "create", self.pool, "--type", "process", "--overwrite")
         self.prefect("variable", "set", POOL_VARIABLE, self.pool, "--overwrite")
 
-    def create_blocks(self) -> str:
+    def create_blocks(self, *flags: str) -> str:
         """Blocks and variables from the environment (`python -m deployments.blocks`).
 
         Run before `deploy_all`: prefect.yaml's variables are resolved at deploy time.
@@ -218,7 +250,7 @@ class LocalStack:
         saved = dict(self.extra_env)
         self.extra_env["EDULAKE_WORK_POOL"] = self.pool
         try:
-            return self.python("-m", "deployments.blocks")
+            return self.python("-m", "deployments.blocks", *flags)
         finally:
             self.extra_env.clear()
             self.extra_env.update(saved)
