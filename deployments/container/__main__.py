@@ -63,6 +63,9 @@ def run_in_image(image: str, home: Path) -> str:
     stack.start_server()
     try:
         stack.create_pool()
+        # prefect.yaml's LibInsight variables must exist at deploy time: the demo server's.
+        stack.extra_env.update(stack.start_libinsight_demo())
+        stack.create_blocks()
         stack.prefect("deploy", "--all", "--prefect-file", str(image_prefect_file(home / "p.yaml")))
         out = stack.prefect(
             "deployment",
