@@ -18,6 +18,7 @@ from tasks.clever import (
     report_run,
 )
 from tasks.common import make_catalog, make_lake, resolve_key
+from tasks.events import emit_data_committed
 from tasks.publish import publish_tables, results_rows
 
 
@@ -88,6 +89,14 @@ def clever_participation(
         published = publish_tables(cat, tables, views_for="clever")
     finally:
         cat.close()
+    pipeline.mark_published(lake)
+    changed = sorted(t for t, parts in processed.changed.items() if parts)
+    if changed:
+        # After commit and publish: deployment triggers may react to it.
+        rows: dict[str, int] = {}
+        for f in processed.files:
+            rows[f.table] = rows.get(f.table, 0) + f.rows_written
+        emit_data_committed("clever", changed, rows)
     summary = report_run(found, landed, processed, results_rows(published), demo, fresh)
     if processed.failed:
         raise FilesFailed(

@@ -11,6 +11,7 @@ from edulake.catalog import CatalogTable
 from edulake.libinsight.config import load_dataset_config
 from edulake.libinsight.store import LandedPage
 from tasks.common import make_catalog, make_lake, resolve_key
+from tasks.events import emit_data_committed
 from tasks.libinsight import (
     PageLander,
     commit_watermark,
@@ -101,5 +102,8 @@ def libinsight_dataset(
             published = results_rows(publish_tables(cat, [(table, sorted(processed.months))]))
         finally:
             cat.close()
+        if processed.months:
+            # After commit and publish: the athena-query deployment's trigger reacts to it.
+            emit_data_committed(processed.spec.source, [processed.spec.name], processed.rows)
     after = commit_watermark(lake, cfg, dataset_id, plan)
     return report_run(dataset_id, plan, pages, fetch, processed, published, after)
