@@ -1,0 +1,1 @@
+"""A local Prefect server + process worker running every edulake deployment."""
