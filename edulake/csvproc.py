@@ -68,6 +68,7 @@ class Batch:
     table: pa.Table  # output columns (spec order) plus the partition column
     identities: dict[str, tuple[pa.Array, pa.Array]]  # column -> (values, pseudonyms)
     rejected: Rejected
+    codes: dict[str, pa.Array] = field(default_factory=dict)  # column -> pseudonymizer codes
 
 
 def read_batches(
@@ -238,7 +239,7 @@ def _convert(
     """Type, validate and pseudonymize one batch of text columns."""
     n = table.num_rows
     parsed: dict[str, pa.Array] = {}
-    bad = pa.array([False] * n)
+    bad = pa.repeat(pa.scalar(False), n)
     reasons: list[tuple[pa.Array, str]] = []
     for c in spec.columns:
         if c.name not in table.column_names:
@@ -272,13 +273,14 @@ def _convert(
 
     out: dict[str, pa.Array] = {}
     identities: dict[str, tuple[pa.Array, pa.Array]] = {}
+    codes: dict[str, pa.Array] = {}
     for c in spec.columns:
         v = parsed[c.name]
         if c.op is PiiOp.DROP:
             continue
         if c.is_hashed:
             ids = clean_ids(v)
-            pseudo = pseudonymizer.pseudonymize(ids)
+            pseudo, codes[c.name] = pseudonymizer.encode(ids)
             if c.op is PiiOp.HASH:
                 identities[c.name] = (ids, pseudo)
             v = pseudo
@@ -286,9 +288,9 @@ def _convert(
             v = pc.if_else(pc.is_valid(v), pa.scalar("*"), pa.scalar(None, pa.string()))
         out[c.output_name] = v
     for name, value in extra.items():
-        out[name] = pa.array([value] * n, pa.string())
+        out[name] = pa.repeat(pa.scalar(value, pa.string()), n)
     schema = _output_schema(spec)
-    return Batch(pa.table(out).select(schema.names).cast(schema), identities, rejected)
+    return Batch(pa.table(out).select(schema.names).cast(schema), identities, rejected, codes)
 
 
 def _output_schema(spec: TableSpec) -> pa.Schema:

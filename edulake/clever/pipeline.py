@@ -139,7 +139,7 @@ def process_pending(
     """Process landed files, merge the identity lookups, then record what was processed."""
     table_specs = specs()
     lookup_cols = sorted({c.name for s in table_specs.values() for c in s.lookup_columns})
-    trackers = {c: IdentityTracker(pseudonymizer.key_id) for c in lookup_cols}
+    trackers = {c: IdentityTracker(pseudonymizer.key_id, pseudonymizer) for c in lookup_cols}
 
     def one(entry: LedgerEntry) -> FileResult:
         spec = table_specs[parse_report_name(entry.name).table]

@@ -133,7 +133,7 @@ def _run(
             },
         )
         rejected = Rejected()
-        local = {c: IdentityTracker(pseudonymizer.key_id) for c in trackers}
+        local = {c: IdentityTracker(pseudonymizer.key_id, pseudonymizer) for c in trackers}
         written = 0
         try:
             for batch in read_batches(
@@ -150,7 +150,10 @@ def _run(
                 written += batch.table.num_rows
                 dates = batch.table[spec.partition_by or "date"].combine_chunks()
                 for col, (values, pseudonyms) in batch.identities.items():
-                    local[col].add(values, pseudonyms, dates)
+                    if col in batch.codes:
+                        local[col].add_codes(batch.codes[col], dates)
+                    else:
+                        local[col].add(values, pseudonyms, dates)
         except NeedsExactMode:
             writer.abort()
             result.mode = "exact"
@@ -161,7 +164,7 @@ def _run(
         result.partitions = writer.close()
         result.rows_written = written
         for col, tracker in local.items():
-            trackers[col].add_table(tracker.table())
+            trackers[col].merge(tracker)
         return writer, rejected
     raise AssertionError("unreachable: exact mode never asks for exact mode")
 
