@@ -28,7 +28,7 @@ from edulake.pseudonym import Pseudonymizer, clean_ids
 from edulake.specs import PiiOp, TableSpec
 from edulake.types import arrow_type
 
-BLOCK_SIZE = 8 << 20  # ~100k rows a batch for Clever files
+BLOCK_SIZE = 8 << 20
 
 _TRUE = ("true", "t", "1", "yes", "y")
 _FALSE = ("false", "f", "0", "no", "n")

@@ -31,7 +31,6 @@ _GOLD = np.uint64(0x9E3779B97F4A7C15)
 _S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
 _ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
 _MIN_CAPACITY = 1 << 12
-_MAX_CHUNKS = 32
 
 
 def _mix(h: np.ndarray) -> np.ndarray:
@@ -197,8 +196,10 @@ class StringIndex:
         if hit.any():
             hit_idx = np.flatnonzero(hit)
             stored = _take(snap.values, codes[hit_idx])
-            same = pc.equal(stored, values.take(pa.array(hit_idx))).to_numpy(zero_copy_only=False)
-            codes[hit_idx[~same]] = _EMPTY  # a hash collision: never trust it
+            looked_up = values if len(hit_idx) == len(values) else values.take(hit_idx)
+            same = pc.equal(stored, looked_up)
+            if not pc.all(same).as_py():  # a hash collision: never trust it
+                codes[hit_idx[~same.to_numpy(zero_copy_only=False)]] = _EMPTY
         if snap.overflow:
             for i in np.flatnonzero(codes == _EMPTY).tolist():
                 v = values[i].as_py()
@@ -237,11 +238,8 @@ class StringIndex:
                     overflow[texts[i]] = int(codes[i])
             place = ~to_overflow
             _place(slot_hash, slot_code, hashes[place], codes[place])
-            values = pa.chunked_array([*snap.values.chunks, distinct], pa.string())
-            payloads = pa.chunked_array([*snap.payload.chunks, payload], self._payload_type)
-            if values.num_chunks > _MAX_CHUNKS:
-                values = pa.chunked_array([values.combine_chunks()])
-                payloads = pa.chunked_array([payloads.combine_chunks()])
+            values = _append(snap.values, distinct)
+            payloads = _append(snap.payload, payload)
             self._snap = _Snapshot(slot_hash, slot_code, values, payloads, overflow)
             return self._snap
 
@@ -254,6 +252,16 @@ class StringIndex:
         used = snap.slot_code != _EMPTY
         _place(slot_hash, slot_code, snap.slot_hash[used], snap.slot_code[used])
         return slot_hash, slot_code
+
+
+def _append(data: pa.ChunkedArray, new: pa.Array) -> pa.ChunkedArray:
+    """``data`` + ``new`` in few chunks: a chunk is merged into the one before it once it
+    is a quarter of its size, so there are O(log n) chunks (``take`` stays fast) and each
+    value is copied O(log n) times in all."""
+    chunks = [*data.chunks, new]
+    while len(chunks) > 1 and 4 * len(chunks[-1]) >= len(chunks[-2]):
+        chunks[-2:] = [pa.concat_arrays(chunks[-2:])]
+    return pa.chunked_array(chunks, data.type)
 
 
 def _as_string_array(values: pa.Array | pa.ChunkedArray) -> pa.StringArray:

@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from edulake.catalog import CatalogTable
 from edulake.clever.names import FOLDERS, NotAReport, ReportName, landing_key, parse_report_name
 from edulake.clever.process import (
@@ -146,6 +148,9 @@ def process_pending(
         result = process_file(
             lake, entry, spec, pseudonymizer, trackers, max_quarantine_share=max_quarantine_share
         )
+        # Arrow's allocator keeps freed blocks for reuse; between files, hand them back so
+        # peak memory stays what one batch per worker needs, whatever the run's length.
+        pa.default_memory_pool().release_unused()
         if on_done:
             on_done(result)
         return result
