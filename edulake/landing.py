@@ -98,7 +98,7 @@ def _read_all(lake: Lake, keys: list[str]) -> list[LedgerEntry]:
     return [LedgerEntry.from_json(o) for o in objs]
 
 
-Outcome = Literal["landed", "new-version", "unchanged", "same-content"]
+Outcome = Literal["landed", "new-version", "unchanged", "same-content", "vanished"]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from prefect import flow
 from edulake.clever import pipeline
 from edulake.settings import get_settings
 from tasks.clever import (
+    check_report_freshness,
     discover_reports,
     land_files,
     open_source,
@@ -17,6 +18,7 @@ from tasks.clever import (
     report_run,
 )
 from tasks.common import make_catalog, make_lake, resolve_key
+from tasks.events import emit_data_committed
 from tasks.publish import publish_tables, results_rows
 
 
@@ -39,6 +41,7 @@ def clever_participation(
     catalog: str | None = None,
     max_concurrent_downloads: int = 4,
     max_quarantine_share: float | None = None,
+    max_report_age_days: int = 2,
     testdata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Land Clever reports, pseudonymize them and publish them for BI tools.
@@ -55,6 +58,8 @@ def clever_participation(
         catalog: duckdb or glue (default: EDULAKE_CATALOG__KIND).
         max_concurrent_downloads: parallel transfers when many files are due.
         max_quarantine_share: a file fails above this share of bad rows.
+        max_report_age_days: warn when the newest report on the server is older (not
+            checked for source=testdata, whose dates are fixed).
         testdata: generator parameters for source=testdata (days, students, ...).
     """
     lake = make_lake(lake_root, np_root, aws_credentials_block)
@@ -71,6 +76,9 @@ def clever_participation(
         landed = land_files(lake, src, found.reports, max_concurrent_downloads)
     finally:
         src.close()
+    fresh = (
+        check_report_freshness(lake, found, max_report_age_days) if source != "testdata" else None
+    )
     processed = pseudonymize_reports(lake, key, report_from, report_to, share)
     cat = make_catalog(lake, catalog)
     try:
@@ -81,7 +89,14 @@ def clever_participation(
         published = publish_tables(cat, tables, views_for="clever")
     finally:
         cat.close()
-    summary = report_run(found, landed, processed, results_rows(published), demo)
+    changed = sorted(t for t, parts in processed.changed.items() if parts)
+    if changed:
+        # After commit and publish: deployment triggers may react to it.
+        rows: dict[str, int] = {}
+        for f in processed.files:
+            rows[f.table] = rows.get(f.table, 0) + f.rows_written
+        emit_data_committed("clever", changed, rows)
+    summary = report_run(found, landed, processed, results_rows(published), demo, fresh)
     if processed.failed:
         raise FilesFailed(
             f"{len(processed.failed)} file(s) not processed (the rest was committed): "

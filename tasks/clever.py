@@ -11,12 +11,26 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from edulake.clever import pipeline
-from edulake.clever.names import ReportName
+from edulake.clever.freshness import FreshnessReport, check_freshness
+from edulake.clever.names import ReportName, parse_report_name
+from edulake.clever.process import SOURCE
 from edulake.lake import Lake
-from edulake.landing import LandingResult, SourceFile, summarize
+from edulake.landing import LandingResult, Ledger, SourceFile, summarize
 from edulake.pseudonym import Pseudonymizer, PseudonymKey
+from edulake.sftp import is_retryable
 from edulake.sources import FileSource, FolderSource
 from tasks.common import logger
+
+
+def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Task retry condition: never retry what retrying cannot fix (login, host key, config)."""
+    exc = state.data
+    # Look through wrappers (LandingFailed keeps the first file's error as its cause).
+    while isinstance(exc, BaseException):
+        if not is_retryable(exc):
+            return False
+        exc = exc.__cause__
+    return True
 
 
 def open_source(
@@ -44,7 +58,13 @@ def open_source(
     raise ValueError(f"unknown source {source!r}: use testdata, folder or sftp")
 
 
-@task(name="discover-reports", retries=3, retry_delay_seconds=[10, 60, 300], cache_policy=NO_CACHE)
+@task(
+    name="discover-reports",
+    retries=3,
+    retry_delay_seconds=[10, 60, 300],
+    retry_condition_fn=retry_if_transient,
+    cache_policy=NO_CACHE,
+)
 def discover_reports(
     source: FileSource, report_from: dt.date | None, report_to: dt.date | None
 ) -> pipeline.Discovery:
@@ -63,7 +83,13 @@ def discover_reports(
     return found
 
 
-@task(name="land-files", retries=3, retry_delay_seconds=[10, 60, 300], cache_policy=NO_CACHE)
+@task(
+    name="land-files",
+    retries=3,
+    retry_delay_seconds=[10, 60, 300],
+    retry_condition_fn=retry_if_transient,
+    cache_policy=NO_CACHE,
+)
 def land_files(
     lake: Lake,
     source: FileSource,
@@ -92,6 +118,33 @@ def land_files(
     )
     log.info("landing: %s", summarize(results) or "nothing offered")
     return results
+
+
+@task(name="check-freshness", cache_policy=NO_CACHE)
+def check_report_freshness(
+    lake: Lake, discovery: pipeline.Discovery, max_age_days: int, today: dt.date | None = None
+) -> FreshnessReport:
+    """Warn when the server's newest report is old or report days are missing from the lake."""
+    landed: set[dt.date] = set()
+    for name in Ledger(lake, SOURCE).latest():
+        try:
+            landed.add(parse_report_name(name).report_date)
+        except ValueError:
+            continue
+    available = {name.report_date for _f, name in discovery.reports}
+    report = check_freshness(
+        available, landed, today or dt.datetime.now(dt.UTC).date(), max_age_days
+    )
+    log = logger()
+    log.info(
+        "newest report on the server: %s (%s days old); last landed: %s",
+        report.newest_available,
+        report.age_days,
+        report.last_landed,
+    )
+    for warning in report.warnings:
+        log.warning("freshness: %s", warning)
+    return report
 
 
 @task(name="pseudonymize-reports", retries=1, retry_delay_seconds=30, cache_policy=NO_CACHE)
@@ -140,6 +193,7 @@ def report_run(
     processed: pipeline.ProcessingResult,
     published: list[dict[str, object]],
     demo: bool,
+    freshness: FreshnessReport | None = None,
 ) -> dict[str, Any]:
     """Leave the run's report as Prefect artifacts and return its summary."""
     create_table_artifact(
@@ -191,6 +245,7 @@ def report_run(
         "lookups": processed.lookups,
         "failed_files": [f.name for f in processed.failed],
         "demo": demo,
+        "freshness": freshness.as_dict() if freshness else None,
     }
     lines = [
         "# Clever participation run",
@@ -203,6 +258,8 @@ def report_run(
         f"- partitions changed: {summary['partitions_changed']}",
         f"- identities in stage2np lookups: {summary['lookups']}",
     ]
+    if freshness:
+        lines.append(freshness.markdown())
     for f in processed.failed:
         lines.append(f"- **FAILED** `{f.name}`: {f.error}")
     create_markdown_artifact(

@@ -39,8 +39,12 @@ def make_lake(
     lake_root: str | None, np_root: str | None, aws_credentials_block: str | None = None
 ) -> Lake:
     """The lake for this run: flow parameters override settings."""
+    from edulake.aws import connect_lake
+
     settings = get_settings()
-    return Lake(
+    # An S3 lake's access is checked here: a wrong key fails at once, naming the bucket,
+    # endpoint and key id (never the secret), not deep inside a task.
+    return connect_lake(
         lake_root or settings.lake.root,
         np_root or settings.lake.np_root,
         s3_options(aws_credentials_block, settings),

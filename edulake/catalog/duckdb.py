@@ -60,9 +60,11 @@ class DuckDBCatalog(Catalog):
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.con = duckdb.connect(path)
-        for store in {id(lake.main): lake.main, id(lake.protected): lake.protected}.values():
-            if not store.is_local and store.s3 is not None:
-                self.con.register_filesystem(store.s3.fsspec())
+        # DuckDB takes one fsspec filesystem per protocol: register "s3" once, even when
+        # the np root is another bucket (both roots share one set of S3 options).
+        s3_store = next((s for s in (lake.main, lake.protected) if not s.is_local), None)
+        if s3_store is not None and s3_store.s3 is not None:
+            self.con.register_filesystem(s3_store.s3.fsspec())
 
     @classmethod
     def default_path(cls, lake: Lake) -> str:

@@ -94,10 +94,35 @@ def land_reports(
             on_done(result)
         return result
 
+    errors: list[BaseException] = []
+
+    def guarded(item: tuple[SourceFile, ReportName]) -> LandingResult | None:
+        # One bad file must not stop the others: land what can be landed, then fail.
+        try:
+            return one(item)
+        except FileNotFoundError:
+            log.warning("%s vanished from the source before it was landed", item[0].name)
+            return LandingResult(item[0].name, "vanished", None, None)
+        except Exception as exc:
+            errors.append(exc)
+            return None
+
     if concurrency <= 1 or len(reports) <= 1:
-        return [one(r) for r in reports]
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="land") as pool:
-        return list(pool.map(one, reports))
+        results = [guarded(r) for r in reports]
+    else:
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="land") as pool:
+            results = list(pool.map(guarded, reports))
+    if errors:
+        landed = sum(1 for r in results if r is not None and r.landed)
+        raise LandingFailed(
+            f"{len(errors)} of {len(reports)} files could not be landed ({landed} landed this "
+            f"attempt and are kept): {errors[0]}"
+        ) from errors[0]
+    return [r for r in results if r is not None]
+
+
+class LandingFailed(RuntimeError):
+    """Some files could not be landed; the others were."""
 
 
 def pending(

@@ -72,3 +72,18 @@ def test_flow_demo_run_twice_and_artifacts(tmp_path):
 def test_flow_refuses_without_key(tmp_path):
     with pytest.raises(MissingKeyError):
         clever_participation(source="testdata", lake_root=str(tmp_path), demo=False, testdata=SMALL)
+
+
+def test_flow_announces_committed_tables_once(tmp_path, monkeypatch):
+    import flows.clever_participation as module
+
+    calls = []
+    monkeypatch.setattr(module, "emit_data_committed", lambda *a: calls.append(a))
+    lake = str(tmp_path / "lake")
+    first = clever_participation(source="testdata", lake_root=lake, demo=True, testdata=SMALL)
+    assert len(calls) == 1
+    source, tables, rows = calls[0]
+    assert (source, tables) == ("clever", ["daily_participation", "resource_usage"])
+    assert sum(rows.values()) == first["rows_written"]
+    clever_participation(source="testdata", lake_root=lake, demo=True, testdata=SMALL)
+    assert len(calls) == 1  # nothing new committed: no event

@@ -288,3 +288,55 @@ def test_non_utf8_row_quarantined(tmp_path, lake, pseudonymizer):
     assert (res.rows_written, res.rows_quarantined, res.mode) == (1, 1, "exact")
     q = lake.read_bytes(Zone.QUARANTINE, res.quarantine_file).decode()
     assert ",3,bytes that are not UTF-8," in q
+
+
+def test_one_failing_file_does_not_stop_the_others(tmp_path, lake):
+    from contextlib import contextmanager
+
+    from edulake.clever.pipeline import LandingFailed
+
+    src_dir = str(tmp_path / "src")
+    for day in ("2022-01-03", "2022-01-04", "2022-01-05"):
+        write(
+            src_dir,
+            f"daily-participation/{day}-daily-participation-students.csv",
+            dp_rows(day, USERS),
+        )
+
+    class Flaky(FolderSource):
+        @contextmanager
+        def _open(self, file):
+            if "01-04" in file.name:
+                raise ConnectionError("dropped")
+            if "01-05" in file.name:
+                raise FileNotFoundError(file.name)
+            with super()._open(file) as f:
+                yield f
+
+    src = Flaky(src_dir)
+    found = pipeline.discover(src)
+    with pytest.raises(LandingFailed, match="1 of 3 files could not be landed") as info:
+        pipeline.land_reports(lake, src, found.reports, concurrency=1)
+    assert isinstance(info.value.__cause__, ConnectionError)
+    assert [o.key.rsplit("/", 1)[1] for o in lake.list(Zone.STAGE1NP)] == [
+        "2022-01-03-daily-participation-students.csv"
+    ]
+
+
+def test_retry_condition_looks_through_landing_failures():
+    from edulake.clever.pipeline import LandingFailed
+    from edulake.sftp import SftpAuthError, SftpTransientError
+    from tasks.clever import retry_if_transient
+
+    class State:
+        def __init__(self, data):
+            self.data = data
+
+    def wrapped(cause):
+        try:
+            raise LandingFailed("x") from cause
+        except LandingFailed as exc:
+            return exc
+
+    assert retry_if_transient(None, None, State(wrapped(SftpTransientError("drop"))))
+    assert not retry_if_transient(None, None, State(wrapped(SftpAuthError("bad key"))))

@@ -1,0 +1,141 @@
+"""The LibInsight pipeline's steps as plain functions (the Prefect tasks wrap these)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from edulake.lake import Lake
+from edulake.landing import Ledger
+from edulake.libinsight.api import LibInsightClient
+from edulake.libinsight.config import DatasetConfig
+from edulake.libinsight.store import (
+    SOURCE,
+    LandedPage,
+    export_csv,
+    land_page,
+    read_page_records,
+    read_schema_state,
+    write_months,
+    write_schema_state,
+)
+from edulake.libinsight.transform import DriftReport, transform
+from edulake.libinsight.windows import Window
+from edulake.lookup import merge_lookup
+from edulake.pseudonym import Pseudonymizer
+from edulake.specs import TableSpec
+
+
+@dataclass
+class FetchResult:
+    """Pages fetched and landed for a range."""
+
+    pages: list[LandedPage] = field(default_factory=list)
+    records: int = 0
+    seconds: float = 0.0
+    requests: int = 0
+    retries: int = 0
+    token_fetches: int = 0
+
+    @property
+    def keys(self) -> list[str]:
+        return [p.key for p in self.pages]
+
+    def summary(self) -> dict[str, Any]:
+        landed = sum(1 for p in self.pages if p.outcome in ("landed", "new-version"))
+        return {
+            "pages": len(self.pages),
+            "pages landed (new content)": landed,
+            "records": self.records,
+            "requests": self.requests,
+            "retries": self.retries,
+            "token fetches": self.token_fetches,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def fetch_and_land(
+    client: LibInsightClient,
+    lake: Lake,
+    dataset_id: int,
+    windows: list[Window],
+    *,
+    request_id: int | str | None = None,
+    concurrency: int = 8,
+    rps: float | None = None,
+    flow_run_id: str | None = None,
+) -> FetchResult:
+    """Fetch every page of every window and land each raw page as it arrives."""
+    ledger = Ledger(lake, SOURCE)
+    out = FetchResult()
+    started = time.monotonic()
+    for window in windows:
+        landed: list[LandedPage] = []
+
+        def on_page(page: Any, window: Window = window, landed: list[LandedPage] = landed) -> None:
+            landed.append(land_page(lake, ledger, dataset_id, window, page, flow_run_id))
+
+        _, stats = client.data_grid(
+            dataset_id,
+            window,
+            request_id=request_id,
+            concurrency=concurrency,
+            rps=rps,
+            on_page=on_page,
+            keep=False,
+        )
+        out.pages += sorted(landed, key=lambda p: p.page)
+        out.records += stats.records
+    out.seconds = time.monotonic() - started
+    out.requests = client.http.stats["requests"]
+    out.retries = client.http.stats["retries"]
+    out.token_fetches = client.auth.fetched
+    return out
+
+
+@dataclass
+class ProcessResult:
+    """What processing a fetched range wrote."""
+
+    spec: TableSpec
+    records: int
+    rows: int
+    months: dict[str, int]
+    drift: DriftReport
+    lookups: dict[str, int]
+    export_key: str
+    export_rows: int
+
+
+def process_range(
+    lake: Lake,
+    cfg: DatasetConfig,
+    page_keys: list[str],
+    window: Window,
+    pseudonymizer: Pseudonymizer,
+    today: dt.date | None = None,
+) -> ProcessResult:
+    """Raw pages -> typed rows -> month files, lookups, schema state, CSV export."""
+    records = read_page_records(lake, page_keys)
+    state = read_schema_state(lake, cfg.name)
+    result = transform(records, cfg, state, pseudonymizer, today)
+    months = write_months(lake, result.spec, result.table, window, cfg.id_column, cfg.date_column)
+    lookups = {
+        col: merge_lookup(lake, cfg.source, col, seen, pseudonymizer.key_id)
+        for col, seen in result.identities.items()
+        if seen.num_rows
+    }
+    write_schema_state(lake, cfg.name, result.state)
+    export_key, export_rows = export_csv(lake, result.spec)
+    return ProcessResult(
+        spec=result.spec,
+        records=len(records),
+        rows=result.table.num_rows,
+        months=months,
+        drift=result.drift,
+        lookups=lookups,
+        export_key=export_key,
+        export_rows=export_rows,
+    )

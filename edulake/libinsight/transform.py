@@ -1,0 +1,493 @@
+"""LibInsight records -> a typed, pseudonymized Arrow table, with schema drift reported.
+
+Generic: everything dataset-specific comes from the :class:`DatasetConfig`. Per field:
+labels are mapped to stable snake_case columns; single-choice arrays become values and
+multi-selects stay lists; numbers sent as strings are coerced; ``_start_date`` becomes a
+millisecond timestamp; free text loses newlines (if configured) and mojibake; PII fields
+are pseudonymized with the project's keyed HMAC.
+
+Drift is never absorbed silently: a field the config does not know becomes a new column
+(and is remembered in the table's schema state so later runs keep it); a configured field
+absent from every record is reported missing (one missing + one new = a likely rename);
+a value that does not fit its column's type is kept in ``<column>_as_string`` and
+reported, never nulled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from edulake.libinsight.config import DatasetConfig, FieldConfig, snake_case, unique_name
+from edulake.lookup import IdentityTracker
+from edulake.pseudonym import Pseudonymizer, clean_ids
+from edulake.specs import OutputColumn, PiiOp, TableSpec
+from edulake.types import arrow_type
+
+
+class _Bad:
+    """Marker: a value that does not fit the column type."""
+
+
+BAD = _Bad()
+_NEWLINES = re.compile(r"\s*[\r\n]+\s*")
+_MOJIBAKE = ("\u00c3", "\u00c2", "\u00e2\u20ac")
+
+
+@dataclass(frozen=True)
+class DiscoveredColumn:
+    """A column added by drift: a new field (``label``) or a type-change overflow (``of``)."""
+
+    name: str
+    type: str
+    label: str | None = None
+    of: str | None = None
+    first_seen: str = ""
+
+    def output(self) -> OutputColumn:
+        if self.of:
+            comment = f"values of {self.of} that did not fit its type (schema drift)"
+        else:
+            comment = f"LibInsight: {self.label} (added by schema drift on {self.first_seen})"
+        return OutputColumn(name=self.name, type=self.type, comment=comment)
+
+
+@dataclass
+class SchemaState:
+    """The columns drift has added to a table so far (persisted between runs)."""
+
+    columns: list[DiscoveredColumn] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"columns": [asdict(c) for c in self.columns]}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any] | None) -> SchemaState:
+        return cls([DiscoveredColumn(**c) for c in (obj or {}).get("columns", [])])
+
+    def by_label(self, label: str) -> DiscoveredColumn | None:
+        return next((c for c in self.columns if c.label == label), None)
+
+    def overflow_of(self, name: str) -> DiscoveredColumn | None:
+        return next((c for c in self.columns if c.of == name), None)
+
+    def outputs(self) -> list[OutputColumn]:
+        return [c.output() for c in self.columns]
+
+
+@dataclass
+class DriftReport:
+    """What changed in the source's shape during a run."""
+
+    new_fields: list[dict[str, str]] = field(default_factory=list)
+    missing_fields: list[str] = field(default_factory=list)
+    possible_renames: list[dict[str, str]] = field(default_factory=list)
+    type_changes: list[dict[str, Any]] = field(default_factory=list)
+    multi_in_single: dict[str, int] = field(default_factory=dict)
+    dropped_rows: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def has_drift(self) -> bool:
+        return bool(self.new_fields or self.missing_fields or self.type_changes)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def rows(self) -> list[dict[str, str]]:
+        """One row per finding (for a table artifact)."""
+        out = [
+            {
+                "kind": "new field",
+                "field": f["label"],
+                "detail": f"column {f['column']} ({f['type']})",
+            }
+            for f in self.new_fields
+        ]
+        out += [
+            {"kind": "missing field", "field": m, "detail": "in no record"}
+            for m in self.missing_fields
+        ]
+        out += [
+            {"kind": "possible rename", "field": r["from"], "detail": f"-> {r['to']}"}
+            for r in self.possible_renames
+        ]
+        out += [
+            {
+                "kind": "type change",
+                "field": t["column"],
+                "detail": f"{t['count']} values not {t['expected']}, kept in {t['kept_in']}",
+            }
+            for t in self.type_changes
+        ]
+        out += [
+            {
+                "kind": "several values in a single choice",
+                "field": k,
+                "detail": f"{v} rows, joined with '; '",
+            }
+            for k, v in self.multi_in_single.items()
+        ]
+        out += [
+            {"kind": "dropped rows", "field": k, "detail": str(v)}
+            for k, v in self.dropped_rows.items()
+        ]
+        return out
+
+
+@dataclass
+class TransformResult:
+    """The typed table, its spec (with drift columns), the updated schema state, the report."""
+
+    table: pa.Table
+    spec: TableSpec
+    state: SchemaState
+    drift: DriftReport
+    identities: dict[str, pa.Table]  # hashed column -> (value, pseudonym, first/last seen)
+    key_id: str | None
+
+
+# -- value coercion ------------------------------------------------------------------------
+
+
+def fix_mojibake(text: str) -> str:
+    """Undo UTF-8 read as Windows-1252 (``donâ€™t`` -> ``don't``); unchanged when unsure."""
+    if not any(m in text for m in _MOJIBAKE):
+        return text
+    try:
+        return text.encode("cp1252").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return text
+
+
+def clean_text(value: str, cfg: DatasetConfig) -> str | None:
+    text = value.replace("\x00", "")
+    if cfg.fix_mojibake:
+        text = fix_mojibake(text)
+    if cfg.newlines == "space":
+        text = _NEWLINES.sub(" ", text)
+    text = text.strip()
+    return text or None
+
+
+def _scalar_text(v: Any, cfg: DatasetConfig) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    if isinstance(v, dict):
+        return json.dumps(v, ensure_ascii=False, sort_keys=True)
+    return clean_text(str(v), cfg)
+
+
+def to_number(v: Any, integer: bool) -> Any:
+    if v is None:
+        return None
+    if isinstance(v, list):
+        if not v:
+            return None
+        return to_number(v[0], integer) if len(v) == 1 else BAD
+    if isinstance(v, bool):
+        return BAD
+    if isinstance(v, int):
+        return v if integer else float(v)
+    if isinstance(v, float):
+        if not integer:
+            return v
+        return int(v) if v.is_integer() else BAD
+    if isinstance(v, str):
+        s = v.strip().replace(",", "")
+        if not s:
+            return None
+        try:
+            f = float(s)
+        except ValueError:
+            return BAD
+        if not integer:
+            return f
+        return int(f) if f.is_integer() else BAD
+    return BAD
+
+
+def to_timestamp(v: Any) -> Any:
+    if v is None or (isinstance(v, str) and not v.strip()):
+        return None
+    if not isinstance(v, str):
+        return BAD
+    try:
+        ts = dt.datetime.fromisoformat(v.strip())
+    except ValueError:
+        return BAD
+    return ts.replace(tzinfo=None, microsecond=ts.microsecond // 1000 * 1000)
+
+
+def to_date(v: Any) -> Any:
+    ts = to_timestamp(v)
+    return ts.date() if isinstance(ts, dt.datetime) else ts
+
+
+def to_bool(v: Any) -> Any:
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if not s:
+        return None
+    if s in ("true", "yes", "y", "1"):
+        return True
+    if s in ("false", "no", "n", "0"):
+        return False
+    return BAD
+
+
+def to_list(v: Any, cfg: DatasetConfig) -> Any:
+    if v is None:
+        return None
+    items = v if isinstance(v, list) else [v]
+    out = [_scalar_text(x, cfg) for x in items]
+    return [x for x in out if x is not None]
+
+
+def coerce(v: Any, type_: str, cfg: DatasetConfig, multi: list[int]) -> Any:
+    """A raw JSON value as the column type, or :data:`BAD`. ``multi`` counts joined choices."""
+    if type_ == "string":
+        if isinstance(v, list):
+            texts = [t for t in (_scalar_text(x, cfg) for x in v) if t is not None]
+            if len(texts) > 1:
+                multi[0] += 1
+            return "; ".join(texts) if texts else None
+        return _scalar_text(v, cfg)
+    if type_ == "int64":
+        return to_number(v, integer=True)
+    if type_ == "float64":
+        return to_number(v, integer=False)
+    if type_ == "timestamp":
+        return to_timestamp(v)
+    if type_ == "date":
+        return to_date(v)
+    if type_ == "bool":
+        return to_bool(v)
+    if type_ == "list<string>":
+        return to_list(v, cfg)
+    raise ValueError(f"unsupported type {type_}")
+
+
+def infer_type(values: list[Any]) -> str:
+    """The type of a field nobody configured, from the values seen."""
+    seen = [v for v in values if v is not None and v != ""]
+    if any(isinstance(v, list) for v in seen):
+        return "list<string>"
+    if seen and all(isinstance(v, bool) for v in seen):
+        return "bool"
+    if seen and all(isinstance(v, int) and not isinstance(v, bool) for v in seen):
+        return "int64"
+    if seen and all(isinstance(v, int | float) and not isinstance(v, bool) for v in seen):
+        return "float64"
+    return "string"
+
+
+def overflow_text(v: Any) -> str:
+    return json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else str(v)
+
+
+# -- the transform -----------------------------------------------------------------------
+
+
+def _labels(records: list[dict[str, Any]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for r in records:
+        for k in r:
+            seen.setdefault(k, None)
+    return list(seen)
+
+
+def _plan_columns(
+    cfg: DatasetConfig,
+    state: SchemaState,
+    labels: list[str],
+    records: list[dict[str, Any]],
+    today: str,
+) -> tuple[dict[str, tuple[str, str]], SchemaState, DriftReport]:
+    """Map each seen label to (column, type); new labels become discovered columns."""
+    drift = DriftReport()
+    taken = cfg.reserved_names() | {c.name for c in state.columns}
+    columns = list(state.columns)
+    plan: dict[str, tuple[str, str]] = {}
+    for label in labels:
+        f = cfg.field_for(label)
+        if f is not None:
+            if f.op is not PiiOp.DROP:
+                plan[label] = (f.column, f.type)
+            continue
+        known = state.by_label(label)
+        if known is None:
+            if cfg.unknown_fields == "ignore":
+                drift.new_fields.append({"label": label, "column": "(ignored)", "type": "-"})
+                continue
+            type_ = infer_type([r.get(label) for r in records])
+            name = unique_name(snake_case(label), taken)
+            taken.add(name)
+            known = DiscoveredColumn(name=name, type=type_, label=label, first_seen=today)
+            columns.append(known)
+            drift.new_fields.append({"label": label, "column": name, "type": type_})
+        plan[label] = (known.name, known.type)
+    if records:
+        present = set(labels)
+        expected = [f.label for f in cfg.fields] + [c.label for c in state.columns if c.label]
+        for f_label in expected:
+            f = cfg.field_for(f_label)
+            names = [f_label, *(f.aliases if f else [])]
+            if not any(n in present for n in names):
+                drift.missing_fields.append(f_label)
+        if len(drift.missing_fields) == 1 and len(drift.new_fields) == 1:
+            drift.possible_renames.append(
+                {"from": drift.missing_fields[0], "to": drift.new_fields[0]["label"]}
+            )
+    return plan, SchemaState(columns), drift
+
+
+def transform(
+    records: list[dict[str, Any]],
+    cfg: DatasetConfig,
+    state: SchemaState | None = None,
+    pseudonymizer: Pseudonymizer | None = None,
+    today: dt.date | None = None,
+) -> TransformResult:
+    """Type, clean and pseudonymize records; report drift. Rows are de-duplicated by id."""
+    state = state or SchemaState()
+    day = (today or dt.date.today()).isoformat()
+    labels = _labels(records)
+    plan, state, drift = _plan_columns(cfg, state, labels, records, day)
+
+    # Typed values per column; values that do not fit go to an overflow column.
+    id_col, date_col = cfg.id_column, cfg.date_column
+    by_label = {label: plan[label] for label in labels if label in plan}
+    rows: list[dict[str, Any]] = []
+    bad: dict[str, dict[int, Any]] = {}  # column -> row index -> raw value
+    multi: dict[str, list[int]] = {}
+    for rec in records:
+        row: dict[str, Any] = {}
+        for label, (col, type_) in by_label.items():
+            if label not in rec:
+                continue
+            counter = multi.setdefault(col, [0])
+            v = coerce(rec[label], type_, cfg, counter)
+            if v is BAD:
+                bad.setdefault(col, {})[len(rows)] = rec[label]
+                v = None
+            row[col] = v
+        rows.append(row)
+
+    keep = []
+    for i, row in enumerate(rows):
+        if row.get(date_col) is None:
+            reason = (
+                f"no {cfg.date_field}"
+                if i not in bad.get(date_col, {})
+                else f"bad {cfg.date_field}"
+            )
+            drift.dropped_rows[reason] = drift.dropped_rows.get(reason, 0) + 1
+        elif row.get(id_col) is None:
+            drift.dropped_rows[f"no {cfg.id_field}"] = (
+                drift.dropped_rows.get(f"no {cfg.id_field}", 0) + 1
+            )
+        else:
+            keep.append(i)
+    # Last occurrence wins: a record seen twice in one run (pages shifted) counts once.
+    last: dict[Any, int] = {}
+    for i in keep:
+        last[rows[i][id_col]] = i
+    keep = sorted(last.values())
+
+    for col, values in bad.items():
+        if col in (id_col, date_col):
+            continue
+        over = state.overflow_of(col)
+        if over is None:
+            taken = cfg.reserved_names() | {c.name for c in state.columns}
+            over = DiscoveredColumn(
+                name=unique_name(f"{col}_as_string", taken), type="string", of=col, first_seen=day
+            )
+            state.columns.append(over)
+        expected = next(t for c, t in plan.values() if c == col)
+        drift.type_changes.append(
+            {"column": col, "expected": expected, "count": len(values), "kept_in": over.name}
+        )
+        for i, raw in values.items():
+            rows[i][over.name] = overflow_text(raw)
+    drift.multi_in_single = {c: n[0] for c, n in multi.items() if n[0]}
+
+    spec = cfg.table_spec(state.outputs())
+    kept_rows = [rows[i] for i in keep]
+    for d in cfg.derived:
+        for row in kept_rows:
+            parts = [str(row[c]) for c in d.concat if row.get(c) not in (None, "")]
+            row[d.name] = d.sep.join(parts) if parts else None
+
+    return _assemble(cfg, spec, kept_rows, pseudonymizer, state, drift)
+
+
+def _assemble(
+    cfg: DatasetConfig,
+    spec: TableSpec,
+    rows: list[dict[str, Any]],
+    pseudonymizer: Pseudonymizer | None,
+    state: SchemaState,
+    drift: DriftReport,
+) -> TransformResult:
+    arrays: dict[str, pa.Array] = {}
+    identities: dict[str, pa.Table] = {}
+    dates = pa.array([r[cfg.date_column] for r in rows], pa.timestamp("ms"))
+    for c in spec.columns:
+        if c.op is PiiOp.DROP:
+            continue
+        values = [r.get(c.name) for r in rows]
+        if c.is_hashed:
+            if pseudonymizer is None:
+                raise ValueError(f"column {c.name} is pseudonymized: a Pseudonymizer is required")
+            raw = clean_ids(pa.array(values, pa.string()))
+            pseudo = pseudonymizer.pseudonymize(raw)
+            arrays[c.output_name] = pseudo
+            if c.op is PiiOp.HASH:
+                tracker = IdentityTracker(pseudonymizer.key_id)
+                tracker.add(raw, pseudo, pc.cast(dates, pa.date32()))
+                identities[c.name] = tracker.table()
+        elif c.op is PiiOp.MASK:
+            arrays[c.output_name] = pa.array(
+                [None if v is None else "*" for v in values], pa.string()
+            )
+        else:
+            arrays[c.output_name] = pa.array(values, arrow_type(c.type))
+    for extra in spec.extra_columns:
+        arrays[extra.name] = pa.array([r.get(extra.name) for r in rows], arrow_type(extra.type))
+    schema = spec.arrow_schema()
+    table = pa.table([arrays[f.name] for f in schema], schema=schema)
+    return TransformResult(
+        table=table,
+        spec=spec,
+        state=state,
+        drift=drift,
+        identities=identities,
+        key_id=pseudonymizer.key_id if pseudonymizer else None,
+    )
+
+
+__all__ = [
+    "DiscoveredColumn",
+    "DriftReport",
+    "FieldConfig",
+    "SchemaState",
+    "TransformResult",
+    "coerce",
+    "fix_mojibake",
+    "infer_type",
+    "transform",
+]

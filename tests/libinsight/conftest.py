@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+
+from edulake.http.client import RetryPolicy
+from edulake.lake import Lake
+from edulake.libinsight.api import LibInsightClient
+from edulake.libinsight.server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, LibInsightServer
+from edulake.pseudonym import Pseudonymizer, PseudonymKey
+from tests.servers.libinsight import libinsight_server
+
+KEY = PseudonymKey(b"libinsight-test-key-0123456789")
+FAST = RetryPolicy(base_delay=0.01, max_delay=0.05, max_attempts=6)
+
+
+@pytest.fixture
+def server():
+    with libinsight_server() as srv:
+        yield srv
+
+
+@pytest.fixture
+def make_client():
+    """A client factory for a server (closed at teardown)."""
+    clients: list[LibInsightClient] = []
+
+    def make(srv: LibInsightServer, **kw) -> LibInsightClient:
+        kw.setdefault("retry", FAST)
+        c = LibInsightClient(srv.base_url, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, **kw)
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+@pytest.fixture
+def lake(tmp_path) -> Lake:
+    return Lake(str(tmp_path / "lake"), np_root=str(tmp_path / "np"))
+
+
+@pytest.fixture
+def pseudonymizer() -> Pseudonymizer:
+    return Pseudonymizer(KEY)
