@@ -49,11 +49,23 @@ def render(report: dict[str, Any]) -> str:
         )
     li = report.get("libinsight")
     if li is not None:
-        out += ["", "== LibInsight paging"]
-        if "skipped" in li:
-            out.append(f"skipped: {li['skipped']}")
-        else:
-            out.append(li.get("text") or "\n".join(f"{k}: {v}" for k, v in li.items()))
+        out += [
+            "",
+            f"== LibInsight paging: {li['pages']} pages at {li['latency_ms']:g} ms a request",
+            _table(
+                ["fetching", "wall s", "vs ideal"],
+                [
+                    ["sequential (concurrency 1)", f"{li['sequential_s']:.2f}", ""],
+                    [
+                        f"edulake (concurrency {li['default_concurrency']})",
+                        f"{li['concurrent_s']:.2f}",
+                        f"{li['concurrent_vs_ideal']:.2f}x",
+                    ],
+                    [f"ideal: {li['ideal_formula']}", f"{li['ideal_s']:.2f}", "1.00x"],
+                ],
+            ),
+            f"concurrent is {li['speedup_vs_sequential']:.1f}x faster than sequential",
+        ]
     fl = report.get("flow")
     if fl is not None:
         out += [

@@ -91,14 +91,42 @@ def measure_processing(
     return out
 
 
-def measure_libinsight(quick: bool) -> dict[str, Any]:
-    """LibInsight paging, from the LibInsight helper's module when it is on this branch."""
-    try:
-        from bench import libinsight_paging  # type: ignore[attr-defined]
-    except ImportError as exc:
-        return {"skipped": f"LibInsight paging is not available here ({exc})"}
-    result: dict[str, Any] = libinsight_paging.measure(quick=quick)
-    return result
+def measure_libinsight(pages: int, latency_ms: float) -> dict[str, Any]:
+    """LibInsight paging against the local server: sequential, concurrent, ideal.
+
+    Reuses ``bench/libinsight_paging.py`` (the LibInsight client's own benchmark): the
+    same server settings (100 records a page, fixed latency per request) and the same
+    measurement (token first, then every page of one window).
+    """
+    import math
+
+    from bench.libinsight_paging import default_concurrency, measure
+    from edulake.libinsight.server import LibInsightServer, ServerSettings
+    from edulake.libinsight.windows import Window
+
+    latency = latency_ms / 1000
+    concurrency = default_concurrency()
+    settings = ServerSettings(
+        records_per_day=100, fixed_daily=True, page_size=100, latency_s=latency
+    )
+    start = dt.date(2023, 1, 1)
+    window = Window(start, start + dt.timedelta(days=pages - 1))  # 100 records a day
+    with LibInsightServer(settings) as server:
+        seq = measure(server.base_url, window, 1)
+        conc = measure(server.base_url, window, concurrency)
+    # Page 1 comes alone (it tells how many pages there are), then rounds of `concurrency`.
+    ideal = (1 + math.ceil((pages - 1) / concurrency)) * latency
+    return {
+        "pages": seq["pages"],
+        "latency_ms": latency_ms,
+        "default_concurrency": concurrency,
+        "sequential_s": seq["wall_s"],
+        "concurrent_s": conc["wall_s"],
+        "ideal_s": round(ideal, 3),
+        "ideal_formula": "(1 + ceil((pages - 1) / concurrency)) x latency",
+        "speedup_vs_sequential": round(float(seq["wall_s"]) / float(conc["wall_s"]), 2),
+        "concurrent_vs_ideal": round(float(conc["wall_s"]) / ideal, 2),
+    }
 
 
 def _versions() -> dict[str, str]:
@@ -121,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--quick", action="store_true", help="small flow and paging runs (smoke)")
     ap.add_argument("--no-flow", action="store_true", help="skip the whole-flow timing")
     ap.add_argument("--no-libinsight", action="store_true", help="skip LibInsight paging")
+    ap.add_argument("--pages", type=int, default=200, help="LibInsight pages (default 200)")
+    ap.add_argument("--latency-ms", type=float, default=50.0, help="per request (default 50)")
     ap.add_argument("--json", help="also write the JSON report to this file")
     ap.add_argument("--scratch", help="folder for inputs and outputs (default: a temp dir)")
     return ap
@@ -153,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     if not args.no_libinsight:
         print("  libinsight paging ...", file=sys.stderr, flush=True)
-        report["libinsight"] = measure_libinsight(args.quick)
+        pages = min(args.pages, 20) if args.quick else args.pages
+        report["libinsight"] = measure_libinsight(pages, args.latency_ms)
     if not args.no_flow:
         from bench.flowtime import measure_flow
 
