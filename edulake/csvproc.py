@@ -228,6 +228,19 @@ def _parse(col: pa.Array, spec_type: str) -> tuple[pa.Array, pa.Array]:
     return values, failed
 
 
+def _parse_distinct(col: pa.Array, spec_type: str) -> tuple[pa.Array, pa.Array]:
+    """:func:`_parse`, computed once per distinct text and gathered back (same result).
+
+    Typed report columns repeat a few texts (one date a file, True/False, small counts):
+    parsing the distinct texts then gathering costs a fraction of parsing every row.
+    """
+    encoded = pc.dictionary_encode(col)
+    if 2 * len(encoded.dictionary) > len(col):
+        return _parse(col, spec_type)
+    values, failed = _parse(encoded.dictionary, spec_type)
+    return pc.take(values, encoded.indices), pc.take(failed, encoded.indices)
+
+
 def _convert(
     table: pa.Table,
     records: Sequence[int],
@@ -249,7 +262,7 @@ def _convert(
         if c.type == "string":
             parsed[c.name] = col
             continue
-        values, failed = _parse(col, c.type)
+        values, failed = _parse_distinct(col, c.type)
         parsed[c.name] = values
         if c.name == spec.partition_by:
             failed = pc.or_(failed, pc.is_null(values))

@@ -142,3 +142,12 @@ def test_tracker_codes_agree_with_string_tracking():
 def test_tracker_refuses_codes_without_pseudonymizer():
     with pytest.raises(ValueError, match="pseudonymizer"):
         IdentityTracker("k").add_codes(pa.array([0]), pa.array([dt.date(2022, 1, 3)]))
+
+
+@pytest.mark.parametrize("secret", [b"k" * 16, b"k" * 64, b"long-key-" * 20])
+def test_batch_hmac_equals_hmac_for_any_key_length(secret):
+    p = Pseudonymizer(PseudonymKey(secret))
+    values = ["1", "", "é✓", "x" * 200]
+    expected = [hmac.new(secret, v.encode(), hashlib.sha256).hexdigest() for v in values]
+    assert p.pseudonymize(pa.array(values)).to_pylist() == expected
+    assert [p.pseudonym(v) for v in values] == expected
