@@ -151,3 +151,10 @@ def test_batch_hmac_equals_hmac_for_any_key_length(secret):
     expected = [hmac.new(secret, v.encode(), hashlib.sha256).hexdigest() for v in values]
     assert p.pseudonymize(pa.array(values)).to_pylist() == expected
     assert [p.pseudonym(v) for v in values] == expected
+
+
+def test_trim_memory_releases_only_above_the_limit():
+    from edulake.clever.pipeline import trim_memory
+
+    assert trim_memory(limit=1 << 50) is False  # far below: nothing to do
+    assert trim_memory(limit=0) is True  # above: hands memory back
