@@ -38,12 +38,22 @@ def render(report: dict[str, Any]) -> str:
                 f"{c['peak_rss_mb']:,}",
                 f"{c['cores_used']:.2f}",
                 f"{c.get('edulake_speedup', float('nan')):.2f}x",
+                f"{c.get('load_1m_before', float('nan')):.1f}",
             ]
             for name, c in p["contenders"].items()
         ]
         out.append(
             _table(
-                ["contender", "s", "rows/s", "MB/s", "peak RSS MB", "cores", "edulake vs it"],
+                [
+                    "contender",
+                    "s",
+                    "rows/s",
+                    "MB/s",
+                    "peak RSS MB",
+                    "cores",
+                    "edulake vs it",
+                    "load",
+                ],
                 rows,
             )
         )

@@ -72,6 +72,7 @@ def measure_processing(
     }
     for name in contenders:
         print(f"  {rows:,} rows: {name} ...", file=sys.stderr, flush=True)
+        load = os.getloadavg()[0]  # other work on the machine skews every figure: show it
         r = run_contender(name, inputs.path, scratch, repeat)
         if r["rows"] != inputs.rows:
             raise RuntimeError(f"{name} processed {r['rows']} rows of {inputs.rows}")
@@ -81,6 +82,7 @@ def measure_processing(
             "mb_per_s": round(inputs.megabytes / r["seconds"], 1),
             "peak_rss_mb": round(r["peak_rss_mb"]),
             "cores_used": round(r["cpu_seconds"] / r["seconds"], 2),
+            "load_1m_before": round(load, 2),
         }
     shutil.rmtree(data_dir, ignore_errors=True)
     ours = out["contenders"].get("edulake")
