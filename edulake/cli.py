@@ -3,6 +3,9 @@
 python -m edulake demo                 # Clever on bundled test data -> ./lake -> DuckDB
 python -m edulake clever --source folder --source-path DIR [--lake-root ...]
 python -m edulake query "SELECT ..."   # against the DuckDB catalog
+python -m edulake audit [--lake-root ...] [--np-root ...]   # PII audit: exit 1 on findings
+python -m edulake forget --ids-file FILE                     # erasure request
+python -m edulake rotate-key                                 # re-pseudonymize with a new key
 """
 
 from __future__ import annotations
@@ -120,6 +123,51 @@ def cmd_demo_libinsight(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from edulake.audit import audit
+    from edulake.lake import Lake
+
+    texts: list[tuple[str, str]] = []
+    for path in args.log or []:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            texts.append((f"log file {path}", fh.read()))
+    if args.flow_run:
+        from tasks.audit import prefect_texts
+
+        texts += prefect_texts(args.flow_run)
+    report = audit(
+        Lake(args.lake_root, args.np_root), catalog_paths=args.catalog or [], texts=texts
+    )
+    print(
+        f"PII audit: {report.ids_checked} raw identifiers from stage1np checked "
+        f"({report.ids_too_short} shorter than 4 characters not searchable); scanned "
+        + ", ".join(f"{n} {k}" for k, n in sorted(report.scanned.items()))
+    )
+    for w in report.warnings:
+        print(f"WARNING: {w}")
+    for hit in report.findings:
+        print(f"FOUND raw identifier #{hit.fingerprint} in {hit.location} ({hit.detail})")
+    print(f"{len(report.findings)} finding(s)")
+    return 1 if report.findings else 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from flows.forget import forget_flow
+
+    result = forget_flow(
+        ids_file=args.ids_file, lake_root=args.lake_root, np_root=args.np_root, demo=args.demo
+    )
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_rotate_key(args: argparse.Namespace) -> int:
+    from flows.clever_maintenance import clever_rotate_key
+
+    print(json.dumps(clever_rotate_key(lake_root=args.lake_root, np_root=args.np_root), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edulake", description=__doc__.splitlines()[0] if __doc__ else ""
@@ -153,6 +201,28 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("sql")
     q.add_argument("--lake-root", default="./lake")
     q.set_defaults(func=cmd_query)
+
+    au = sub.add_parser("audit", help="PII audit: raw identifiers outside the protected zones")
+    au.add_argument("--lake-root", default="./lake")
+    au.add_argument("--np-root")
+    au.add_argument("--catalog", action="append", help="a DuckDB catalog file outside the lake")
+    au.add_argument("--log", action="append", help="a log file to scan (repeatable)")
+    au.add_argument(
+        "--flow-run", action="append", help="a Prefect flow run id: its logs, artifacts"
+    )
+    au.set_defaults(func=cmd_audit)
+
+    fg = sub.add_parser("forget", help="remove people (raw ids in a file, one a line)")
+    fg.add_argument("--ids-file", required=True)
+    fg.add_argument("--lake-root")
+    fg.add_argument("--np-root")
+    fg.add_argument("--demo", action="store_true", help="the lake uses the demo key")
+    fg.set_defaults(func=cmd_forget)
+
+    rk = sub.add_parser("rotate-key", help="re-pseudonymize everything with the configured key")
+    rk.add_argument("--lake-root")
+    rk.add_argument("--np-root")
+    rk.set_defaults(func=cmd_rotate_key)
     return p
 
 

@@ -28,7 +28,9 @@ from edulake.pseudonym import Pseudonymizer, clean_ids
 from edulake.specs import PiiOp, TableSpec
 from edulake.types import arrow_type
 
-BLOCK_SIZE = 8 << 20
+BLOCK_SIZE = 8 << 20  # ~100k rows a batch for Clever files
+MAX_BLOCK_SIZE = 64 << 20  # a record larger than this is not a Clever row
+MAX_FIELD_CHARS = 65_536  # longer text values are quarantined, not published
 
 _TRUE = ("true", "t", "1", "yes", "y")
 _FALSE = ("false", "f", "0", "no", "n")
@@ -44,6 +46,28 @@ class EmptyFileError(ValueError):
     """A file with no header at all."""
 
 
+class NotCsvError(ValueError):
+    """A file that is not a CSV report at all (HTML, JSON, UTF-16, a runaway quote...)."""
+
+
+class RecordTooLargeError(ValueError):
+    """A CSV record larger than the read block (a runaway quoted field, or not a CSV)."""
+
+
+def sniff(head: bytes, default: str = "not this report's CSV") -> str:
+    """A short, data-free description of what a file's first bytes look like."""
+    text = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "UTF-16 text (Clever sends UTF-8: re-export or convert it)"
+    if text[:1] == b"<":
+        return "HTML or XML (an error or login page saved instead of the report?)"
+    if text[:1] in (b"{", b"["):
+        return "JSON (an API error response saved instead of the report?)"
+    if b"\x00" in head[:4096]:
+        return "binary data"
+    return default
+
+
 @dataclass
 class Rejected:
     """Rows quarantined from one batch: record numbers, reasons and raw row text."""
@@ -51,11 +75,15 @@ class Rejected:
     lines: list[int] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     raw: list[str] = field(default_factory=list)
+    # physical lines swallowed by malformed records beyond their first (unterminated
+    # quotes): counted so the quarantine share reflects every line lost, not one record
+    extra_lines: int = 0
 
     def extend(self, other: Rejected) -> None:
         self.lines += other.lines
         self.reasons += other.reasons
         self.raw += other.raw
+        self.extra_lines += other.extra_lines
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -78,13 +106,17 @@ def read_batches(
     extra: dict[str, str] | None = None,
     *,
     exact: bool = False,
+    block_size: int = BLOCK_SIZE,
 ) -> Iterator[Batch]:
     """Validated, pseudonymized batches of a CSV file.
 
     In fast mode a malformed row or invalid UTF-8 raises :class:`NeedsExactMode`: the
-    caller discards what it staged and reads again with ``exact=True``.
+    caller discards what it staged and reads again with ``exact=True``. A record larger
+    than ``block_size`` raises :class:`RecordTooLargeError` (read again with a bigger
+    block); a file that is not a CSV raises :class:`NotCsvError` or
+    :class:`EmptyFileError`. Error messages never quote row data.
     """
-    return _read(open_stream, spec, pseudonymizer, extra or {}, exact=exact)
+    return _read(open_stream, spec, pseudonymizer, extra or {}, exact=exact, block_size=block_size)
 
 
 def _read(
@@ -94,6 +126,7 @@ def _read(
     extra: dict[str, str],
     *,
     exact: bool,
+    block_size: int,
 ) -> Iterator[Batch]:
     invalid: dict[int, str] = {}  # record number -> raw text (exact mode)
 
@@ -104,9 +137,11 @@ def _read(
         if not exact:
             malformed = True  # exceptions raised here are swallowed: make the reader fail
             return "error"
-        invalid[row.number] = (
-            f"expected {row.expected_columns} fields, got {row.actual_columns}\x00{row.text}"
-        )
+        reason = f"expected {row.expected_columns} fields, got {row.actual_columns}"
+        spans = row.text.count("\n")
+        if spans:
+            reason += f"; a quoted field runs over {spans + 1} lines (unterminated quote?)"
+        invalid[row.number] = f"{reason}\x00{row.text}"
         return "skip"
 
     text_type = pa.binary() if exact else pa.string()
@@ -117,7 +152,7 @@ def _read(
         try:
             reader = pacsv.open_csv(
                 stream,
-                read_options=pacsv.ReadOptions(use_threads=not exact, block_size=BLOCK_SIZE),
+                read_options=pacsv.ReadOptions(use_threads=not exact, block_size=block_size),
                 parse_options=pacsv.ParseOptions(
                     newlines_in_values=True, invalid_row_handler=on_invalid
                 ),
@@ -128,12 +163,15 @@ def _read(
                 ),
             )
         except pa.ArrowInvalid as exc:
-            if "Empty CSV" in str(exc):
-                raise EmptyFileError("the file is empty (no header row)") from None
-            if not exact and (malformed or "UTF8" in str(exc) or "UTF-8" in str(exc)):
-                raise NeedsExactMode from None
+            _classify(exc, exact=exact, malformed=malformed, open_stream=open_stream)
             raise
-        mapping = spec.resolve_header(reader.schema.names)
+        try:
+            header = reader.schema.names
+        except UnicodeDecodeError:
+            raise NotCsvError(
+                f"the header row is not UTF-8 text: {_sniff_stream(open_stream)}"
+            ) from None
+        mapping = spec.resolve_header(header)
         next_record = 2  # the header is record 1
         while True:
             try:
@@ -141,8 +179,7 @@ def _read(
             except StopIteration:
                 break
             except pa.ArrowInvalid as exc:
-                if not exact and (malformed or "UTF8" in str(exc) or "UTF-8" in str(exc)):
-                    raise NeedsExactMode from None
+                _classify(exc, exact=exact, malformed=malformed, open_stream=open_stream)
                 raise
             table = pa.Table.from_batches([rb]).rename_columns(
                 [mapping[n] for n in rb.schema.names]
@@ -174,9 +211,43 @@ def _read(
                 tail.lines.append(num)
                 tail.reasons.append(reason)
                 tail.raw.append(text)
+                tail.extra_lines += text.count("\n")
             yield Batch(_empty_output(spec), {}, tail)
     finally:
         stream.close()
+
+
+def _classify(
+    exc: pa.ArrowInvalid, *, exact: bool, malformed: bool, open_stream: Callable[[], IO[bytes]]
+) -> None:
+    """Turn a reader error into the exception that says what to do (or return to re-raise)."""
+    msg = str(exc)
+    if "Empty CSV" in msg:
+        head = _head(open_stream)
+        if not head.lstrip(b"\xef\xbb\xbf").strip():
+            raise EmptyFileError("the file is empty (no header row)") from None
+        raise NotCsvError(
+            f"no CSV header could be read (an unterminated quote?): {sniff(head)}"
+        ) from None
+    if "straddl" in msg or "block size" in msg:
+        raise RecordTooLargeError("a CSV record is larger than the read block") from None
+    if not exact and (malformed or "UTF8" in msg or "UTF-8" in msg):
+        raise NeedsExactMode from None
+
+
+def _head(open_stream: Callable[[], IO[bytes]]) -> bytes:
+    stream = open_stream()
+    try:
+        return bytes(stream.read(4096))
+    finally:
+        stream.close()
+
+
+def _sniff_stream(open_stream: Callable[[], IO[bytes]]) -> str:
+    return sniff(
+        _head(open_stream),
+        "text in another encoding (Windows-1252 or Latin-1?): re-export it as UTF-8",
+    )
 
 
 def _decode_utf8(table: pa.Table, records: Sequence[int]) -> tuple[pa.Table, Rejected]:
@@ -209,9 +280,10 @@ def _parse(col: pa.Array, spec_type: str) -> tuple[pa.Array, pa.Array]:
     blank = pc.equal(trimmed, "")
     if spec_type == "date":
         parsed = pc.strptime(trimmed, format="%Y-%m-%d", unit="s", error_is_null=True)
-        values = pc.cast(parsed, pa.date32())
+        values = pc.cast(_real_dates(trimmed, parsed), pa.date32())
     elif spec_type == "timestamp":
-        values = pc.strptime(trimmed, format="%Y-%m-%d %H:%M:%S", unit="ms", error_is_null=True)
+        parsed = pc.strptime(trimmed, format="%Y-%m-%d %H:%M:%S", unit="ms", error_is_null=True)
+        values = _real_dates(trimmed, parsed)
     elif spec_type == "bool":
         low = pc.utf8_lower(trimmed)
         is_true = pc.is_in(low, pa.array(_TRUE))
@@ -241,6 +313,15 @@ def _parse_distinct(col: pa.Array, spec_type: str) -> tuple[pa.Array, pa.Array]:
     return pc.take(values, encoded.indices), pc.take(failed, encoded.indices)
 
 
+def _real_dates(text: pa.Array, parsed: pa.Array) -> pa.Array:
+    """Null where strptime rolled an impossible date over (2022-02-30 -> 2022-03-02)."""
+    parts = pc.extract_regex(text, r"^\s*(?P<y>\d+)-(?P<m>\d+)-(?P<d>\d+)")
+    month = pc.cast(pc.struct_field(parts, "m"), pa.int64(), safe=False)
+    day = pc.cast(pc.struct_field(parts, "d"), pa.int64(), safe=False)
+    same = pc.and_(pc.equal(pc.month(parsed), month), pc.equal(pc.day(parsed), day))
+    return pc.if_else(pc.fill_null(same, False), parsed, pa.scalar(None, parsed.type))
+
+
 def _convert(
     table: pa.Table,
     records: Sequence[int],
@@ -261,6 +342,10 @@ def _convert(
         col = table[c.name].combine_chunks()
         if c.type == "string":
             parsed[c.name] = col
+            too_long = pc.fill_null(pc.greater(pc.utf8_length(col), MAX_FIELD_CHARS), False)
+            if pc.any(too_long).as_py():
+                reasons.append((too_long, f"{c.name}: longer than {MAX_FIELD_CHARS} characters"))
+                bad = pc.or_(bad, too_long)
             continue
         values, failed = _parse_distinct(col, c.type)
         parsed[c.name] = values

@@ -46,6 +46,23 @@ class Zone(StrEnum):
 PROTECTED_ZONES = frozenset({Zone.STAGE2NP, Zone.QUARANTINE})
 
 
+class StorageUnavailableError(OSError):
+    """Lake storage kept failing after the client's retries; the message says what to do."""
+
+
+def explain_storage_error(exc: OSError, lake: Lake | None) -> StorageUnavailableError:
+    """A storage error that exhausted its retries, restated with what to do next."""
+    where = f"the lake storage ({lake.main.uri}, np root {lake.protected.uri})" if lake else "S3"
+    first = str(exc).splitlines()[0][:300]
+    return StorageUnavailableError(
+        f"{where} kept failing after retries: {first}. What to do: check that the endpoint "
+        "is reachable and the credentials valid (EDULAKE_S3__* settings or the AwsCredentials "
+        "block); if S3 was throttling (503 SlowDown) or failing (5xx), re-run later or lower "
+        "max_concurrent_downloads. Nothing partial is visible to readers, and re-running the "
+        "flow is safe: it continues where this run stopped."
+    )
+
+
 class UnsafeKeyError(ValueError):
     """A key that would escape its zone (``..``, absolute paths, backslashes)."""
 
@@ -78,11 +95,12 @@ class S3Options:
     access_key_id: str | None = None
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
+    max_attempts: int = 8  # throttling (503 SlowDown) and 5xx: retried with backoff
 
     def arrow_fs(self) -> pafs.S3FileSystem:
         kwargs: dict[str, Any] = {
             # Throttling (503 SlowDown) and 5xx are retried by the SDK with backoff.
-            "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=8),
+            "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=self.max_attempts),
             "connect_timeout": 10,
             "request_timeout": 60,
         }

@@ -21,6 +21,7 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any, Literal
 
+from edulake.faults import crashpoint
 from edulake.lake import Lake, Zone, safe_key
 
 CHUNK = 1 << 20
@@ -173,10 +174,12 @@ def land_file(
                 flow_run_id=flow_run_id,
                 now=now,
             )
+        crashpoint("land.staged")
         staged.commit()
     except BaseException:
         staged.discard()
         raise
+    crashpoint("land.committed")
     entry = LedgerEntry(
         source=ledger.source,
         name=file.name,

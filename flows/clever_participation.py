@@ -89,6 +89,7 @@ def clever_participation(
         published = publish_tables(cat, tables, views_for="clever")
     finally:
         cat.close()
+    pipeline.mark_published(lake)
     changed = sorted(t for t, parts in processed.changed.items() if parts)
     if changed:
         # After commit and publish: deployment triggers may react to it.

@@ -19,7 +19,7 @@ from edulake.landing import LandingResult, Ledger, SourceFile, summarize
 from edulake.pseudonym import Pseudonymizer, PseudonymKey
 from edulake.sftp import is_retryable
 from edulake.sources import FileSource, FolderSource
-from tasks.common import logger
+from tasks.common import explain_storage_errors, logger
 
 
 def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -90,6 +90,7 @@ def discover_reports(
     retry_condition_fn=retry_if_transient,
     cache_policy=NO_CACHE,
 )
+@explain_storage_errors
 def land_files(
     lake: Lake,
     source: FileSource,
@@ -148,6 +149,7 @@ def check_report_freshness(
 
 
 @task(name="pseudonymize-reports", retries=1, retry_delay_seconds=30, cache_policy=NO_CACHE)
+@explain_storage_errors
 def pseudonymize_reports(
     lake: Lake,
     key: PseudonymKey,

@@ -6,14 +6,17 @@ hard-coded name. Secrets are read here and passed on as objects, never as parame
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from prefect import get_run_logger
 from prefect.blocks.system import Secret
 from prefect.exceptions import MissingContextError
 
 from edulake.catalog import Catalog, open_catalog
-from edulake.lake import Lake, S3Options
+from edulake.lake import Lake, S3Options, StorageUnavailableError, explain_storage_error
 from edulake.pseudonym import PseudonymKey
 from edulake.settings import Settings, get_settings
 
@@ -24,6 +27,34 @@ def logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return get_run_logger()
     except MissingContextError:
         return logging.getLogger("edulake")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _is_storage_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and "AWS Error" in str(exc)
+
+
+def explain_storage_errors(fn: F) -> F:
+    """Restate S3 errors that exhausted the client's retries with what to do next."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except StorageUnavailableError:
+            raise
+        except Exception as exc:
+            cause: BaseException | None = exc  # wrappers (LandingFailed) keep it as cause
+            while cause is not None and not _is_storage_error(cause):
+                cause = cause.__cause__
+            if not isinstance(cause, OSError):
+                raise
+            lakes = [a for a in (*args, *kwargs.values()) if isinstance(a, Lake)]
+            raise explain_storage_error(cause, lakes[0] if lakes else None) from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 def s3_options(aws_credentials_block: str | None, settings: Settings) -> S3Options | None:

@@ -155,6 +155,10 @@ def process_pages(
     )
     for row in result.drift.rows():
         log.warning("schema drift: %s: %s (%s)", row["kind"], row["field"], row["detail"])
+    if result.quarantine_key:
+        log.warning(
+            "records not kept are in the protected quarantine zone: %s", result.quarantine_key
+        )
     return result
 
 

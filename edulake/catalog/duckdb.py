@@ -18,6 +18,7 @@ import pyarrow as pa
 import sqlglot
 
 from edulake.catalog import Catalog, CatalogTable, PublishResult
+from edulake.faults import crashpoint
 from edulake.lake import Lake
 from edulake.types import duckdb_type
 
@@ -148,10 +149,12 @@ class DuckDBCatalog(Catalog):
                 self.con.execute(f"DELETE FROM {fq} WHERE {col} IN ({values})")
                 if files:
                     self.con.execute(f"INSERT INTO {fq} {self._select(table, files)}")
+            crashpoint("publish.transaction")
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
+        crashpoint("publish.committed")
         rows = self.con.execute(f"SELECT COUNT(*) FROM {fq}").fetchone()
         action = (
             "created"

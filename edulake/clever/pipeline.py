@@ -24,6 +24,9 @@ from edulake.clever.process import (
     processed_key,
     remove_stale_outputs,
 )
+from edulake.faults import crashpoint
+from edulake.forget import suppressed_pseudonyms
+from edulake.keys import ensure_key
 from edulake.lake import Lake, Zone
 from edulake.landing import LandingResult, Ledger, LedgerEntry, SourceFile, land_file
 from edulake.lookup import IdentityTracker, lookup_catalog_table, merge_lookup
@@ -163,16 +166,31 @@ def process_pending(
     max_quarantine_share: float = 0.01,
     workers: int = 2,
     on_done: Callable[[FileResult], None] | None = None,
+    check_key: bool = True,
 ) -> ProcessingResult:
-    """Process landed files, merge the identity lookups, then record what was processed."""
+    """Process landed files, merge the identity lookups, then record what was processed.
+
+    Refuses (before writing anything) a key that differs from the lake's. The partitions
+    changed are remembered as *unpublished* before the processed records are written, so
+    a run killed before publishing has them published by the next run.
+    """
+    if check_key:
+        ensure_key(lake, SOURCE, pseudonymizer.key_id)
     table_specs = specs()
+    suppressed = suppressed_pseudonyms(lake, SOURCE, pseudonymizer)
     lookup_cols = sorted({c.name for s in table_specs.values() for c in s.lookup_columns})
     trackers = {c: IdentityTracker(pseudonymizer.key_id, pseudonymizer) for c in lookup_cols}
 
     def one(entry: LedgerEntry) -> FileResult:
         spec = table_specs[parse_report_name(entry.name).table]
         result = process_file(
-            lake, entry, spec, pseudonymizer, trackers, max_quarantine_share=max_quarantine_share
+            lake,
+            entry,
+            spec,
+            pseudonymizer,
+            trackers,
+            max_quarantine_share=max_quarantine_share,
+            suppressed=suppressed,
         )
         trim_memory()
         if on_done:
@@ -189,17 +207,26 @@ def process_pending(
         col: merge_lookup(lake, SOURCE, col, t.table(), pseudonymizer.key_id)
         for col, t in trackers.items()
     }
-    changed: dict[str, set[str]] = {}
-    stale = 0
+    crashpoint("process.lookups_merged")
+    changed: dict[str, set[str]] = {
+        t: set(p) for t, p in unpublished(lake).items()
+    }  # left by a run that died before publishing
+    done = []
     for entry, res in zip(entries, results, strict=True):
         if res.status not in ("processed", "empty"):
             continue  # not recorded: reported now, retried next run
         previous = _previous_record(lake, entry)
-        stale += remove_stale_outputs(lake, previous, res)
         parts = changed.setdefault(res.table, set())
         parts.update(res.partitions)
         if previous:
             parts.update(_partitions_of(previous.get("outputs", [])))
+        done.append((entry, res, previous))
+    if any(changed.values()):
+        lake.write_json(Zone.SYSTEM, UNPUBLISHED, {t: sorted(p) for t, p in changed.items()})
+    stale = 0
+    for entry, res, previous in done:
+        stale += remove_stale_outputs(lake, previous, res)
+        crashpoint("process.recording")
         record = res.to_json() | {
             "key_id": pseudonymizer.key_id,
             "path": entry.path,
@@ -207,6 +234,30 @@ def process_pending(
         }
         lake.write_json(Zone.SYSTEM, processed_key(entry.name, entry.sha256), record)
     return ProcessingResult(results, {t: sorted(p) for t, p in changed.items()}, lookups, stale)
+
+
+UNPUBLISHED = f"publish/{SOURCE}/unpublished.json"
+
+
+def unpublished(lake: Lake) -> dict[str, list[str]]:
+    """Partitions processed but not yet published (by a run that died before publishing)."""
+    if not lake.exists(Zone.SYSTEM, UNPUBLISHED):
+        return {}
+    return {str(t): list(p) for t, p in lake.read_json(Zone.SYSTEM, UNPUBLISHED).items()}
+
+
+def mark_unpublished(lake: Lake, changed: dict[str, list[str]]) -> None:
+    """Add partitions to publish (merged with any left by an earlier run)."""
+    merged = {t: set(p) for t, p in unpublished(lake).items()}
+    for table, parts in changed.items():
+        merged.setdefault(table, set()).update(parts)
+    if any(merged.values()):
+        lake.write_json(Zone.SYSTEM, UNPUBLISHED, {t: sorted(p) for t, p in merged.items()})
+
+
+def mark_published(lake: Lake) -> None:
+    """Forget the unpublished partitions: call after every table was published."""
+    lake.delete(Zone.SYSTEM, UNPUBLISHED)
 
 
 # Arrow's allocator keeps freed blocks for reuse, and with several threads it keeps a lot.

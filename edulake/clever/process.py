@@ -20,10 +20,23 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from edulake.catalog import table_prefix
 from edulake.clever.names import parse_report_name
-from edulake.csvproc import EmptyFileError, NeedsExactMode, Rejected, read_batches
+from edulake.csvproc import (
+    BLOCK_SIZE,
+    MAX_BLOCK_SIZE,
+    Batch,
+    EmptyFileError,
+    NeedsExactMode,
+    NotCsvError,
+    RecordTooLargeError,
+    Rejected,
+    read_batches,
+    sniff,
+)
+from edulake.faults import crashpoint
 from edulake.lake import Lake, Zone, safe_key
 from edulake.landing import LedgerEntry
 from edulake.lookup import IdentityTracker
@@ -46,10 +59,12 @@ class FileResult:
     name: str
     sha256: str
     table: str
-    status: str  # processed | empty | header-mismatch | too-many-bad-rows
+    # processed | empty | header-mismatch | not-a-report | too-many-bad-rows | error
+    status: str
     rows_read: int = 0
     rows_written: int = 0
     rows_quarantined: int = 0
+    rows_suppressed: int = 0  # rows of forgotten people (see edulake/forget.py)
     partitions: dict[str, int] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
     quarantine_file: str | None = None
@@ -77,29 +92,46 @@ def process_file(
     trackers: dict[str, IdentityTracker],
     *,
     max_quarantine_share: float,
+    suppressed: set[str] | None = None,
 ) -> FileResult:
     """Process one landed version into staged stage2p files and commit them."""
     report = parse_report_name(entry.name)
     result = FileResult(entry.name, entry.sha256, spec.name, "processed")
     try:
-        writer, rejected = _run(lake, entry, spec, pseudonymizer, trackers, report.role, result)
+        writer, rejected = _run(
+            lake, entry, spec, pseudonymizer, trackers, report.role, result, suppressed or set()
+        )
     except HeaderMismatch as exc:
-        result.status, result.error = "header-mismatch", str(exc)
+        result.status, result.error = _header_error(lake, entry, spec, exc)
         return result
     except EmptyFileError as exc:
         result.status, result.error = "empty", str(exc)
         return result
+    except NotCsvError as exc:
+        result.status, result.error = "not-a-report", f"{exc}; nothing of it was written"
+        return result
+    except Exception as exc:  # any other failure names the file, never quotes row data
+        log.exception("processing %s failed", entry.name)
+        result.status = "error"
+        result.error = (
+            f"{type(exc).__name__} while processing ({str(exc).split(':')[0][:120]}); "
+            "nothing of it was written; the run is safe to repeat"
+        )
+        return result
 
     result.rows_quarantined = len(rejected)
-    result.rows_read = result.rows_written + result.rows_quarantined
+    result.rows_read = result.rows_written + result.rows_quarantined + result.rows_suppressed
     if rejected:
         result.quarantine_file = _write_quarantine(lake, entry, spec, rejected)
-    share = result.rows_quarantined / result.rows_read if result.rows_read else 0.0
+    # lines swallowed by an unterminated quote count as lost lines, not as nothing
+    lost = result.rows_quarantined + rejected.extra_lines
+    total = result.rows_read + rejected.extra_lines
+    share = lost / total if total else 0.0
     if share > max_quarantine_share:
         writer.abort()
         result.status = "too-many-bad-rows"
         result.error = (
-            f"{result.rows_quarantined} of {result.rows_read} rows ({share:.1%}) failed "
+            f"{lost} of {total} rows ({share:.1%}) failed "
             f"validation, above the limit of {max_quarantine_share:.1%}; see "
             f"{result.quarantine_file} in the protected quarantine zone"
         )
@@ -107,6 +139,7 @@ def process_file(
         return result
     result.outputs = [k for _, k in writer.staged.keys]
     writer.staged.commit()
+    crashpoint("process.committed")
     return result
 
 
@@ -118,8 +151,11 @@ def _run(
     trackers: dict[str, IdentityTracker],
     role: str,
     result: FileResult,
+    suppressed: set[str],
 ) -> tuple[PartitionedWriter, Rejected]:
-    for exact in (False, True):
+    attempts = [(False, BLOCK_SIZE), (True, BLOCK_SIZE)]
+    while attempts:
+        exact, block_size = attempts.pop(0)
         writer = PartitionedWriter(
             lake,
             Zone.STAGE2P,
@@ -134,7 +170,7 @@ def _run(
         )
         rejected = Rejected()
         local = {c: IdentityTracker(pseudonymizer.key_id, pseudonymizer) for c in trackers}
-        written = 0
+        written = dropped = 0
         try:
             for batch in read_batches(
                 lambda: lake.open_input(Zone.STAGE1NP, entry.path),
@@ -142,11 +178,16 @@ def _run(
                 pseudonymizer,
                 {"role": role},
                 exact=exact,
+                block_size=block_size,
             ):
                 rejected.extend(batch.rejected)
+                if suppressed and batch.table.num_rows:
+                    batch, n = _suppress(batch, spec, suppressed)
+                    dropped += n
                 if batch.table.num_rows == 0:
                     continue
                 writer.write(batch.table)
+                crashpoint("process.writing")
                 written += batch.table.num_rows
                 dates = batch.table[spec.partition_by or "date"].combine_chunks()
                 for col, (values, pseudonyms) in batch.identities.items():
@@ -158,15 +199,70 @@ def _run(
             writer.abort()
             result.mode = "exact"
             continue
+        except RecordTooLargeError:
+            writer.abort()
+            if block_size >= MAX_BLOCK_SIZE:
+                raise NotCsvError(
+                    f"a CSV record is larger than {MAX_BLOCK_SIZE >> 20} MiB (a runaway quoted "
+                    "field, or not a CSV file)"
+                ) from None
+            attempts.insert(0, (exact, MAX_BLOCK_SIZE))
+            if not exact:
+                attempts = [(False, MAX_BLOCK_SIZE), (True, MAX_BLOCK_SIZE)]
+            continue
         except BaseException:
             writer.abort()
             raise
         result.partitions = writer.close()
         result.rows_written = written
+        result.rows_suppressed = dropped
         for col, tracker in local.items():
             trackers[col].merge(tracker)
         return writer, rejected
     raise AssertionError("unreachable: exact mode never asks for exact mode")
+
+
+def _suppress(batch: Batch, spec: TableSpec, suppressed: set[str]) -> tuple[Batch, int]:
+    """Drop the rows of forgotten people (their pseudonyms are in ``suppressed``)."""
+    values = pa.array(sorted(suppressed), pa.string())
+    hit = pa.array([False] * batch.table.num_rows)
+    for c in spec.columns:
+        if c.is_hashed:
+            found = pc.fill_null(pc.is_in(batch.table[c.output_name], values), False)
+            hit = pc.or_(hit, found)
+    n = int(pc.sum(pc.cast(hit, pa.int64())).as_py() or 0)
+    if not n:
+        return batch, 0
+    keep = pc.invert(hit)
+    identities = {
+        col: (pc.filter(v, keep), pc.filter(p, keep)) for col, (v, p) in batch.identities.items()
+    }
+    codes = {col: pc.filter(c, keep) for col, c in batch.codes.items()}
+    return Batch(batch.table.filter(keep), identities, batch.rejected, codes), n
+
+
+def _header_error(
+    lake: Lake, entry: LedgerEntry, spec: TableSpec, exc: HeaderMismatch
+) -> tuple[str, str]:
+    """Status and message for a header that does not match the spec.
+
+    Schema drift (most columns known) names the missing and unknown columns. A first
+    line that shares little with the spec is not a header at all - a headerless file
+    whose first row is data, an HTML page, a JSON body - and its text is never echoed:
+    it may hold student identifiers, and the message goes to logs and artifacts.
+    """
+    known = len(spec.columns) - len(exc.missing)
+    if known * 2 >= len(spec.columns):
+        return "header-mismatch", f"{exc}; nothing of this file was written"
+    with lake.open_input(Zone.STAGE1NP, entry.path) as f:
+        head = bytes(f.read(4096))
+    if not head.lstrip(b"\xef\xbb\xbf").strip():
+        return "empty", "the file is empty (only blank lines)"
+    return "not-a-report", (
+        f"the first line is not a {spec.name} header ({known} of {len(spec.columns)} "
+        f"expected columns found; the file looks like {sniff(head)}; a report without its "
+        "header row?); nothing of this file was written"
+    )
 
 
 def _write_quarantine(lake: Lake, entry: LedgerEntry, spec: TableSpec, rejected: Rejected) -> str:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from edulake.lake import Lake
+from edulake.lake import Lake, Zone
 from edulake.landing import Ledger
 from edulake.libinsight.api import LibInsightClient
 from edulake.libinsight.config import DatasetConfig
@@ -107,6 +108,7 @@ class ProcessResult:
     lookups: dict[str, int]
     export_key: str
     export_rows: int
+    quarantine_key: str | None = None
 
 
 def process_range(
@@ -128,6 +130,7 @@ def process_range(
         if seen.num_rows
     }
     write_schema_state(lake, cfg.name, result.state)
+    quarantine_key = quarantine_records(lake, cfg.source, cfg.name, window, result.rejected)
     export_key, export_rows = export_csv(lake, result.spec)
     return ProcessResult(
         spec=result.spec,
@@ -138,4 +141,21 @@ def process_range(
         lookups=lookups,
         export_key=export_key,
         export_rows=export_rows,
+        quarantine_key=quarantine_key,
     )
+
+
+def quarantine_records(
+    lake: Lake, source: str, table: str, window: Window, rejected: list[dict[str, Any]]
+) -> str | None:
+    """Records not kept, raw, with the reason, as JSON lines under the protected root.
+
+    Nothing is lost: the raw pages stay in stage1np too. One file per fetched range, so a
+    re-run of the same range replaces it.
+    """
+    if not rejected:
+        return None
+    key = f"{source}/{table}/{window}.jsonl".replace("..", "_to_")
+    body = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rejected)
+    lake.write_bytes(Zone.QUARANTINE, key, body.encode("utf-8"))
+    return key

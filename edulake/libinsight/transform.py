@@ -150,6 +150,8 @@ class TransformResult:
     drift: DriftReport
     identities: dict[str, pa.Table]  # hashed column -> (value, pseudonym, first/last seen)
     key_id: str | None
+    # Records not kept (no date, no id), raw, with the reason: for the protected quarantine.
+    rejected: list[dict[str, Any]] = field(default_factory=list)
 
 
 # -- value coercion ------------------------------------------------------------------------
@@ -387,6 +389,7 @@ def transform(
         rows.append(row)
 
     keep = []
+    rejected: list[dict[str, Any]] = []
     for i, row in enumerate(rows):
         if row.get(date_col) is None:
             reason = (
@@ -394,13 +397,13 @@ def transform(
                 if i not in bad.get(date_col, {})
                 else f"bad {cfg.date_field}"
             )
-            drift.dropped_rows[reason] = drift.dropped_rows.get(reason, 0) + 1
         elif row.get(id_col) is None:
-            drift.dropped_rows[f"no {cfg.id_field}"] = (
-                drift.dropped_rows.get(f"no {cfg.id_field}", 0) + 1
-            )
+            reason = f"no {cfg.id_field}"
         else:
             keep.append(i)
+            continue
+        drift.dropped_rows[reason] = drift.dropped_rows.get(reason, 0) + 1
+        rejected.append({"reason": reason, "record": records[i]})
     # Last occurrence wins: a record seen twice in one run (pages shifted) counts once.
     last: dict[Any, int] = {}
     for i in keep:
@@ -432,7 +435,9 @@ def transform(
             parts = [str(row[c]) for c in d.concat if row.get(c) not in (None, "")]
             row[d.name] = d.sep.join(parts) if parts else None
 
-    return _assemble(cfg, spec, kept_rows, pseudonymizer, state, drift)
+    result = _assemble(cfg, spec, kept_rows, pseudonymizer, state, drift)
+    result.rejected = rejected
+    return result
 
 
 def _assemble(

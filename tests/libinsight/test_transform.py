@@ -75,6 +75,26 @@ def test_rows_without_start_date_dropped_and_duplicates_collapsed(pseudonymizer)
     assert r.table["id"].to_pylist() == [1]
     assert r.table["comments_notes"].to_pylist() == ["edited"]  # last occurrence wins
     assert r.drift.dropped_rows == {"no _start_date": 1}
+    # nothing is lost: the raw record goes to the protected quarantine with its reason
+    assert [(q["reason"], q["record"]["_id"]) for q in r.rejected] == [("no _start_date", 2)]
+
+
+def test_rejected_records_quarantined_under_the_protected_root(tmp_path):
+    import json
+
+    from edulake.lake import Lake, Zone
+    from edulake.libinsight.pipeline import quarantine_records
+    from edulake.libinsight.windows import Window
+
+    lake = Lake(str(tmp_path / "lake"), np_root=str(tmp_path / "np"))
+    window = Window(dt.date(2025, 1, 1), dt.date(2025, 12, 31))
+    rejected = [{"reason": "no _id", "record": {"_start_date": "2025-02-01 10:00:00"}}]
+    key = quarantine_records(lake, "libinsight", "reference_desk", window, rejected)
+    assert key == "libinsight/reference_desk/2025-01-01_to_2025-12-31.jsonl"
+    line = lake.read_bytes(Zone.QUARANTINE, key).decode().strip()
+    assert json.loads(line) == rejected[0]
+    assert (tmp_path / "np" / "quarantine" / key).exists()
+    assert quarantine_records(lake, "libinsight", "reference_desk", window, []) is None
 
 
 def test_blank_pii_stays_null_and_multi_value_single_choice_is_reported(pseudonymizer):

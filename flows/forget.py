@@ -1,0 +1,36 @@
+"""Erasure requests: remove a person from stage2np and stage2p, and keep them out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from tasks.common import make_catalog, make_lake, resolve_key
+from tasks.maintenance import forget_people, republish
+
+
+@flow(name="forget")
+def forget_flow(
+    ids_file: str,
+    lake_root: str | None = None,
+    np_root: str | None = None,
+    demo: bool = False,
+    hmac_key_block: str = "edulake-hmac-key",
+    aws_credentials_block: str | None = None,
+    catalog: str | None = None,
+) -> dict[str, Any]:
+    """Forget the people whose raw ids are listed in ``ids_file`` (one a line).
+
+    The ids are read from a file (on the protected side) and never passed as parameters,
+    so they never reach Prefect's database, logs or artifacts; only counts are reported.
+    """
+    lake = make_lake(lake_root, np_root, aws_credentials_block)
+    key = resolve_key(hmac_key_block, demo)
+    result = forget_people(lake, key, ids_file)
+    cat = make_catalog(lake, catalog)
+    try:
+        republish(cat, lake, key.key_id, full=False)
+    finally:
+        cat.close()
+    return result.to_json()

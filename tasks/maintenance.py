@@ -1,0 +1,87 @@
+"""Maintenance tasks: forget a person, rotate the pseudonymization key, republish."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from edulake.catalog import Catalog
+from edulake.clever import pipeline
+from edulake.clever.process import SOURCE
+from edulake.forget import ForgetResult, forget
+from edulake.lake import Lake
+from edulake.pseudonym import Pseudonymizer, PseudonymKey
+from edulake.rotation import RotationResult, finish_rotation, rotate_key
+from tasks.common import logger
+
+
+def read_ids_file(path: str) -> list[str]:
+    """Raw identifiers, one a line (blank lines and # comments ignored). Never logged."""
+    with open(path, encoding="utf-8-sig") as f:
+        return [s for line in f if (s := line.strip()) and not s.startswith("#")]
+
+
+@task(name="forget-people", cache_policy=NO_CACHE)
+def forget_people(lake: Lake, key: PseudonymKey, ids_file: str) -> ForgetResult:
+    """Remove the people in ``ids_file`` from stage2np, stage2p and quarantine; counts only."""
+    ids = read_ids_file(ids_file)
+    result = forget(lake, SOURCE, ids, Pseudonymizer(key), list(pipeline.specs().values()))
+    log = logger()
+    log.info(
+        "forget: %d id(s) requested, %d found nowhere; identities forgotten %s; stage2p rows "
+        "removed %s (%d files rewritten, %d deleted); lookup rows removed %s; quarantine "
+        "rows removed %d",
+        len(ids),
+        result.not_found,
+        result.identities,
+        result.stage2p_rows,
+        result.files_rewritten,
+        result.files_deleted,
+        result.lookup_rows,
+        result.quarantine_rows,
+    )
+    create_table_artifact(
+        key="forget-report",
+        table=[{"what": k, "count": str(v)} for k, v in result.to_json().items() if k != "changed"],
+        description="What the forget request removed (counts only, never identifiers).",
+    )
+    return result
+
+
+@task(name="rotate-key", cache_policy=NO_CACHE)
+def rotate(lake: Lake, key: PseudonymKey, max_quarantine_share: float) -> RotationResult:
+    """Re-pseudonymize the lake with ``key`` (the caller republishes, then finishes)."""
+    result = rotate_key(lake, Pseudonymizer(key), max_quarantine_share=max_quarantine_share)
+    log = logger()
+    if result.nothing_to_do:
+        log.info("the lake already uses key %s: nothing to rotate", key.key_id)
+    else:
+        log.info(
+            "rotated %s -> %s: %d file versions reprocessed (%d older versions rebuilt), %d failed",
+            result.from_key_id,
+            result.to_key_id,
+            len(result.files),
+            result.rebuilt_older_versions,
+            len(result.failed),
+        )
+    return result
+
+
+@task(name="finish-rotation", cache_policy=NO_CACHE)
+def finish(lake: Lake, key: PseudonymKey) -> None:
+    finish_rotation(lake, Pseudonymizer(key))
+
+
+def republish(catalog: Catalog, lake: Lake, key_id: str, full: bool) -> list[object]:
+    """Publish what is unpublished (or everything), then forget the unpublished marks."""
+    from tasks.publish import publish_tables
+
+    changed = pipeline.unpublished(lake)
+    tables = [
+        (table, None if full or not incremental else changed.get(table.name, []))
+        for table, incremental in pipeline.catalog_tables(lake, key_id)
+    ]
+    results = publish_tables(catalog, tables, views_for="clever")
+    pipeline.mark_published(lake)
+    return list(results)

@@ -1,0 +1,44 @@
+"""Run the Clever pipeline once in this process, as the flow does, for crash tests.
+
+python -m tests.reliability.crash_runner SRC LAKE NP_ROOT
+
+The same plain functions in the same order as ``flows/clever_participation.py``
+(discover -> land -> process -> publish -> mark published), without a Prefect server so
+that a SIGKILL leaves no orphaned server behind and each run takes about a second.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from edulake.catalog import open_catalog
+from edulake.clever import pipeline
+from edulake.lake import Lake
+from edulake.pseudonym import Pseudonymizer
+from edulake.sources import FolderSource
+
+from .helpers import KEY
+
+
+def main(src_dir: str, root: str, np_root: str) -> int:
+    lake = Lake(root, np_root)
+    lake.sweep_tmp()
+    src = FolderSource(src_dir)
+    found = pipeline.discover(src)
+    pipeline.land_reports(lake, src, found.reports, concurrency=2)
+    processed = pipeline.process_pending(
+        lake, pipeline.pending(lake), Pseudonymizer(KEY), max_quarantine_share=0.5
+    )
+    cat = open_catalog("duckdb", lake)
+    try:
+        for table, incremental in pipeline.catalog_tables(lake, KEY.key_id):
+            cat.publish(table, processed.changed.get(table.name, []) if incremental else None)
+        cat.create_views("clever")
+    finally:
+        cat.close()
+    pipeline.mark_published(lake)
+    return 1 if processed.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:4]))

@@ -1,0 +1,57 @@
+"""Shared helpers for the reliability tests: run the pipeline, fingerprint a lake."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from edulake.clever import pipeline
+from edulake.lake import Lake, Zone
+from edulake.lookup import read_lookup
+from edulake.pseudonym import Pseudonymizer, PseudonymKey
+from edulake.sources import FolderSource
+
+KEY = PseudonymKey(b"test-key-test-key-test-key-1234")
+OTHER_KEY = PseudonymKey(b"another-key-another-key-another-key")
+DP = "daily-participation/2022-01-03-daily-participation-students.csv"
+RU = "resource-usage/2022-01-03-resource-usage-students.csv"
+
+
+def run(lake: Lake, src_dir: str, pseudonymizer: Pseudonymizer, share: float = 0.5):
+    """discover -> land -> process, as the flow does (without Prefect)."""
+    src = FolderSource(src_dir)
+    found = pipeline.discover(src)
+    landed = pipeline.land_reports(lake, src, found.reports)
+    processed = pipeline.process_pending(
+        lake, pipeline.pending(lake), pseudonymizer, max_quarantine_share=share
+    )
+    return found, landed, processed
+
+
+def read_table(lake: Lake, name: str) -> pa.Table:
+    root = lake.fs_path(Zone.STAGE2P, f"clever/{name}")
+    if not os.path.isdir(root):
+        return pa.table({})
+    return ds.dataset(root, format="parquet", partitioning="hive").to_table()
+
+
+def checksum(table: pa.Table) -> tuple[int, str]:
+    """Row count and an order-independent content checksum of a table."""
+    rows = sorted(json.dumps(r, sort_keys=True, default=str) for r in table.to_pylist())
+    digest = hashlib.sha256("\n".join(rows).encode()).hexdigest()
+    return table.num_rows, digest
+
+
+def lake_fingerprint(lake: Lake) -> dict[str, tuple[int, str]]:
+    """Row counts and checksums of every stage2p table and stage2np lookup."""
+    out = {}
+    for name in ("daily_participation", "resource_usage"):
+        out[f"stage2p.{name}"] = checksum(read_table(lake, name))
+    for col in ("sis_id", "clever_user_id"):
+        if lake.exists(Zone.STAGE2NP, f"clever/{col}_lookup/lookup.parquet"):
+            out[f"stage2np.{col}"] = checksum(read_lookup(lake, "clever", col))
+    return out

@@ -1,0 +1,84 @@
+"""Idempotency: the same input, run N times (or fully reprocessed), gives the same tables,
+byte for byte."""
+
+from __future__ import annotations
+
+import hashlib
+
+import duckdb
+import pytest
+
+from edulake.clever import pipeline
+from edulake.clever.testdata import TestDataSource
+from edulake.lake import Lake, Zone
+
+from .helpers import checksum, lake_fingerprint, run
+from .test_keys import _publish
+
+PARAMS = {"days": 2, "students": 200, "teachers": 10, "staff": 4, "schools": 3}
+N = 3
+
+
+def _file_digests(lake: Lake) -> dict[str, str]:
+    return {
+        o.key: hashlib.sha256(lake.read_bytes(Zone.STAGE2P, o.key)).hexdigest()
+        for o in lake.list(Zone.STAGE2P)
+    } | {
+        o.key: hashlib.sha256(lake.read_bytes(Zone.STAGE2NP, o.key)).hexdigest()
+        for o in lake.list(Zone.STAGE2NP)
+    }
+
+
+def _catalog(root: str) -> dict[str, tuple[int, str]]:
+    con = duckdb.connect(f"{root}/catalog/edulake.duckdb", read_only=True)
+    try:
+        names = [
+            f"{s}.{t}"
+            for s, t in con.execute(
+                "SELECT schema_name, table_name FROM duckdb_tables() WHERE schema_name LIKE 'clever%'"
+            ).fetchall()
+        ]
+        names += [
+            f"{s}.{v}"
+            for s, v in con.execute(
+                "SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal"
+            ).fetchall()
+        ]
+        return {n: checksum(con.sql(f"SELECT * FROM {n}").to_arrow_table()) for n in sorted(names)}
+    finally:
+        con.close()
+
+
+def test_n_runs_and_a_full_reprocess_are_byte_identical(tmp_path, lake, pseudonymizer):
+    src = TestDataSource(**PARAMS, cache_dir=str(tmp_path / "src")).ensure_generated()
+    run(lake, src, pseudonymizer)
+    _publish(lake, pseudonymizer.key_id, full=False)
+    first, files, cat = lake_fingerprint(lake), _file_digests(lake), _catalog(lake.main.base)
+    assert first["stage2p.daily_participation"][0] == 2 * (200 + 10 + 4)
+    for _ in range(N - 1):
+        _, landed, processed = run(lake, src, pseudonymizer)
+        assert {r.outcome for r in landed} == {"unchanged"} and processed.files == []
+        _publish(lake, pseudonymizer.key_id, full=False)
+        assert lake_fingerprint(lake) == first and _file_digests(lake) == files
+        assert _catalog(lake.main.base) == cat
+    # forget that anything was processed: every file is processed and published again
+    lake.delete_prefix(Zone.SYSTEM, "processed/clever")
+    pipeline.process_pending(lake, pipeline.pending(lake), pseudonymizer)
+    _publish(lake, pseudonymizer.key_id, full=False)
+    assert lake_fingerprint(lake) == first
+    assert _file_digests(lake) == files  # Parquet files byte-identical
+    assert _catalog(lake.main.base) == cat
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_flow_n_times_same_tables(tmp_path):
+    from flows.clever_participation import clever_participation
+
+    root = str(tmp_path / "lake")
+    results = []
+    for _ in range(N):
+        clever_participation(source="testdata", lake_root=root, demo=True, testdata=PARAMS)
+        lake = Lake(root)
+        results.append((lake_fingerprint(lake), _file_digests(lake), _catalog(root)))
+    assert all(r == results[0] for r in results[1:])
+    assert results[0][0]["stage2p.resource_usage"][0] > 0
