@@ -96,6 +96,7 @@ class Batch:
     table: pa.Table  # output columns (spec order) plus the partition column
     identities: dict[str, tuple[pa.Array, pa.Array]]  # column -> (values, pseudonyms)
     rejected: Rejected
+    codes: dict[str, pa.Array] = field(default_factory=dict)  # column -> pseudonymizer codes
 
 
 def read_batches(
@@ -299,6 +300,19 @@ def _parse(col: pa.Array, spec_type: str) -> tuple[pa.Array, pa.Array]:
     return values, failed
 
 
+def _parse_distinct(col: pa.Array, spec_type: str) -> tuple[pa.Array, pa.Array]:
+    """:func:`_parse`, computed once per distinct text and gathered back (same result).
+
+    Typed report columns repeat a few texts (one date a file, True/False, small counts):
+    parsing the distinct texts then gathering costs a fraction of parsing every row.
+    """
+    encoded = pc.dictionary_encode(col)
+    if 2 * len(encoded.dictionary) > len(col):
+        return _parse(col, spec_type)
+    values, failed = _parse(encoded.dictionary, spec_type)
+    return pc.take(values, encoded.indices), pc.take(failed, encoded.indices)
+
+
 def _real_dates(text: pa.Array, parsed: pa.Array) -> pa.Array:
     """Null where strptime rolled an impossible date over (2022-02-30 -> 2022-03-02)."""
     parts = pc.extract_regex(text, r"^\s*(?P<y>\d+)-(?P<m>\d+)-(?P<d>\d+)")
@@ -319,7 +333,7 @@ def _convert(
     """Type, validate and pseudonymize one batch of text columns."""
     n = table.num_rows
     parsed: dict[str, pa.Array] = {}
-    bad = pa.array([False] * n)
+    bad = pa.repeat(pa.scalar(False), n)
     reasons: list[tuple[pa.Array, str]] = []
     for c in spec.columns:
         if c.name not in table.column_names:
@@ -333,7 +347,7 @@ def _convert(
                 reasons.append((too_long, f"{c.name}: longer than {MAX_FIELD_CHARS} characters"))
                 bad = pc.or_(bad, too_long)
             continue
-        values, failed = _parse(col, c.type)
+        values, failed = _parse_distinct(col, c.type)
         parsed[c.name] = values
         if c.name == spec.partition_by:
             failed = pc.or_(failed, pc.is_null(values))
@@ -357,13 +371,14 @@ def _convert(
 
     out: dict[str, pa.Array] = {}
     identities: dict[str, tuple[pa.Array, pa.Array]] = {}
+    codes: dict[str, pa.Array] = {}
     for c in spec.columns:
         v = parsed[c.name]
         if c.op is PiiOp.DROP:
             continue
         if c.is_hashed:
             ids = clean_ids(v)
-            pseudo = pseudonymizer.pseudonymize(ids)
+            pseudo, codes[c.name] = pseudonymizer.encode(ids)
             if c.op is PiiOp.HASH:
                 identities[c.name] = (ids, pseudo)
             v = pseudo
@@ -371,9 +386,9 @@ def _convert(
             v = pc.if_else(pc.is_valid(v), pa.scalar("*"), pa.scalar(None, pa.string()))
         out[c.output_name] = v
     for name, value in extra.items():
-        out[name] = pa.array([value] * n, pa.string())
+        out[name] = pa.repeat(pa.scalar(value, pa.string()), n)
     schema = _output_schema(spec)
-    return Batch(pa.table(out).select(schema.names).cast(schema), identities, rejected)
+    return Batch(pa.table(out).select(schema.names).cast(schema), identities, rejected, codes)
 
 
 def _output_schema(spec: TableSpec) -> pa.Schema:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from edulake.catalog import CatalogTable
 from edulake.lake import Lake, Zone
+from edulake.pseudonym import Pseudonymizer
 from edulake.specs import OutputColumn
 
 LOOKUP_SCHEMA = pa.schema(
@@ -28,6 +30,17 @@ LOOKUP_SCHEMA = pa.schema(
     ]
 )
 _COMPACT_AT = 500_000
+_NEVER_FIRST = np.iinfo(np.int32).max
+_NEVER_LAST = np.iinfo(np.int32).min
+_SEEN = ("first_seen", "last_seen")
+_EMPTY_SEEN = pa.schema(
+    [
+        pa.field("value", pa.string()),
+        pa.field("pseudonym", pa.string()),
+        pa.field("first_seen", pa.date32()),
+        pa.field("last_seen", pa.date32()),
+    ]
+)
 
 
 def lookup_key(source: str, column: str) -> str:
@@ -35,12 +48,21 @@ def lookup_key(source: str, column: str) -> str:
 
 
 class IdentityTracker:
-    """Distinct (value, pseudonym) pairs seen in a run with their first and last dates."""
+    """Distinct (value, pseudonym) pairs seen in a run with their first and last dates.
 
-    def __init__(self, key_id: str) -> None:
+    Fed with the codes a :class:`~edulake.pseudonym.Pseudonymizer` gives each distinct
+    value (:meth:`add_codes`), it keeps two day numbers per code in numpy arrays: memory
+    bounded by the number of identities, no string hashing or grouping per batch. Rows
+    given as strings (:meth:`add`, :meth:`add_table`) are grouped with Arrow instead.
+    """
+
+    def __init__(self, key_id: str, pseudonymizer: Pseudonymizer | None = None) -> None:
         self.key_id = key_id
+        self._pseudonymizer = pseudonymizer
         self._parts: list[pa.Table] = []
         self._rows = 0
+        self._first = np.full(0, _NEVER_FIRST, np.int32)  # day number per code
+        self._last = np.full(0, _NEVER_LAST, np.int32)
         self._lock = threading.Lock()
 
     def add(self, values: pa.Array, pseudonyms: pa.Array, dates: pa.Array) -> None:
@@ -50,6 +72,51 @@ class IdentityTracker:
             return
         self.add_table(_aggregate(t, "d", "d"))
 
+    def add_codes(self, codes: pa.Array, dates: pa.Array) -> None:
+        """Add rows as pseudonymizer codes (null: no identity) and their dates."""
+        if self._pseudonymizer is None:
+            raise ValueError("add_codes needs the tracker's pseudonymizer")
+        if codes.null_count or dates.null_count:
+            keep = pc.and_(pc.is_valid(codes), pc.is_valid(dates))
+            codes, dates = codes.filter(keep), dates.filter(keep)
+        if len(codes) == 0:
+            return
+        c = codes.to_numpy()
+        d = pc.cast(dates, pa.int32()).to_numpy()
+        lo, hi = int(d.min()), int(d.max())
+        with self._lock:
+            self._grow(int(c.max()) + 1)
+            if lo == hi:  # one day (the usual batch): plain fancy indexing
+                self._first[c] = np.minimum(self._first[c], lo)
+                self._last[c] = np.maximum(self._last[c], hi)
+            else:
+                np.minimum.at(self._first, c, d)
+                np.maximum.at(self._last, c, d)
+
+    def merge(self, other: IdentityTracker) -> None:
+        """Add everything another tracker (of the same pseudonymizer) saw."""
+        if other._pseudonymizer is not self._pseudonymizer and len(other._first):
+            raise ValueError("trackers of different pseudonymizers cannot merge codes")
+        with other._lock:
+            first, last, parts = other._first, other._last, list(other._parts)
+        with self._lock:
+            n = len(first)
+            self._grow(n)
+            np.minimum(self._first[:n], first, out=self._first[:n])
+            np.maximum(self._last[:n], last, out=self._last[:n])
+        for part in parts:
+            self.add_table(part)
+
+    def _grow(self, size: int) -> None:
+        if size <= len(self._first):
+            return
+        size = max(size, 2 * len(self._first))
+        first = np.full(size, _NEVER_FIRST, np.int32)
+        last = np.full(size, _NEVER_LAST, np.int32)
+        first[: len(self._first)] = self._first
+        last[: len(self._last)] = self._last
+        self._first, self._last = first, last
+
     def add_table(self, agg: pa.Table) -> None:
         """Add identities already aggregated (value, pseudonym, first_seen, last_seen)."""
         if agg.num_rows == 0:
@@ -58,25 +125,37 @@ class IdentityTracker:
             self._parts.append(agg)
             self._rows += agg.num_rows
             if self._rows > _COMPACT_AT:
-                self._parts = [self._table()]
+                self._parts = [_aggregate(pa.concat_tables(self._parts), *_SEEN)]
                 self._rows = self._parts[0].num_rows
 
     def table(self) -> pa.Table:
         """One row per identity: value, pseudonym, first_seen, last_seen."""
         with self._lock:
-            return self._table()
+            parts = list(self._parts)
+            coded = self._coded()
+        if coded is not None:
+            parts.append(coded)
+        if not parts:
+            return _EMPTY_SEEN.empty_table()
+        if len(parts) == 1 and coded is not None:
+            return coded
+        return _aggregate(pa.concat_tables(parts), *_SEEN)
 
-    def _table(self) -> pa.Table:
-        if not self._parts:
-            return pa.table(
-                {
-                    "value": pa.array([], pa.string()),
-                    "pseudonym": pa.array([], pa.string()),
-                    "first_seen": pa.array([], pa.date32()),
-                    "last_seen": pa.array([], pa.date32()),
-                }
-            )
-        return _aggregate(pa.concat_tables(self._parts), "first_seen", "last_seen")
+    def _coded(self) -> pa.Table | None:
+        if self._pseudonymizer is None:
+            return None
+        seen = np.flatnonzero(self._first <= self._last)
+        if len(seen) == 0:
+            return None
+        return pa.table(
+            {
+                "value": self._pseudonymizer.values_of(seen),
+                "pseudonym": self._pseudonymizer.pseudonyms_of(seen),
+                "first_seen": pa.array(self._first[seen]).cast(pa.date32()),
+                "last_seen": pa.array(self._last[seen]).cast(pa.date32()),
+            },
+            schema=_EMPTY_SEEN,
+        )
 
     def __len__(self) -> int:
         return int(self.table().num_rows)

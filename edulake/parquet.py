@@ -6,7 +6,15 @@ replaces exactly its own files and never duplicates rows. Files are Athena-safe:
 explicit schema, stable column order, millisecond timestamps, zstd.
 
 Memory stays bounded: rows are buffered per partition value and flushed as a row group
-when a buffer (or all buffers together) grows past a limit.
+when a buffer (or all buffers together) grows past a limit. A whole batch of one day
+(the usual case: one file a day) is written at once, so a worker holds one batch, not a
+whole file; the buffers exist for files of many days, whose batches split into small
+per-day slices that would otherwise make tiny row groups.
+
+Pseudonym columns (``*_pseudonym``: random 64-character hex, nearly unique per file)
+are written without dictionary encoding and without min/max statistics: a dictionary
+of unique values is built only to be abandoned, and random min/max values never let a
+reader skip a row group. Both cost write time (and the dictionary, space) for nothing.
 """
 
 from __future__ import annotations
@@ -20,8 +28,10 @@ import pyarrow.parquet as pq
 
 from edulake.lake import Lake, StagedFiles, Zone
 
-ROW_GROUP_ROWS = 256_000
-MAX_BUFFERED_ROWS = 1_000_000
+ROW_GROUP_ROWS = 256_000  # largest row group
+FLUSH_ROWS = 64_000  # a partition's buffer is written once it holds this many rows
+MAX_BUFFERED_ROWS = 512_000  # all partitions' buffers together
+PLAIN_SUFFIX = "_pseudonym"  # columns written without dictionary and statistics
 
 
 def partition_value(value: object) -> str:
@@ -90,18 +100,21 @@ class PartitionedWriter:
             ctx = self._staged.open(self.zone, self.key(value))
             stream = ctx.__enter__()
             self._contexts[value] = ctx
+            encoded = [n for n in self.schema.names if not n.endswith(PLAIN_SUFFIX)]
             writer = pq.ParquetWriter(
                 stream,
                 self.schema,
                 compression="zstd",
                 coerce_timestamps="ms",
                 allow_truncated_timestamps=True,
+                use_dictionary=encoded,
+                write_statistics=encoded,
             )
             slot = self._open[value] = _Open(writer, stream)
         slot.buffered.append(rows)
         slot.rows += rows.num_rows
         self._buffered += rows.num_rows
-        if slot.rows >= ROW_GROUP_ROWS:
+        if slot.rows >= FLUSH_ROWS:
             self._flush(value)
 
     def _flush(self, value: str) -> None:

@@ -169,7 +169,7 @@ def _run(
             },
         )
         rejected = Rejected()
-        local = {c: IdentityTracker(pseudonymizer.key_id) for c in trackers}
+        local = {c: IdentityTracker(pseudonymizer.key_id, pseudonymizer) for c in trackers}
         written = dropped = 0
         try:
             for batch in read_batches(
@@ -191,7 +191,10 @@ def _run(
                 written += batch.table.num_rows
                 dates = batch.table[spec.partition_by or "date"].combine_chunks()
                 for col, (values, pseudonyms) in batch.identities.items():
-                    local[col].add(values, pseudonyms, dates)
+                    if col in batch.codes:
+                        local[col].add_codes(batch.codes[col], dates)
+                    else:
+                        local[col].add(values, pseudonyms, dates)
         except NeedsExactMode:
             writer.abort()
             result.mode = "exact"
@@ -214,7 +217,7 @@ def _run(
         result.rows_written = written
         result.rows_suppressed = dropped
         for col, tracker in local.items():
-            trackers[col].add_table(tracker.table())
+            trackers[col].merge(tracker)
         return writer, rejected
     raise AssertionError("unreachable: exact mode never asks for exact mode")
 
@@ -234,7 +237,8 @@ def _suppress(batch: Batch, spec: TableSpec, suppressed: set[str]) -> tuple[Batc
     identities = {
         col: (pc.filter(v, keep), pc.filter(p, keep)) for col, (v, p) in batch.identities.items()
     }
-    return Batch(batch.table.filter(keep), identities, batch.rejected), n
+    codes = {col: pc.filter(c, keep) for col, c in batch.codes.items()}
+    return Batch(batch.table.filter(keep), identities, batch.rejected, codes), n
 
 
 def _header_error(

@@ -1,0 +1,196 @@
+"""The contenders, each run in its own process: ``python -m bench.jobs NAME INPUT WORK``.
+
+Each prints one JSON line: rows processed, wall and CPU seconds of the timed part, and
+the process's peak RSS. Every contender reads the same CSV files and writes zstd Parquet
+under WORK; only the work itself is timed (imports and setup are not).
+
+- ``edulake``: ``pipeline.process_pending`` on files already landed in a local lake
+  (``land`` does the landing, untimed): parse, validate, pseudonymize (HMAC), partition
+  by date, write, merge the identity lookups.
+- ``ceiling``: pyarrow CSV -> Parquet per file, types inferred: no hashing, no
+  validation, no partitioning. The parsing and I/O floor.
+- ``pandas``: what the replaced scripts did: read a whole CSV, hash each id with hashlib
+  row by row (``Series.apply``), write Parquet, file by file.
+- ``duckdb``: one SQL job per report: ``read_csv`` -> ``sha256(key || value)`` ->
+  ``COPY ... TO`` Parquet ``PARTITION_BY (date)``.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+
+KEY = "edulake-bench-key-0123456789abcdef"  # not a secret: synthetic data only
+REPORTS = ("daily-participation", "resource-usage")
+ID_COLUMNS = ("sis_id", "staff_id", "clever_user_id")
+
+
+def csv_files(input_dir: str, report: str | None = None) -> list[str]:
+    pattern = os.path.join(input_dir, report or "*", "*.csv")
+    return sorted(glob.glob(pattern))
+
+
+def _lake(work: str) -> object:
+    from edulake.lake import Lake
+
+    return Lake(os.path.join(work, "lake"), np_root=os.path.join(work, "np"))
+
+
+def land(input_dir: str, work: str) -> int:
+    """Land the inputs into a fresh local lake (untimed preparation for ``edulake``)."""
+    from edulake.clever import pipeline
+    from edulake.lake import Lake
+    from edulake.sources import FolderSource
+
+    lake = _lake(work)
+    assert isinstance(lake, Lake)
+    src = FolderSource(input_dir)
+    found = pipeline.discover(src)
+    results = pipeline.land_reports(lake, src, found.reports)
+    return len(results)
+
+
+def run_edulake(input_dir: str, work: str) -> Callable[[], int]:
+    from edulake.clever import pipeline
+    from edulake.lake import Lake
+    from edulake.pseudonym import Pseudonymizer, PseudonymKey
+
+    lake = _lake(work)
+    assert isinstance(lake, Lake)
+    entries = pipeline.pending(lake)
+    if not entries:
+        raise RuntimeError("nothing landed: run `land` first")
+    pseudonymizer = Pseudonymizer(PseudonymKey(KEY.encode()))
+
+    def job() -> int:
+        result = pipeline.process_pending(lake, entries, pseudonymizer)
+        if result.failed:
+            raise RuntimeError(f"edulake failed files: {[f.name for f in result.failed]}")
+        return sum(f.rows_written + f.rows_quarantined for f in result.files)
+
+    return job
+
+
+def run_ceiling(input_dir: str, work: str) -> Callable[[], int]:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    files = csv_files(input_dir)
+    out = os.path.join(work, "ceiling")
+    os.makedirs(out, exist_ok=True)
+
+    def job() -> int:
+        rows = 0
+        for i, path in enumerate(files):
+            table = pacsv.read_csv(path)
+            rows += table.num_rows
+            pq.write_table(table, os.path.join(out, f"{i:05d}.parquet"), compression="zstd")
+        return rows
+
+    return job
+
+
+def run_pandas(input_dir: str, work: str) -> Callable[[], int]:
+    import hashlib
+
+    import pandas as pd
+
+    files = csv_files(input_dir)
+    out = os.path.join(work, "pandas")
+    os.makedirs(out, exist_ok=True)
+    salt = KEY.encode()
+
+    def pseudonym(value: object) -> object:
+        if not isinstance(value, str) or not value.strip():
+            return None
+        return hashlib.sha256(salt + value.strip().encode()).hexdigest()
+
+    def job() -> int:
+        rows = 0
+        for i, path in enumerate(files):
+            df = pd.read_csv(path, dtype=dict.fromkeys(ID_COLUMNS, str))
+            for col in ID_COLUMNS:
+                if col in df.columns:
+                    df[f"{col}_pseudonym"] = df.pop(col).apply(pseudonym)
+            df["role"] = path.rsplit("-", 1)[1].removesuffix(".csv")
+            df.to_parquet(os.path.join(out, f"{i:05d}.parquet"), compression="zstd")
+            rows += len(df)
+        return rows
+
+    return job
+
+
+_DUCKDB_SQL = """
+COPY (
+  SELECT * EXCLUDE (sis_id, staff_id, clever_user_id, filename),
+         sha256('{key}' || NULLIF(trim(coalesce(sis_id, staff_id)), '')) AS sis_id_pseudonym,
+         sha256('{key}' || NULLIF(trim(clever_user_id), '')) AS clever_user_id_pseudonym,
+         regexp_extract(filename, '-(students|teachers|staff)\\.csv$', 1) AS role
+  FROM read_csv('{glob}', union_by_name = true, filename = true,
+                types = {{'sis_id': 'VARCHAR', 'staff_id': 'VARCHAR',
+                          'clever_user_id': 'VARCHAR', 'date': 'DATE'}})
+) TO '{out}' (FORMAT parquet, PARTITION_BY (date), COMPRESSION zstd, OVERWRITE_OR_IGNORE)
+"""
+
+
+def run_duckdb(input_dir: str, work: str) -> Callable[[], int]:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET temp_directory = '{os.path.join(work, 'duckdb_tmp')}'")
+
+    os.makedirs(os.path.join(work, "duckdb"), exist_ok=True)
+
+    def job() -> int:
+        rows = 0
+        for report in REPORTS:
+            pattern = os.path.join(input_dir, report, "*.csv")
+            if not glob.glob(pattern):
+                continue
+            out = os.path.join(work, "duckdb", report)
+            sql = _DUCKDB_SQL.format(key=KEY, glob=pattern, out=out)
+            fetched = con.execute(sql).fetchone()
+            rows += int(fetched[0]) if fetched else 0
+        return rows
+
+    return job
+
+
+CONTENDERS: dict[str, Callable[[str, str], Callable[[], int]]] = {
+    "edulake": run_edulake,
+    "ceiling": run_ceiling,
+    "pandas": run_pandas,
+    "duckdb": run_duckdb,
+}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: list[str]) -> int:
+    name, input_dir, work = argv
+    if name == "land":
+        files = land(input_dir, work)
+        print(json.dumps({"files": files, "peak_rss_mb": peak_rss_mb()}))
+        return 0
+    job = CONTENDERS[name](input_dir, work)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    rows = job()
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    print(
+        json.dumps(
+            {"rows": rows, "seconds": wall, "cpu_seconds": cpu, "peak_rss_mb": peak_rss_mb()}
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

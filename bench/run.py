@@ -1,0 +1,203 @@
+"""The benchmark's driver: generate inputs, run every contender in its own process, report."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from bench.data import make_inputs
+from bench.jobs import CONTENDERS
+
+DEFAULT_ROWS = (1_000_000, 10_000_000)
+
+
+def _child(args: list[str]) -> dict[str, Any]:
+    """Run ``python -m bench.jobs ARGS`` in a fresh process; its JSON line."""
+    env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.jobs", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.jobs {args[0]} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def run_contender(name: str, inputs_path: str, scratch: str, repeat: int) -> dict[str, Any]:
+    """Best of ``repeat`` runs of one contender, each on a fresh output folder."""
+    best: dict[str, Any] | None = None
+    for i in range(repeat):
+        work = os.path.join(scratch, f"{name}-{i}")
+        os.makedirs(work)
+        try:
+            if name == "edulake":
+                _child(["land", inputs_path, work])  # untimed: processing is measured
+            r = _child([name, inputs_path, work])
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        if best is None or r["seconds"] < best["seconds"]:
+            best = r
+    assert best is not None
+    return best
+
+
+def measure_processing(
+    rows: int, contenders: list[str], repeat: int, scratch: str
+) -> dict[str, Any]:
+    """Generate about ``rows`` rows, then run each contender on them."""
+    data_dir = os.path.join(scratch, f"input-{rows}")
+    inputs = make_inputs(data_dir, rows)
+    out: dict[str, Any] = {
+        "target_rows": rows,
+        "rows": inputs.rows,
+        "files": inputs.files,
+        "input_mb": round(inputs.megabytes, 1),
+        "students": inputs.students,
+        "days": inputs.days,
+        "generate_s": round(inputs.seconds, 2),
+        "contenders": {},
+    }
+    for name in contenders:
+        print(f"  {rows:,} rows: {name} ...", file=sys.stderr, flush=True)
+        load = os.getloadavg()[0]  # other work on the machine skews every figure: show it
+        r = run_contender(name, inputs.path, scratch, repeat)
+        if r["rows"] != inputs.rows:
+            raise RuntimeError(f"{name} processed {r['rows']} rows of {inputs.rows}")
+        out["contenders"][name] = {
+            "seconds": round(r["seconds"], 3),
+            "rows_per_s": round(inputs.rows / r["seconds"]),
+            "mb_per_s": round(inputs.megabytes / r["seconds"], 1),
+            "peak_rss_mb": round(r["peak_rss_mb"]),
+            "cores_used": round(r["cpu_seconds"] / r["seconds"], 2),
+            "load_1m_before": round(load, 2),
+        }
+    shutil.rmtree(data_dir, ignore_errors=True)
+    ours = out["contenders"].get("edulake")
+    if ours:
+        for c in out["contenders"].values():
+            # > 1: edulake is that many times faster than this contender
+            c["edulake_speedup"] = round(ours["rows_per_s"] / c["rows_per_s"], 2)
+    return out
+
+
+def measure_libinsight(pages: int, latency_ms: float) -> dict[str, Any]:
+    """LibInsight paging against the local server: sequential, concurrent, ideal.
+
+    Reuses ``bench/libinsight_paging.py`` (the LibInsight client's own benchmark): the
+    same server settings (100 records a page, fixed latency per request) and the same
+    measurement (token first, then every page of one window).
+    """
+    import math
+
+    from bench.libinsight_paging import default_concurrency, measure
+    from edulake.libinsight.server import LibInsightServer, ServerSettings
+    from edulake.libinsight.windows import Window
+
+    latency = latency_ms / 1000
+    concurrency = default_concurrency()
+    settings = ServerSettings(
+        records_per_day=100, fixed_daily=True, page_size=100, latency_s=latency
+    )
+    start = dt.date(2023, 1, 1)
+    window = Window(start, start + dt.timedelta(days=pages - 1))  # 100 records a day
+    with LibInsightServer(settings) as server:
+        seq = measure(server.base_url, window, 1)
+        conc = measure(server.base_url, window, concurrency)
+    # Page 1 comes alone (it tells how many pages there are), then rounds of `concurrency`.
+    ideal = (1 + math.ceil((pages - 1) / concurrency)) * latency
+    return {
+        "pages": seq["pages"],
+        "latency_ms": latency_ms,
+        "default_concurrency": concurrency,
+        "sequential_s": seq["wall_s"],
+        "concurrent_s": conc["wall_s"],
+        "ideal_s": round(ideal, 3),
+        "ideal_formula": "(1 + ceil((pages - 1) / concurrency)) x latency",
+        "speedup_vs_sequential": round(float(seq["wall_s"]) / float(conc["wall_s"]), 2),
+        "concurrent_vs_ideal": round(float(conc["wall_s"]) / ideal, 2),
+    }
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {p: version(p) for p in ("pyarrow", "pandas", "duckdb", "prefect")}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    ap.add_argument(
+        "--rows",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_ROWS),
+        help="input sizes in rows (default: 1000000 10000000)",
+    )
+    ap.add_argument("--contenders", nargs="+", choices=list(CONTENDERS), default=list(CONTENDERS))
+    ap.add_argument("--repeat", type=int, default=1, help="runs per contender; best is kept")
+    ap.add_argument("--quick", action="store_true", help="small flow and paging runs (smoke)")
+    ap.add_argument("--no-flow", action="store_true", help="skip the whole-flow timing")
+    ap.add_argument("--no-libinsight", action="store_true", help="skip LibInsight paging")
+    ap.add_argument("--pages", type=int, default=200, help="LibInsight pages (default 200)")
+    ap.add_argument("--latency-ms", type=float, default=50.0, help="per request (default 50)")
+    ap.add_argument("--json", help="also write the JSON report to this file")
+    ap.add_argument("--scratch", help="folder for inputs and outputs (default: a temp dir)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.report import render
+
+    args = build_parser().parse_args(argv)
+    began = time.perf_counter()
+    report: dict[str, Any] = {
+        "command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv),
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_1m": round(os.getloadavg()[0], 2),
+            "versions": _versions(),
+        },
+        "processing": [],
+    }
+    scratch = tempfile.mkdtemp(prefix="edulake-bench-", dir=args.scratch)
+    try:
+        for rows in args.rows:
+            report["processing"].append(
+                measure_processing(rows, args.contenders, args.repeat, scratch)
+            )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if not args.no_libinsight:
+        print("  libinsight paging ...", file=sys.stderr, flush=True)
+        pages = min(args.pages, 20) if args.quick else args.pages
+        report["libinsight"] = measure_libinsight(pages, args.latency_ms)
+    if not args.no_flow:
+        from bench.flowtime import measure_flow
+
+        print("  whole flow ...", file=sys.stderr, flush=True)
+        demo_args = ["--days", "1", "--students", "300"] if args.quick else []
+        report["flow"] = measure_flow(demo_args)
+    report["total_s"] = round(time.perf_counter() - began, 1)
+    text = json.dumps(report, indent=2)
+    print(text)
+    print(render(report))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    return 0

@@ -1,0 +1,1 @@
+"""The benchmark's smoke test needs no fixtures beyond pytest's own."""
