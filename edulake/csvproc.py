@@ -34,7 +34,8 @@ MAX_FIELD_CHARS = 65_536  # longer text values are quarantined, not published
 
 _TRUE = ("true", "t", "1", "yes", "y")
 _FALSE = ("false", "f", "0", "no", "n")
-_INT_RE = r"^\s*[+-]?\d+\s*$"
+# At most 18 digits: always inside int64 (a longer number is quarantined, never a crash).
+_INT_RE = r"^-?\d{1,18}$"
 _FLOAT_RE = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
 
 
@@ -290,8 +291,9 @@ def _parse(col: pa.Array, spec_type: str) -> tuple[pa.Array, pa.Array]:
         is_false = pc.is_in(low, pa.array(_FALSE))
         values = pc.if_else(is_true, True, pc.if_else(is_false, False, None))
     elif spec_type in ("int64", "float64"):
-        ok = pc.match_substring_regex(trimmed, _INT_RE if spec_type == "int64" else _FLOAT_RE)
-        safe = pc.if_else(ok, trimmed, pa.scalar(None, pa.string()))
+        unsigned = pc.replace_substring_regex(trimmed, r"^\+", "")  # Arrow rejects "+2"
+        ok = pc.match_substring_regex(unsigned, _INT_RE if spec_type == "int64" else _FLOAT_RE)
+        safe = pc.if_else(ok, unsigned, pa.scalar(None, pa.string()))
         values = pc.cast(safe, arrow_type(spec_type))
     else:
         raise ValueError(f"cannot parse CSV text as {spec_type}")

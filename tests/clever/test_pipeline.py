@@ -340,3 +340,26 @@ def test_retry_condition_looks_through_landing_failures():
 
     assert retry_if_transient(None, None, State(wrapped(SftpTransientError("drop"))))
     assert not retry_if_transient(None, None, State(wrapped(SftpAuthError("bad key"))))
+
+
+def test_signed_and_oversized_integers(tmp_path, lake, pseudonymizer):
+    src = str(tmp_path / "src")
+    text = (
+        DP_HEADER
+        + "\n"
+        + "\n".join(
+            [
+                "2022-01-03,1001,c001,s1,A,True,+2,1",  # explicit plus: fine
+                "2022-01-03,1002,c002,s1,A,True,99999999999999999999,1",  # line 3: overflows int64
+                "2022-01-03,1003,c003,s1,A,True, 7 ,1",  # padded: fine
+            ]
+        )
+        + "\n"
+    )
+    write(src, "daily-participation/2022-01-03-daily-participation-students.csv", text)
+    _, _, processed = run(lake, src, pseudonymizer, share=0.9)
+    (res,) = processed.files
+    assert (res.status, res.rows_written, res.rows_quarantined) == ("processed", 2, 1)
+    assert sorted(read_table(lake, "daily_participation")["num_logins"].to_pylist()) == [2, 7]
+    q = lake.read_bytes(Zone.QUARANTINE, res.quarantine_file).decode()
+    assert ",3,num_logins: not a valid int64," in q
