@@ -75,6 +75,9 @@ def connect(path: str, np_dir: str | None = None, read_only: bool = True) -> Any
     return con
 
 
+MEMORY_LIMIT = "512MB"
+
+
 class DuckDBCatalog(Catalog):
     """Tables and views in an embedded DuckDB database file.
 
@@ -92,7 +95,9 @@ class DuckDBCatalog(Catalog):
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.np_dir = np_catalog_dir(path, lake) if path != ":memory:" else None
         self._attached: set[str] = set()
-        self.con = duckdb.connect(path)
+        # Caps DuckDB's buffer manager so a very large backfill spills to disk instead of
+        # growing with the data (it does not bound every allocation DuckDB makes).
+        self.con = duckdb.connect(path, config={"memory_limit": MEMORY_LIMIT})
         # DuckDB takes one fsspec filesystem per protocol: register "s3" once, even when
         # the np root is another bucket (both roots share one set of S3 options).
         s3_store = next((s for s in (lake.main, lake.protected) if not s.is_local), None)

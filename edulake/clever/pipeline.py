@@ -202,6 +202,9 @@ def process_pending(
     else:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="process") as pool:
             results = list(pool.map(one, entries))
+    # Hand Arrow's cached buffers back before the lookups and the catalog publish, which
+    # would otherwise stack their own memory on top of it (once per run: cheap).
+    trim_memory(limit=0)
 
     lookups = {
         col: merge_lookup(lake, SOURCE, col, t.table(), pseudonymizer.key_id)
