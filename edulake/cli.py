@@ -58,13 +58,13 @@ def _catalog_path(lake_root: str) -> str:
     return configured or os.path.join(os.path.abspath(lake_root), "catalog", "edulake.duckdb")
 
 
-def show_answers(lake_root: str) -> None:
-    """Print a few answers from the DuckDB views."""
+def show_answers(lake_root: str, queries: dict[str, str] | None = None) -> None:
+    """Print a few answers from the catalog (the Clever dashboard views by default)."""
     import duckdb
 
     con = duckdb.connect(_catalog_path(lake_root), read_only=True)
     try:
-        for title, sql in DEMO_QUERIES.items():
+        for title, sql in (queries or DEMO_QUERIES).items():
             _print_table(title, con.sql(sql).to_arrow_table())
     finally:
         con.close()

@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
@@ -35,6 +35,8 @@ from edulake.sources import FileSource
 from edulake.specs import TableSpec, load_spec
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 def specs() -> dict[str, TableSpec]:
@@ -111,11 +113,7 @@ def land_reports(
             errors.append(exc)
             return None
 
-    if concurrency <= 1 or len(reports) <= 1:
-        results = [guarded(r) for r in reports]
-    else:
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="land") as pool:
-            results = list(pool.map(guarded, reports))
+    results = _map(guarded, reports, concurrency, "land")
     if errors:
         landed = sum(1 for r in results if r is not None and r.landed)
         raise LandingFailed(
@@ -127,6 +125,14 @@ def land_reports(
 
 class LandingFailed(RuntimeError):
     """Some files could not be landed; the others were."""
+
+
+def _map(fn: Callable[[_T], _R], items: list[_T], workers: int, name: str) -> list[_R]:
+    """``fn`` over ``items`` in order: in a bounded thread pool, or inline for one worker."""
+    if workers <= 1 or len(items) <= 1:
+        return [fn(i) for i in items]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name) as pool:
+        return list(pool.map(fn, items))
 
 
 def pending(
@@ -197,11 +203,7 @@ def process_pending(
             on_done(result)
         return result
 
-    if workers <= 1 or len(entries) <= 1:
-        results = [one(e) for e in entries]
-    else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="process") as pool:
-            results = list(pool.map(one, entries))
+    results = _map(one, entries, workers, "process")
     # Hand Arrow's cached buffers back before the lookups and the catalog publish, which
     # would otherwise stack their own memory on top of it (once per run: cheap).
     trim_memory(limit=0)

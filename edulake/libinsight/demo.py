@@ -33,7 +33,7 @@ DEMO_QUERIES = {
 
 def run_demo(lake_root: str = "./lake", days: int = 500, latency_ms: float = 20.0) -> None:
     """Start the local server, backfill ``days`` days, run incrementally once, print answers."""
-    from edulake.cli import _catalog_path, _print_table
+    from edulake.cli import show_answers
     from flows.libinsight_dataset import libinsight_dataset
 
     # The demo server's public demo secret, handed over the documented env fallback.
@@ -63,14 +63,7 @@ def run_demo(lake_root: str = "./lake", days: int = 500, latency_ms: float = 20.
             f"{second['months_rewritten']} month file(s) rewritten; watermark "
             f"{second['watermark_before']} -> {second['watermark_after']}"
         )
-    import duckdb
-
-    con = duckdb.connect(_catalog_path(lake_root), read_only=True)
-    try:
-        for title, sql in DEMO_QUERIES.items():
-            _print_table(title, con.sql(sql).to_arrow_table())
-    finally:
-        con.close()
+    show_answers(lake_root, DEMO_QUERIES)
     print(
         f"\nCSV export for Tableau: {os.path.join(os.path.abspath(lake_root), 'exports', 'libinsight', 'reference_desk.csv')}"
     )
