@@ -13,9 +13,9 @@ from edulake.libinsight.store import LandedPage
 from tasks.common import make_catalog, make_lake, resolve_key
 from tasks.events import emit_data_committed
 from tasks.libinsight import (
-    PageLander,
     commit_watermark,
     open_client,
+    page_lander,
     plan_run,
     process_pages,
     report_run,
@@ -66,15 +66,16 @@ def libinsight_dataset(
     plan = plan_run(lake, cfg, dataset_id, from_date, to_date, lookback_days)
     pages: dict[str, list[LandedPage]] = {}
     fetch: dict[str, Any] = {}
+    checks = {"duplicate_ids": 0, "empty_pages": 0, "fetches_started_over": 0}
     processed = None
     published: list[dict[str, object]] = []
     if plan.window is not None:
         client = open_client(base_url, client_id, client_secret_block, auth_mode, concurrency)
         try:
             for window in plan.windows:
-                lander = PageLander(lake, dataset_id, window)
+                lander = page_lander(lake, dataset_id, window)
                 path, paginator = client.data_grid_request(dataset_id, window, request_id)
-                fetch_all_pages(
+                stats = fetch_all_pages(
                     client.http,
                     path,
                     paginator,
@@ -82,10 +83,15 @@ def libinsight_dataset(
                     concurrency=concurrency,
                     rps=requests_per_second,
                     on_page=lander,
+                    on_restart=lander.reset,
                 )
-                pages[str(window)] = sorted(lander.pages, key=lambda p: p.page)
+                pages[str(window)] = lander.pages
+                checks["duplicate_ids"] += stats.duplicate_ids
+                checks["empty_pages"] += len(stats.empty_pages)
+                checks["fetches_started_over"] += stats.restarts
             fetch = {
                 "pages": sum(len(p) for p in pages.values()),
+                **checks,
                 "requests": client.http.stats["requests"],
                 "retries": client.http.stats["retries"],
                 "token_fetches": client.auth.fetched,

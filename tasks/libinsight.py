@@ -13,17 +13,14 @@ from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from edulake.http.paging import Page
 from edulake.lake import Lake
-from edulake.landing import Ledger
 from edulake.libinsight.api import LibInsightClient
 from edulake.libinsight.auth import AuthMode
 from edulake.libinsight.config import DatasetConfig
 from edulake.libinsight.pipeline import ProcessResult, process_range
 from edulake.libinsight.store import (
-    SOURCE,
     LandedPage,
-    land_page,
+    PageLander,
     read_watermark,
     write_watermark,
 )
@@ -122,20 +119,9 @@ def plan_run(
     return RunPlan(before, window, windows, backfill=from_date is not None)
 
 
-class PageLander:
-    """An ``on_page`` callback: lands each raw page in stage1np as it arrives."""
-
-    def __init__(self, lake: Lake, dataset_id: int, window: Window) -> None:
-        self.lake = lake
-        self.ledger = Ledger(lake, SOURCE)
-        self.dataset_id = dataset_id
-        self.window = window
-        self.run_id = flow_run.get_id()
-        self.pages: list[LandedPage] = []
-
-    def __call__(self, page: Page) -> None:
-        landed = land_page(self.lake, self.ledger, self.dataset_id, self.window, page, self.run_id)
-        self.pages.append(landed)  # list.append is atomic: safe from worker threads
+def page_lander(lake: Lake, dataset_id: int, window: Window) -> PageLander:
+    """Lands each raw page of a window as it arrives, recording this flow run's id."""
+    return PageLander(lake, dataset_id, window, flow_run.get_id())
 
 
 @task(name="process-pages", retries=1, retry_delay_seconds=[30], cache_policy=NO_CACHE)
@@ -157,7 +143,15 @@ def process_pages(
         log.warning("schema drift: %s: %s (%s)", row["kind"], row["field"], row["detail"])
     if result.quarantine_key:
         log.warning(
-            "records not kept are in the protected quarantine zone: %s", result.quarantine_key
+            "%d records not kept are in the protected quarantine zone (%s): %s",
+            result.quarantined,
+            "; ".join(f"{k}: {v}" for k, v in result.drift.dropped_rows.items()),
+            result.quarantine_key,
+        )
+    if result.drift.duplicate_records:
+        log.warning(
+            "%d records had the id of a later record and were replaced by it",
+            result.drift.duplicate_records,
         )
     return result
 
@@ -219,6 +213,8 @@ def report_run(
         "watermark_after": watermark_after.isoformat() if watermark_after else None,
         **fetch,
         "rows_written": processed.rows if processed else 0,
+        "quarantined": processed.quarantined if processed else 0,
+        "quarantine": processed.quarantine_key if processed else None,
         "months_rewritten": len(months),
         "drift": processed.drift.to_json() if processed else {},
         "export": processed.export_key if processed else None,

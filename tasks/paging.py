@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 
 from edulake.http.client import HttpClient, TransientHttpError
-from edulake.http.paging import FetchStats, Page, Paginator, fetch_pages
+from edulake.http.paging import FetchStats, Page, Paginator, fetch_consistent
 from tasks.common import logger
 
 
@@ -41,14 +41,28 @@ def fetch_all_pages(
     concurrency: int = 8,
     rps: float | None = None,
     on_page: Callable[[Page], None] | None = None,
+    on_restart: Callable[[str], None] | None = None,
+    restarts: int = 2,
 ) -> FetchStats:
     """Fetch every page (page 1, then the rest concurrently); ``paginator`` makes a fresh one.
 
-    A task retry starts over with a fresh paginator; whatever ``on_page`` did for pages
-    fetched before the failure must be idempotent (landing is: same bytes, same ledger entry).
+    A fetch whose pages change under it (totals moved, records missing) starts over up to
+    ``restarts`` times; a task retry starts over too. ``on_restart`` runs before each new
+    start, including a task retry's, so ``on_page`` state from an abandoned fetch can be
+    dropped; what ``on_page`` did must be idempotent (landing is: same bytes, same entry).
     """
-    _, stats = fetch_pages(
-        client, path, paginator(), concurrency=concurrency, rps=rps, on_page=on_page, keep=False
+    if on_restart is not None:
+        on_restart("task started")  # a task retry: forget the failed attempt's pages
+    _, stats = fetch_consistent(
+        client,
+        path,
+        paginator,
+        restarts=restarts,
+        on_restart=on_restart,
+        concurrency=concurrency,
+        rps=rps,
+        on_page=on_page,
+        keep=False,
     )
     logger().info(
         "%s: %d pages, %d records in %.2fs (concurrency %d%s)",
@@ -59,4 +73,11 @@ def fetch_all_pages(
         concurrency,
         f", {rps:g} req/s cap" if rps else "",
     )
+    log = logger()
+    for why in stats.restart_reasons:
+        log.warning("%s: fetched again because %s", label, why)
+    if stats.duplicate_ids:
+        log.warning("%s: %d records repeat an id of another page", label, stats.duplicate_ids)
+    if stats.empty_pages:
+        log.warning("%s: empty page(s) %s", label, ", ".join(map(str, stats.empty_pages)))
     return stats

@@ -2,30 +2,43 @@
 
 from __future__ import annotations
 
-from edulake.http.client import HttpClient, HttpError, RetryPolicy, TransientHttpError
+from edulake.http.client import (
+    BadBodyError,
+    HttpClient,
+    HttpError,
+    RetryPolicy,
+    TransientHttpError,
+)
 from edulake.http.paging import (
     FetchStats,
     Page,
+    PageFormatError,
     PageNumberPaginator,
     PageRequest,
+    PagesChangedError,
     Paginator,
     RateLimiter,
+    fetch_consistent,
     fetch_pages,
 )
 from edulake.http.redaction import SecretScrubber, redact_headers, redact_params, redact_url
 
 __all__ = [
+    "BadBodyError",
     "FetchStats",
     "HttpClient",
     "HttpError",
     "Page",
+    "PageFormatError",
     "PageNumberPaginator",
     "PageRequest",
+    "PagesChangedError",
     "Paginator",
     "RateLimiter",
     "RetryPolicy",
     "SecretScrubber",
     "TransientHttpError",
+    "fetch_consistent",
     "fetch_pages",
     "redact_headers",
     "redact_params",

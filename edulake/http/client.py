@@ -74,6 +74,30 @@ class TransientHttpError(HttpError):
     """A request kept failing with retriable errors until the attempts ran out."""
 
 
+class BadBodyError(HttpError):
+    """A successful response whose body is not what was asked for (e.g. not JSON)."""
+
+
+def describe_body(response: httpx.Response) -> str:
+    """What a body is, without a byte of its content: its type, size and a likely cause.
+
+    The body itself may hold record data (a truncated JSON page) or a login form: never
+    quoted in a message.
+    """
+    ctype = response.headers.get("Content-Type", "").split(";")[0].strip() or "no content type"
+    raw = response.content
+    head = raw[:512].lstrip().lower()
+    if not raw.strip():
+        hint = "an empty body"
+    elif head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<")) or "html" in ctype:
+        hint = "an HTML/XML page: a login, maintenance or error page?"
+    elif head.startswith((b"{", b"[")):
+        hint = "JSON cut off or malformed: a truncated response?"
+    else:
+        hint = "text that is not JSON"
+    return f"{ctype}, {len(raw)} bytes; {hint}"
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
     if not value:
@@ -263,12 +287,22 @@ class HttpClient:
             self._sleep(delay)
 
     def get_json(self, url: str, params: Mapping[str, Any] | None = None) -> tuple[Any, bytes]:
-        """GET a JSON document; returns it parsed and as the raw bytes received."""
+        """GET a JSON document; returns it parsed and as the raw bytes received.
+
+        A body that is not JSON (an HTML login or maintenance page served with HTTP 200, a
+        truncated document) raises :class:`BadBodyError` naming the URL, the content type
+        and the size, never the body: it is not retried (a re-run fetches it again).
+        """
         resp = self.request("GET", url, params=params)
         raw = resp.content
         try:
             return json.loads(raw), raw
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError):
             shown = redact_url(str(resp.request.url))
-            msg = f"GET {shown}: response is not JSON ({type(exc).__name__})"
-            raise self._fail(msg, resp.status_code, shown) from None
+            msg = (
+                f"GET {shown}: HTTP {resp.status_code} but the body is not JSON "
+                f"({describe_body(resp)})"
+            )
+            raise BadBodyError(
+                self.scrubber.scrub(msg), status=resp.status_code, url=shown
+            ) from None

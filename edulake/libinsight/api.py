@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -12,7 +11,13 @@ from typing import Any
 import httpx
 
 from edulake.http.client import HttpClient, HttpError, RetryPolicy
-from edulake.http.paging import FetchStats, Page, PageNumberPaginator, fetch_pages
+from edulake.http.paging import (
+    FetchStats,
+    Page,
+    PageFormatError,
+    PageNumberPaginator,
+    fetch_consistent,
+)
 from edulake.http.redaction import ScrubFilter, SecretScrubber
 from edulake.libinsight.auth import AuthMode, ClientCredentials
 from edulake.libinsight.windows import Window
@@ -27,10 +32,17 @@ class LibInsightError(HttpError):
 
 
 def _envelope_message(body: Any) -> str:
+    """The reason an error envelope gives: text fields only (a payload may hold records)."""
     if isinstance(body, dict):
-        for k in ("message", "error", "errors", "payload"):
-            if body.get(k):
-                return str(body[k])[:300]
+        keys = ("message", "error", "errors") + (
+            ("payload",) if body.get("type") == "error" else ()
+        )
+        for k in keys:
+            v = body.get(k)
+            if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
+                v = "; ".join(v)
+            if isinstance(v, str) and v.strip():
+                return v.strip()[:300]
     return "no message"
 
 
@@ -69,18 +81,37 @@ class DataGridPaginator(PageNumberPaginator):
         if request_id is not None and str(request_id) != "":
             params["request_id"] = request_id
         super().__init__(
-            params, total_pages_path=("payload", "total_pages"), records_path=("payload", "records")
+            params,
+            total_pages_path=("payload", "total_pages"),
+            records_path=("payload", "records"),
+            total_records_path=("payload", "total_records"),
+            id_key="_id",
         )
         self.window = window
         self.scrubber = scrubber or SecretScrubber()
         self.describe = describe
 
+    def where(self, number: int | None = None) -> str:
+        page = f" page {number}" if number is not None else ""
+        return f"{self.describe or 'LibInsight'} window {self.window}{page}".strip()
+
     def check(self, body: Any) -> None:
-        if isinstance(body, dict) and body.get("type") == "success":
+        """``type: success`` passes; an error envelope or another shape raises."""
+        if not isinstance(body, dict):
+            raise PageFormatError(
+                "the body is a JSON value but not a LibInsight envelope "
+                '({"type": ..., "payload": ...})'
+            )
+        kind = body.get("type")
+        if kind == "success":
             return
-        msg = self.scrubber.scrub(_envelope_message(body))
-        raise LibInsightError(
-            f"LibInsight returned an error for {self.describe} window {self.window}: {msg}"
+        if kind == "error" or "message" in body or "error" in body:
+            msg = self.scrubber.scrub(_envelope_message(body))
+            raise LibInsightError(f"LibInsight returned an error: {msg}")
+        raise PageFormatError(
+            "the envelope's type is "
+            + ("missing" if kind is None else "not 'success' or 'error'")
+            + ": not a LibInsight data-grid response"
         )
 
 
@@ -163,22 +194,23 @@ class LibInsightClient:
         rps: float | None = None,
         on_page: Callable[[Page], None] | None = None,
         keep: bool = True,
+        restarts: int = 2,
+        on_restart: Callable[[str], None] | None = None,
     ) -> tuple[list[Page], FetchStats]:
-        """Every page of a custom dataset's data grid for one window (at most one year)."""
+        """Every page of a custom dataset's data grid for one window (at most one year).
+
+        A page set that changes during the fetch is fetched again (see
+        :func:`~edulake.http.paging.fetch_consistent`).
+        """
         path, paginator = self.data_grid_request(dataset_id, window, request_id)
-        return fetch_pages(
+        return fetch_consistent(
             self.http,
             path,
-            paginator(),
+            paginator,
+            restarts=restarts,
+            on_restart=on_restart,
             concurrency=concurrency,
             rps=rps,
             on_page=on_page,
             keep=keep,
         )
-
-
-def records_of(raw: bytes) -> list[dict[str, Any]]:
-    """The records of a landed raw page."""
-    body = json.loads(raw)
-    recs = body.get("payload", {}).get("records", []) if isinstance(body, dict) else []
-    return [r for r in recs if isinstance(r, dict)]

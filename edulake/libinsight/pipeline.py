@@ -9,14 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edulake.lake import Lake, Zone
-from edulake.landing import Ledger
 from edulake.libinsight.api import LibInsightClient
 from edulake.libinsight.config import DatasetConfig
 from edulake.libinsight.store import (
-    SOURCE,
     LandedPage,
+    PageLander,
     export_csv,
-    land_page,
     read_page_records,
     read_schema_state,
     write_months,
@@ -39,6 +37,9 @@ class FetchResult:
     requests: int = 0
     retries: int = 0
     token_fetches: int = 0
+    duplicate_ids: int = 0
+    empty_pages: list[str] = field(default_factory=list)
+    restarts: int = 0
 
     @property
     def keys(self) -> list[str]:
@@ -53,6 +54,9 @@ class FetchResult:
             "requests": self.requests,
             "retries": self.retries,
             "token fetches": self.token_fetches,
+            "duplicate ids": self.duplicate_ids,
+            "empty pages": len(self.empty_pages),
+            "fetches started over": self.restarts,
             "seconds": round(self.seconds, 2),
         }
 
@@ -69,26 +73,25 @@ def fetch_and_land(
     flow_run_id: str | None = None,
 ) -> FetchResult:
     """Fetch every page of every window and land each raw page as it arrives."""
-    ledger = Ledger(lake, SOURCE)
     out = FetchResult()
     started = time.monotonic()
     for window in windows:
-        landed: list[LandedPage] = []
-
-        def on_page(page: Any, window: Window = window, landed: list[LandedPage] = landed) -> None:
-            landed.append(land_page(lake, ledger, dataset_id, window, page, flow_run_id))
-
+        lander = PageLander(lake, dataset_id, window, flow_run_id)
         _, stats = client.data_grid(
             dataset_id,
             window,
             request_id=request_id,
             concurrency=concurrency,
             rps=rps,
-            on_page=on_page,
+            on_page=lander,
             keep=False,
+            on_restart=lander.reset,
         )
-        out.pages += sorted(landed, key=lambda p: p.page)
+        out.pages += lander.pages
         out.records += stats.records
+        out.duplicate_ids += stats.duplicate_ids
+        out.empty_pages += [f"{window} page {n}" for n in stats.empty_pages]
+        out.restarts += stats.restarts
     out.seconds = time.monotonic() - started
     out.requests = client.http.stats["requests"]
     out.retries = client.http.stats["retries"]
@@ -109,6 +112,7 @@ class ProcessResult:
     export_key: str
     export_rows: int
     quarantine_key: str | None = None
+    quarantined: int = 0
 
 
 def process_range(
@@ -142,6 +146,7 @@ def process_range(
         export_key=export_key,
         export_rows=export_rows,
         quarantine_key=quarantine_key,
+        quarantined=len(result.rejected),
     )
 
 
@@ -151,11 +156,13 @@ def quarantine_records(
     """Records not kept, raw, with the reason, as JSON lines under the protected root.
 
     Nothing is lost: the raw pages stay in stage1np too. One file per fetched range, so a
-    re-run of the same range replaces it.
+    re-run of the same range replaces it (and a clean re-run removes it).
     """
-    if not rejected:
-        return None
     key = f"{source}/{table}/{window}.jsonl".replace("..", "_to_")
+    if not rejected:
+        if lake.exists(Zone.QUARANTINE, key):
+            lake.delete(Zone.QUARANTINE, key)  # the records were repaired upstream
+        return None
     body = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rejected)
     lake.write_bytes(Zone.QUARANTINE, key, body.encode("utf-8"))
     return key

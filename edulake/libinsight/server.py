@@ -10,7 +10,8 @@ and mojibake in free text, an occasional record without ``_start_date``.
 Switches (attributes of :class:`ServerSettings`, changeable while running) inject
 latency, 429 bursts with ``Retry-After``, 500 bursts, token expiry (by time or after N
 uses, as a 401 or as an error envelope), ``type: error`` with HTTP 200, renamed fields and
-late edits. The server also keeps a request log so tests can assert what the *server*
+late edits, and bad bodies (``bad_pages``: HTML with HTTP 200, truncated JSON, a missing
+payload or total, a page repeating page 1...; ``rewrite``: any edit of a page). The server also keeps a request log so tests can assert what the *server*
 saw (each page served once, the wait after a 429), not what the wall clock says.
 
 Run it: ``python -m edulake.libinsight.server --port 8765``; in tests use
@@ -30,6 +31,7 @@ import random
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -88,6 +90,87 @@ class ServerSettings:
     revision: int = 0  # > 0: some records show late edits
     data_from: dt.date = dt.date(2018, 1, 1)
     data_to: dt.date = dt.date(2035, 12, 31)
+    # Bad bodies: page number -> one of BAD_BODIES, answered with HTTP 200 instead of the
+    # page; each (window, page) is answered badly ``bad_times`` times (0: always).
+    bad_pages: dict[int, str] = field(default_factory=dict)
+    bad_times: int = 0
+    # Any other damage: called with (page, envelope) for each successful page; returns the
+    # envelope to send (it may edit records, totals, anything).
+    rewrite: Callable[[int, dict[str, Any]], Any] | None = None
+
+
+@dataclass(frozen=True)
+class RawBody:
+    """A response body sent as is (not JSON-encoded by the handler)."""
+
+    content: bytes
+    content_type: str
+
+
+_HTML = (
+    b"<!DOCTYPE html><html><head><title>Sign in</title></head><body><h1>LibInsight</h1>"
+    b"<p>Scheduled maintenance: back soon.</p><form method='post'></form></body></html>"
+)
+BAD_BODIES = (
+    "html",  # an HTML login/maintenance page, text/html
+    "html-as-json",  # the same page, labelled application/json
+    "truncated",  # the page's JSON cut off half-way
+    "empty-body",  # nothing at all, application/json
+    "not-envelope",  # a JSON list instead of {"type", "payload"}
+    "no-type",  # an envelope without "type"
+    "no-payload",  # type success, no payload
+    "payload-not-object",  # payload is a list
+    "records-missing",  # payload without records
+    "records-not-list",  # records is an object
+    "total-missing",  # payload without total_pages
+    "total-text",  # total_pages is "many"
+    "total-negative",  # total_pages is -1
+    "totals-grown",  # total_pages/total_records larger than page 1 said (edited meanwhile)
+    "repeat-first",  # page 1's records served again
+    "empty",  # no records (totals unchanged)
+)
+
+
+def damage(mode: str, body: dict[str, Any], first_records: list[dict[str, Any]]) -> Any:
+    """A good envelope turned into the bad body ``mode`` names (see :data:`BAD_BODIES`)."""
+    payload = dict(body["payload"])
+    text = json.dumps(body).encode()
+    raw = {
+        "html": RawBody(_HTML, "text/html; charset=utf-8"),
+        "html-as-json": RawBody(_HTML, "application/json"),
+        "truncated": RawBody(text[: len(text) // 2], "application/json"),
+        "empty-body": RawBody(b"", "application/json"),
+    }
+    if mode in raw:
+        return raw[mode]
+    if mode == "not-envelope":
+        return payload["records"]
+    if mode == "no-type":
+        return {"payload": payload}
+    if mode == "no-payload":
+        return {"type": "success"}
+    if mode == "payload-not-object":
+        return {"type": "success", "payload": payload["records"]}
+    edits: dict[str, Any] = {
+        "total-text": {"total_pages": "many"},
+        "total-negative": {"total_pages": -1},
+        "totals-grown": {
+            "total_pages": payload["total_pages"] + 1,
+            "total_records": payload["total_records"] + 100,
+        },
+        "repeat-first": {"records": first_records},
+        "empty": {"records": []},
+        "records-not-list": {"records": {str(i): r for i, r in enumerate(payload["records"])}},
+    }
+    if mode in edits:
+        payload.update(edits[mode])
+    elif mode == "records-missing":
+        payload.pop("records")
+    elif mode == "total-missing":
+        payload.pop("total_pages")
+    else:
+        raise ValueError(f"unknown bad body {mode!r}; one of {', '.join(BAD_BODIES)}")
+    return {"type": "success", "payload": payload}
 
 
 @functools.lru_cache(maxsize=8192)
@@ -140,6 +223,7 @@ class LibInsightServer:
         self.throttle_waits: list[dict[str, Any]] = []
         self._throttled: dict[tuple[str, str, int], float] = {}
         self._range_cache: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        self._bad_served: dict[tuple[str, str, int], int] = {}
         self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -273,9 +357,22 @@ class LibInsightServer:
                 return True
             return False
 
+    def _bad_mode(self, key: tuple[str, str, int]) -> str | None:
+        """The bad body to send for this (window, page), if any is still due."""
+        s = self.settings
+        mode = s.bad_pages.get(key[2])
+        if mode is None:
+            return None
+        with self.lock:
+            served = self._bad_served.get(key, 0)
+            if s.bad_times and served >= s.bad_times:
+                return None
+            self._bad_served[key] = served + 1
+        return mode
+
     def data_grid(
         self, dataset_id: int, query: dict[str, str], token: str | None
-    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+    ) -> tuple[int, Any, dict[str, str]]:
         s = self.settings
         if s.latency_s:
             time.sleep(s.latency_s)
@@ -324,14 +421,21 @@ class LibInsightServer:
         recs = self.records(start, end)
         total_pages = math.ceil(len(recs) / s.page_size) if recs else s.empty_total_pages
         chunk = recs[(page - 1) * s.page_size : page * s.page_size] if page >= 1 else []
-        self._record(**base, status=200, ok=True, n=len(chunk))
         payload = {
             "records": chunk,
             "total_records": len(recs),
             "total_pages": total_pages,
             "displayed_page": page,
         }
-        return 200, {"type": "success", "payload": payload}, {}
+        body: Any = {"type": "success", "payload": payload}
+        mode = self._bad_mode(key)
+        if mode is not None:
+            self._record(**base, status=200, ok=False, bad=mode)
+            return 200, damage(mode, body, recs[: s.page_size]), {}
+        if s.rewrite is not None:
+            body = s.rewrite(page, json.loads(json.dumps(body)))  # a copy: the cache stays
+        self._record(**base, status=200, ok=True, n=len(chunk))
+        return 200, body, {}
 
 
 def _handler_for(server: LibInsightServer) -> type[BaseHTTPRequestHandler]:
@@ -342,12 +446,11 @@ def _handler_for(server: LibInsightServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             """Silent: tests assert on the structured log instead."""
 
-        def _send(
-            self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
-        ) -> None:
-            data = json.dumps(body).encode()
+        def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+            raw = body if isinstance(body, RawBody) else RawBody(json.dumps(body).encode(), "")
+            data = raw.content
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", raw.content_type or "application/json")
             self.send_header("Content-Length", str(len(data)))
             for k, v in (headers or {}).items():
                 self.send_header(k, v)

@@ -102,13 +102,48 @@ def land_page(
     )
 
 
-def read_page_records(lake: Lake, keys: list[str]) -> list[dict[str, Any]]:
-    """The records of landed raw pages, in the order given."""
+class PageLander:
+    """An ``on_page`` callback: lands each raw page of one window as it arrives.
 
-    def one(key: str) -> list[dict[str, Any]]:
+    Keeps the newest landing per page number. :meth:`reset` (the ``on_restart`` of a
+    fetch that starts over, or a retried task) forgets the pages of the abandoned fetch,
+    so only pages of one consistent fetch are processed; their bytes stay in stage1np.
+    """
+
+    def __init__(
+        self, lake: Lake, dataset_id: int, window: Window, flow_run_id: str | None = None
+    ) -> None:
+        self.lake = lake
+        self.ledger = Ledger(lake, SOURCE)
+        self.dataset_id = dataset_id
+        self.window = window
+        self.run_id = flow_run_id
+        self._pages: dict[int, LandedPage] = {}
+
+    def __call__(self, page: Page) -> None:
+        landed = land_page(self.lake, self.ledger, self.dataset_id, self.window, page, self.run_id)
+        self._pages[page.number] = landed  # a dict item assignment is atomic across threads
+
+    def reset(self, _reason: str = "") -> None:
+        self._pages.clear()
+
+    @property
+    def pages(self) -> list[LandedPage]:
+        """The landed pages, by page number."""
+        return [self._pages[n] for n in sorted(self._pages)]
+
+
+def read_page_records(lake: Lake, keys: list[str]) -> list[Any]:
+    """The records of landed raw pages, in the order given, whatever their shape.
+
+    Entries that are not JSON objects are returned too: the transform quarantines them
+    with a reason instead of dropping them here unseen.
+    """
+
+    def one(key: str) -> list[Any]:
         body = json.loads(lake.read_bytes(Zone.STAGE1NP, key))
         recs = body.get("payload", {}).get("records", []) if isinstance(body, dict) else []
-        return [r for r in recs if isinstance(r, dict)]
+        return list(recs) if isinstance(recs, list) else []
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         return [r for recs in pool.map(one, keys) for r in recs]

@@ -91,6 +91,7 @@ class DriftReport:
     type_changes: list[dict[str, Any]] = field(default_factory=list)
     multi_in_single: dict[str, int] = field(default_factory=dict)
     dropped_rows: dict[str, int] = field(default_factory=dict)
+    duplicate_records: int = 0  # records replaced by a later one with the same id
 
     @property
     def has_drift(self) -> bool:
@@ -134,9 +135,17 @@ class DriftReport:
             for k, v in self.multi_in_single.items()
         ]
         out += [
-            {"kind": "dropped rows", "field": k, "detail": str(v)}
+            {"kind": "dropped rows", "field": k, "detail": f"{v} (in the quarantine)"}
             for k, v in self.dropped_rows.items()
         ]
+        if self.duplicate_records:
+            out.append(
+                {
+                    "kind": "duplicate ids",
+                    "field": "id",
+                    "detail": f"{self.duplicate_records} records replaced by a later one",
+                }
+            )
         return out
 
 
@@ -189,6 +198,13 @@ def _scalar_text(v: Any, cfg: DatasetConfig) -> str | None:
     return clean_text(str(v), cfg)
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _int64(v: int) -> Any:
+    return v if _INT64[0] <= v <= _INT64[1] else BAD
+
+
 def to_number(v: Any, integer: bool) -> Any:
     if v is None:
         return None
@@ -199,11 +215,11 @@ def to_number(v: Any, integer: bool) -> Any:
     if isinstance(v, bool):
         return BAD
     if isinstance(v, int):
-        return v if integer else float(v)
+        return _int64(v) if integer else float(v)
     if isinstance(v, float):
         if not integer:
             return v
-        return int(v) if v.is_integer() else BAD
+        return _int64(int(v)) if v.is_integer() else BAD
     if isinstance(v, str):
         s = v.strip().replace(",", "")
         if not s:
@@ -214,7 +230,7 @@ def to_number(v: Any, integer: bool) -> Any:
             return BAD
         if not integer:
             return f
-        return int(f) if f.is_integer() else BAD
+        return _int64(int(f)) if f.is_integer() else BAD
     return BAD
 
 
@@ -258,8 +274,20 @@ def to_list(v: Any, cfg: DatasetConfig) -> Any:
     return [x for x in out if x is not None]
 
 
+def _structured(v: Any) -> bool:
+    return isinstance(v, dict) or (
+        isinstance(v, list) and any(isinstance(x, list | dict) for x in v)
+    )
+
+
 def coerce(v: Any, type_: str, cfg: DatasetConfig, multi: list[int]) -> Any:
-    """A raw JSON value as the column type, or :data:`BAD`. ``multi`` counts joined choices."""
+    """A raw JSON value as the column type, or :data:`BAD`. ``multi`` counts joined choices.
+
+    An object (or a list holding objects or lists) is never text: in a text or list column
+    it is :data:`BAD`, so it lands in the overflow column and is reported, not flattened.
+    """
+    if type_ in ("string", "list<string>") and _structured(v):
+        return BAD
     if type_ == "string":
         if isinstance(v, list):
             texts = [t for t in (_scalar_text(x, cfg) for x in v) if t is not None]
@@ -301,6 +329,35 @@ def overflow_text(v: Any) -> str:
 
 
 # -- the transform -----------------------------------------------------------------------
+
+
+def _json_kind(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, list):
+        return "a list"
+    return "a string" if isinstance(v, str) else "a number"
+
+
+def _reject_reason(
+    cfg: DatasetConfig,
+    row: dict[str, Any],
+    i: int,
+    bad: dict[str, dict[int, Any]],
+    pii: dict[str, str],
+) -> str | None:
+    """Why a typed row cannot be kept (None: it can)."""
+    id_col, date_col = cfg.id_column, cfg.date_column
+    if row.get(date_col) is None:
+        return f"{'bad' if i in bad.get(date_col, {}) else 'no'} {cfg.date_field}"
+    if row.get(id_col) is None:
+        return f"{'bad' if i in bad.get(id_col, {}) else 'no'} {cfg.id_field}"
+    for col, label in pii.items():
+        if i in bad.get(col, {}):
+            return f"bad {label} (personal data that does not fit its type)"
+    return None
 
 
 def _labels(records: list[dict[str, Any]]) -> list[str]:
@@ -357,21 +414,41 @@ def _plan_columns(
 
 
 def transform(
-    records: list[dict[str, Any]],
+    records: list[Any],
     cfg: DatasetConfig,
     state: SchemaState | None = None,
     pseudonymizer: Pseudonymizer | None = None,
     today: dt.date | None = None,
 ) -> TransformResult:
-    """Type, clean and pseudonymize records; report drift. Rows are de-duplicated by id."""
+    """Type, clean and pseudonymize records; report drift. Rows are de-duplicated by id.
+
+    Records not kept go to ``rejected`` with the reason (for the protected quarantine):
+    an entry that is not a JSON object, no or a bad ``_id`` or ``_start_date``, and a
+    value of a PII field that does not fit its type (it must not reach an overflow column
+    in stage2p unhashed). Of records sharing an id the last one wins (the order given:
+    windows, then pages in order); the others are counted in ``drift.duplicate_records``.
+    """
     state = state or SchemaState()
     day = (today or dt.date.today()).isoformat()
+    rejected: list[dict[str, Any]] = []
+    drift_rejects: dict[str, int] = {}
+    objects: list[dict[str, Any]] = []
+    for r in records:
+        if isinstance(r, dict):
+            objects.append(r)
+        else:
+            reason = f"not a JSON object ({_json_kind(r)})"
+            drift_rejects[reason] = drift_rejects.get(reason, 0) + 1
+            rejected.append({"reason": reason, "record": r})
+    records = objects
     labels = _labels(records)
     plan, state, drift = _plan_columns(cfg, state, labels, records, day)
+    drift.dropped_rows.update(drift_rejects)
 
     # Typed values per column; values that do not fit go to an overflow column.
     id_col, date_col = cfg.id_column, cfg.date_column
     by_label = {label: plan[label] for label in labels if label in plan}
+    pii = {f.column: f.label for f in cfg.fields if f.op is not PiiOp.KEEP}
     rows: list[dict[str, Any]] = []
     bad: dict[str, dict[int, Any]] = {}  # column -> row index -> raw value
     multi: dict[str, list[int]] = {}
@@ -388,27 +465,23 @@ def transform(
             row[col] = v
         rows.append(row)
 
-    keep = []
-    rejected: list[dict[str, Any]] = []
+    keep: list[int] = []
     for i, row in enumerate(rows):
-        if row.get(date_col) is None:
-            reason = (
-                f"no {cfg.date_field}"
-                if i not in bad.get(date_col, {})
-                else f"bad {cfg.date_field}"
-            )
-        elif row.get(id_col) is None:
-            reason = f"no {cfg.id_field}"
-        else:
+        why = _reject_reason(cfg, row, i, bad, pii)
+        if why is None:
             keep.append(i)
             continue
-        drift.dropped_rows[reason] = drift.dropped_rows.get(reason, 0) + 1
-        rejected.append({"reason": reason, "record": records[i]})
+        drift.dropped_rows[why] = drift.dropped_rows.get(why, 0) + 1
+        rejected.append({"reason": why, "record": records[i]})
     # Last occurrence wins: a record seen twice in one run (pages shifted) counts once.
     last: dict[Any, int] = {}
     for i in keep:
         last[rows[i][id_col]] = i
+    drift.duplicate_records = len(keep) - len(last)
     keep = sorted(last.values())
+    kept = set(keep)
+    bad = {c: {i: v for i, v in vs.items() if i in kept} for c, vs in bad.items()}
+    bad = {c: vs for c, vs in bad.items() if vs}
 
     for col, values in bad.items():
         if col in (id_col, date_col):
