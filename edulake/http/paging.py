@@ -96,7 +96,7 @@ def _dig(body: Any, path: Sequence[str]) -> Any:
 _MISSING = object()
 
 
-def _kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
     """A JSON value's kind for a message (never the value: it may be record data)."""
     if value is None:
         return "null"
@@ -111,7 +111,9 @@ def dig_strict(body: Any, path: Sequence[str]) -> Any:
         where = ".".join(path[: i + 1])
         if not isinstance(body, dict):
             parent = ".".join(path[:i]) or "the body"
-            raise PageFormatError(f"{parent} is {_kind(body)}, not an object (expected {where})")
+            raise PageFormatError(
+                f"{parent} is {json_kind(body)}, not an object (expected {where})"
+            )
         body = body.get(key, _MISSING)
         if body is _MISSING:
             raise PageFormatError(f"{where} is missing")
@@ -127,7 +129,7 @@ def count_of(value: Any, where: str) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
     what = "negative" if isinstance(value, int | float) and not isinstance(value, bool) else None
-    raise PageFormatError(f"{where} is {what or _kind(value)}, not a count")
+    raise PageFormatError(f"{where} is {what or json_kind(value)}, not a count")
 
 
 class PageNumberPaginator(Paginator):
@@ -219,7 +221,7 @@ class PageNumberPaginator(Paginator):
     def records(self, body: Any) -> list[Any]:
         recs = dig_strict(body, self.records_path)
         if not isinstance(recs, list):
-            raise PageFormatError(f"{'.'.join(self.records_path)} is {_kind(recs)}, not a list")
+            raise PageFormatError(f"{'.'.join(self.records_path)} is {json_kind(recs)}, not a list")
         return list(recs)
 
     @property

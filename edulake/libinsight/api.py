@@ -17,6 +17,7 @@ from edulake.http.paging import (
     PageFormatError,
     PageNumberPaginator,
     fetch_consistent,
+    json_kind,
 )
 from edulake.http.redaction import ScrubFilter, SecretScrubber
 from edulake.libinsight.auth import AuthMode, ClientCredentials
@@ -99,7 +100,7 @@ class DataGridPaginator(PageNumberPaginator):
         """``type: success`` passes; an error envelope or another shape raises."""
         if not isinstance(body, dict):
             raise PageFormatError(
-                "the body is a JSON value but not a LibInsight envelope "
+                f"the body is {json_kind(body)}, not a LibInsight envelope "
                 '({"type": ..., "payload": ...})'
             )
         kind = body.get("type")
