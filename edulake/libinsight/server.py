@@ -513,7 +513,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--burst-429", type=int, default=0)
     p.add_argument("--burst-500", type=int, default=0)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--bad-page",
+        action="append",
+        default=[],
+        metavar="N=KIND",
+        help=f"answer page N with a bad body ({', '.join(BAD_BODIES)}); repeatable",
+    )
     args = p.parse_args(argv)
+    bad_pages = {}
+    for item in args.bad_page:
+        number, _, kind = item.partition("=")
+        if kind not in BAD_BODIES or not number.isdigit():
+            p.error(f"--bad-page {item}: expected N=KIND, KIND one of {', '.join(BAD_BODIES)}")
+        bad_pages[int(number)] = kind
     settings = ServerSettings(
         client_secret=os.environ.get("EDULAKE_LIBINSIGHT_CLIENT_SECRET", DEMO_CLIENT_SECRET),
         latency_s=args.latency_ms / 1000,
@@ -523,6 +536,7 @@ def main(argv: list[str] | None = None) -> None:
         burst_429=args.burst_429,
         burst_500=args.burst_500,
         seed=args.seed,
+        bad_pages=bad_pages,
     )
     server = LibInsightServer(settings, args.host, args.port)
     print(
