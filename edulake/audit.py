@@ -205,7 +205,14 @@ def audit(
     separate_np = lake.protected is not lake.main
     skip = {Zone.STAGE1NP.value, TMP_DIR}
     if not separate_np:
+        # One root: the protected zones and the protected catalog files (<source>_np.duckdb,
+        # see catalog.duckdb.np_catalog_dir) sit beside the rest; readers are kept out of
+        # them by prefix, so they are not the analysts' view.
         skip |= {Zone.STAGE2NP.value, Zone.QUARANTINE.value}
+        auditor.report.warnings.append(
+            "stage2np, quarantine and catalog/*_np.duckdb share the main root: they hold raw "
+            "ids and were not scanned. Keep analysts out of them, or set an np root."
+        )
     catalogs = {os.path.abspath(p) for p in catalog_paths}
     store = lake.main
     selector = pafs.FileSelector(store.base, recursive=True, allow_not_found=True)
@@ -216,7 +223,8 @@ def audit(
         if rel.split("/", 1)[0] in skip:
             continue
         if rel.endswith((".duckdb", ".duckdb.wal")):
-            if store.is_local and rel.endswith(".duckdb"):
+            protected = not separate_np and rel.startswith("catalog/") and "_np.duckdb" in rel
+            if store.is_local and rel.endswith(".duckdb") and not protected:
                 catalogs.add(info.path)
             continue
         with store.fs.open_input_file(info.path) as f:

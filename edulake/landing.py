@@ -6,12 +6,15 @@ safe on S3 (no read-modify-write of a shared file). A version already in the led
 never landed twice; a changed file lands as a new version beside the old one.
 
 Order of effects, so a killed run is repaired by the next: stage the bytes (invisible),
-commit the raw file, then write the ledger record. A run killed before the record simply
-lands the same bytes again next time.
+write an intent (``<sha256>.intent``: "these bytes go to this key"), commit the raw file,
+write the ledger record, drop the intent. A run killed before the record lands the same
+bytes again next time - at the key its intent names, even on a later landing day, so
+stage1np never holds an unrecorded second copy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import posixpath
@@ -68,6 +71,25 @@ class Ledger:
 
     def record(self, entry: LedgerEntry) -> None:
         self.lake.write_json(Zone.SYSTEM, self._key(entry.name, entry.sha256), asdict(entry))
+
+    def _intent_key(self, name: str, sha256: str) -> str:
+        return safe_key(self._prefix, name, f"{sha256}.intent")
+
+    def intend(self, name: str, sha256: str, path: str) -> None:
+        """Note that these bytes are about to be committed at ``path`` (before the commit)."""
+        self.lake.write_json(Zone.SYSTEM, self._intent_key(name, sha256), {"path": path})
+
+    def intended(self, name: str, sha256: str) -> str | None:
+        """Where an earlier, unfinished landing of these bytes was committing them."""
+        key = self._intent_key(name, sha256)
+        if not self.lake.exists(Zone.SYSTEM, key):
+            return None
+        return str(self.lake.read_json(Zone.SYSTEM, key)["path"])
+
+    def done(self, name: str, sha256: str) -> None:
+        """Drop the intent once the ledger record is written."""
+        with contextlib.suppress(FileNotFoundError):
+            self.lake.delete(Zone.SYSTEM, self._intent_key(name, sha256))
 
     def has(self, name: str, sha256: str) -> bool:
         return self.lake.exists(Zone.SYSTEM, self._key(name, sha256))
@@ -159,6 +181,12 @@ def land_file(
             staged.discard()
             same = next(v for v in versions if v.sha256 == sha)
             return LandingResult(file.name, "same-content", same, size)
+        prior = ledger.intended(file.name, sha)
+        if prior is not None and prior != key and _holds(lake, prior, sha):
+            # A killed run committed these very bytes under an earlier landing date but
+            # died before recording them: adopt that copy instead of landing a second one.
+            staged.discard()
+            return _record(lake, ledger, file, sha, size, prior, versions, attrs, flow_run_id, now)
         if versions and lake.exists(Zone.STAGE1NP, key):
             # A changed version on the same landing day: keep both, never overwrite.
             stem, ext = posixpath.splitext(key)
@@ -174,12 +202,29 @@ def land_file(
                 flow_run_id=flow_run_id,
                 now=now,
             )
+        ledger.intend(file.name, sha, key)
         crashpoint("land.staged")
         staged.commit()
     except BaseException:
         staged.discard()
         raise
     crashpoint("land.committed")
+    return _record(lake, ledger, file, sha, size, key, versions, attrs, flow_run_id, now)
+
+
+def _record(
+    lake: Lake,
+    ledger: Ledger,
+    file: SourceFile,
+    sha: str,
+    size: int,
+    key: str,
+    versions: list[LedgerEntry],
+    attrs: dict[str, Any] | None,
+    flow_run_id: str | None,
+    now: dt.datetime,
+) -> LandingResult:
+    """Write the ledger record of a committed raw file, then drop its intent."""
     entry = LedgerEntry(
         source=ledger.source,
         name=file.name,
@@ -192,7 +237,19 @@ def land_file(
         attrs=dict(attrs or {}),
     )
     ledger.record(entry)
+    ledger.done(file.name, sha)
     return LandingResult(file.name, "new-version" if versions else "landed", entry, size)
+
+
+def _holds(lake: Lake, key: str, sha: str) -> bool:
+    """Whether stage1np has exactly these bytes at ``key`` (re-hashed: the rare repair path)."""
+    if not lake.exists(Zone.STAGE1NP, key):
+        return False
+    digest = hashlib.sha256()
+    with lake.open_input(Zone.STAGE1NP, key) as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest() == sha
 
 
 class IncompleteTransferError(IOError):

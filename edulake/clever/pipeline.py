@@ -81,8 +81,12 @@ def land_reports(
     concurrency: int = 4,
     flow_run_id: str | None = None,
     on_done: Callable[[LandingResult], None] | None = None,
+    now: dt.datetime | None = None,
 ) -> list[LandingResult]:
-    """Land every offered report not already in the ledger (I/O bound: a bounded pool)."""
+    """Land every offered report not already in the ledger (I/O bound: a bounded pool).
+
+    ``now`` fixes the landing time (tests; default: the clock).
+    """
     ledger = Ledger(lake, SOURCE)
 
     def one(item: tuple[SourceFile, ReportName]) -> LandingResult:
@@ -95,6 +99,7 @@ def land_reports(
             lambda _f, day: landing_key(name, day),
             attrs={"report": name.report, "role": name.role, "report_date": str(name.report_date)},
             flow_run_id=flow_run_id,
+            now=now,
         )
         if on_done:
             on_done(result)

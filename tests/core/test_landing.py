@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 from contextlib import contextmanager
 
@@ -58,3 +59,51 @@ def test_short_transfer_commits_nothing(tmp_path):
         land_file(lake, ledger, SourceFile("a.csv", 10, 1.0), _opener({"a.csv": b"abc"}), _key)
     assert lake.list(Zone.STAGE1NP) == []
     assert ledger.entries() == []
+
+
+def test_killed_before_the_ledger_record_is_repaired_on_a_later_day(tmp_path, monkeypatch):
+    """Raw file committed, process gone before the ledger record: the next run, on another
+    landing day, records the copy already there instead of landing a second one."""
+    lake = Lake(str(tmp_path))
+    ledger = Ledger(lake, "src")
+    data = {"a.csv": b"one,two\n"}
+    day1 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    day2 = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+
+    def killed(entry):
+        raise SystemExit("killed")  # stands in for SIGKILL: nothing after this point runs
+
+    with monkeypatch.context() as m:
+        m.setattr(ledger, "record", killed)
+        with pytest.raises(SystemExit):
+            land_file(lake, ledger, SourceFile("a.csv", 8, 1.0), _opener(data), _key, now=day1)
+    assert [o.key for o in lake.list(Zone.STAGE1NP)] == ["src/2026-01-01/a.csv"]
+    assert ledger.versions("a.csv") == []
+
+    r = land_file(lake, ledger, SourceFile("a.csv", 8, 1.0), _opener(data), _key, now=day2)
+    assert r.outcome == "landed"
+    assert r.entry is not None and r.entry.path == "src/2026-01-01/a.csv"
+    assert [o.key for o in lake.list(Zone.STAGE1NP)] == ["src/2026-01-01/a.csv"]
+    assert [v.path for v in ledger.versions("a.csv")] == ["src/2026-01-01/a.csv"]
+    assert not [o.key for o in lake.list(Zone.SYSTEM) if o.key.endswith(".intent")]
+
+
+def test_an_intent_whose_file_never_arrived_is_ignored(tmp_path):
+    """Killed before the commit: the intent names a key with nothing there, so the bytes
+    land at today's key; a different file at the intended key is never adopted."""
+    lake = Lake(str(tmp_path))
+    ledger = Ledger(lake, "src")
+    data = {"a.csv": b"one,two\n"}
+    sha = hashlib.sha256(data["a.csv"]).hexdigest()
+    ledger.intend("a.csv", sha, "src/2026-01-01/a.csv")
+    day2 = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    r = land_file(lake, ledger, SourceFile("a.csv", 8, 1.0), _opener(data), _key, now=day2)
+    assert r.entry is not None and r.entry.path == "src/2026-01-02/a.csv"
+
+    other = {"b.csv": b"three,four\n"}
+    sha_b = hashlib.sha256(other["b.csv"]).hexdigest()
+    lake.write_bytes(Zone.STAGE1NP, "src/2026-01-01/b.csv", b"something else\n")
+    ledger.intend("b.csv", sha_b, "src/2026-01-01/b.csv")
+    r = land_file(lake, ledger, SourceFile("b.csv", 11, 1.0), _opener(other), _key, now=day2)
+    assert r.entry is not None and r.entry.path == "src/2026-01-02/b.csv"
+    assert lake.read_bytes(Zone.STAGE1NP, "src/2026-01-02/b.csv") == other["b.csv"]

@@ -1,6 +1,6 @@
 """Run the Clever pipeline once in this process, as the flow does, for crash tests.
 
-python -m tests.reliability.crash_runner SRC LAKE NP_ROOT
+python -m tests.reliability.crash_runner SRC LAKE NP_ROOT [LANDING_DATE]
 
 The same plain functions in the same order as ``flows/clever_participation.py``
 (discover -> land -> process -> publish -> mark published), without a Prefect server so
@@ -9,6 +9,7 @@ that a SIGKILL leaves no orphaned server behind and each run takes about a secon
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 
 from edulake.catalog import open_catalog
@@ -20,12 +21,15 @@ from edulake.sources import FolderSource
 from .helpers import KEY
 
 
-def main(src_dir: str, root: str, np_root: str) -> int:
+def main(src_dir: str, root: str, np_root: str, landing_date: str | None = None) -> int:
     lake = Lake(root, np_root)
     lake.sweep_tmp()
     src = FolderSource(src_dir)
     found = pipeline.discover(src)
-    pipeline.land_reports(lake, src, found.reports, concurrency=2)
+    now = None
+    if landing_date:  # a run on another day (the default is the clock)
+        now = dt.datetime.combine(dt.date.fromisoformat(landing_date), dt.time(6), dt.UTC)
+    pipeline.land_reports(lake, src, found.reports, concurrency=2, now=now)
     processed = pipeline.process_pending(
         lake, pipeline.pending(lake), Pseudonymizer(KEY), max_quarantine_share=0.5
     )
@@ -41,4 +45,4 @@ def main(src_dir: str, root: str, np_root: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:4]))
+    sys.exit(main(*sys.argv[1:5]))

@@ -22,8 +22,7 @@ from .test_keys import _publish
 PARAMS = {"days": 2, "students": 150, "teachers": 10, "staff": 4, "schools": 3}
 
 
-@pytest.fixture
-def demo_lake(tmp_path, pseudonymizer) -> Lake:
+def _demo_lake(tmp_path, pseudonymizer, np_root: str | None) -> Lake:
     src = TestDataSource(**PARAMS, cache_dir=str(tmp_path / "src")).ensure_generated()
     # plus bad rows and a headerless file: quarantine and error messages are exercised
     bad = (
@@ -33,10 +32,33 @@ def demo_lake(tmp_path, pseudonymizer) -> Lake:
     )
     write(src, DP.replace("01-03", "01-05"), bad)
     write(src, DP.replace("01-03", "01-06"), "2022-01-06,S88888,c88888,s1,A,True,1,1\n")
-    lake = Lake(str(tmp_path / "lake"), str(tmp_path / "np"))
+    lake = Lake(str(tmp_path / "lake"), np_root)
     run(lake, src, pseudonymizer, share=0.5)
     _publish(lake, KEY.key_id)
     return lake
+
+
+@pytest.fixture
+def demo_lake(tmp_path, pseudonymizer) -> Lake:
+    return _demo_lake(tmp_path, pseudonymizer, str(tmp_path / "np"))
+
+
+def test_one_root_lake_skips_its_protected_files_and_says_so(tmp_path, pseudonymizer, capsys):
+    """The default layout (no np root): stage2np, quarantine and catalog/clever_np.duckdb
+    sit on the main root; they are the protected side, not findings, and the report warns.
+    The analysts' catalog file beside them is still scanned."""
+    lake = _demo_lake(tmp_path, pseudonymizer, None)
+    assert os.path.exists(f"{lake.main.base}/catalog/clever_np.duckdb")
+    report = audit(lake)
+    assert report.findings == []
+    assert report.scanned["catalog tables"] == 2
+    assert any("np root" in w for w in report.warnings)
+    con = duckdb.connect(f"{lake.main.base}/catalog/edulake.duckdb")
+    con.execute("CREATE TABLE clever.leak AS SELECT ? AS who", ["S77778"])
+    con.close()
+    assert main(["audit", "--lake-root", lake.main.base]) == 1
+    out = capsys.readouterr().out
+    assert "1 finding(s)" in out and "WARNING: stage2np, quarantine" in out
 
 
 def test_demo_lake_has_no_findings(demo_lake, capsys):

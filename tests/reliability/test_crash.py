@@ -51,12 +51,15 @@ def source(tmp_path_factory) -> str:
     return TestDataSource(**PARAMS, cache_dir=folder).ensure_generated()
 
 
-def run_pipeline(src: str, base: str, crash_at: str | None = None) -> int:
+def run_pipeline(
+    src: str, base: str, crash_at: str | None = None, landing_date: str | None = None
+) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDULAKE_")}
     if crash_at:
         env["EDULAKE_CRASH_AT"] = crash_at
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.reliability.crash_runner", src, f"{base}/lake", f"{base}/np"],
+        [sys.executable, "-m", "tests.reliability.crash_runner", src, f"{base}/lake", f"{base}/np"]
+        + ([landing_date] if landing_date else []),
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -128,6 +131,19 @@ def test_killed_run_then_rerun_equals_clean_run(source, clean, tmp_path, point, 
     # a third run changes nothing
     assert run_pipeline(source, base) == 0
     assert state(base) == clean
+
+
+def test_killed_before_the_ledger_record_and_rerun_on_a_later_day(source, clean, tmp_path):
+    """The raw file is committed, the ledger record is not; the next run is the next day:
+    it records the copy already in stage1np instead of landing a second one."""
+    base = str(tmp_path)
+    assert run_pipeline(source, base, "land.committed:2", "2026-03-01") == -signal.SIGKILL
+    assert run_pipeline(source, base, landing_date="2026-03-02") == 0
+    assert state(base) == clean  # asserts one raw file and one ledger record per report
+    lake = Lake(f"{base}/lake", f"{base}/np")
+    days = {o.key.split("/")[3] for o in lake.list(Zone.STAGE1NP)}
+    assert days == {"2026-03-01", "2026-03-02"}  # the adopted copy kept its first day
+    assert not [o.key for o in lake.list(Zone.SYSTEM, "ledger") if o.key.endswith(".intent")]
 
 
 def test_killed_twice_at_different_points(source, clean, tmp_path):

@@ -82,3 +82,50 @@ def test_flow_n_times_same_tables(tmp_path):
         results.append((lake_fingerprint(lake), _file_digests(lake), _catalog(root)))
     assert all(r == results[0] for r in results[1:])
     assert results[0][0]["stage2p.resource_usage"][0] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_libinsight_flow_n_times_same_tables(tmp_path):
+    """The same LibInsight range fetched N times: the same raw pages (landed once), the
+    same month files and lookups byte for byte, the same catalog table and export."""
+    import datetime as dt
+
+    from prefect.blocks.system import Secret
+
+    from edulake.libinsight.server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+    from flows.libinsight_dataset import libinsight_dataset
+    from tests.servers.libinsight import libinsight_server
+
+    root = str(tmp_path / "lake")
+    Secret(value=DEMO_CLIENT_SECRET).save("idem-libinsight-secret", overwrite=True)
+    results = []
+    with libinsight_server() as srv:
+        for _ in range(N):
+            libinsight_dataset(
+                base_url=srv.base_url,
+                dataset_id=12345,
+                client_id=DEMO_CLIENT_ID,
+                client_secret_block="idem-libinsight-secret",
+                lake_root=root,
+                demo=True,
+                from_date=dt.date(2022, 11, 1),
+                to_date=dt.date(2023, 2, 28),
+            )
+            lake = Lake(root)
+            raw = sorted(o.key for o in lake.list(Zone.STAGE1NP, "libinsight"))
+            export = hashlib.sha256(
+                lake.read_bytes(Zone.EXPORTS, "libinsight/reference_desk.csv")
+            ).hexdigest()
+            con = connect_catalog(f"{root}/catalog/edulake.duckdb")
+            try:
+                table = checksum(
+                    con.sql("SELECT * FROM libinsight.reference_desk").to_arrow_table()
+                )
+            finally:
+                con.close()
+            results.append((raw, _file_digests(lake), export, table))
+    assert all(r == results[0] for r in results[1:])
+    raw, files, _, (rows, _) = results[0]
+    assert raw and rows > 0
+    assert any("/month=" in k for k in files) and any("lookup" in k for k in files)
