@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from edulake.faults import crashpoint
 from edulake.lake import Lake, Zone
 from edulake.libinsight.api import LibInsightClient
 from edulake.libinsight.config import DatasetConfig
@@ -133,6 +134,7 @@ def process_range(
         for col, seen in result.identities.items()
         if seen.num_rows
     }
+    crashpoint("libinsight.lookups_merged")
     write_schema_state(lake, cfg.name, result.state)
     quarantine_key = quarantine_records(lake, cfg.source, cfg.name, window, result.rejected)
     export_key, export_rows = export_csv(lake, result.spec)

@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from edulake.faults import crashpoint
 from edulake.http.paging import Page
 from edulake.lake import Lake, Zone, safe_key
 from edulake.landing import LandingResult, Ledger, SourceFile, land_file
@@ -284,10 +285,12 @@ def write_months(
             with staged.open(Zone.STAGE2P, month_key(spec, month)) as out:
                 pq.write_table(merged, out, compression="zstd", coerce_timestamps="ms")
             written[month] = merged.num_rows
+            crashpoint("libinsight.writing")
         staged.commit()
     except BaseException:
         staged.discard()
         raise
+    crashpoint("libinsight.months_committed")
     for month in emptied:
         lake.delete(Zone.STAGE2P, existing[month])
         written[month] = 0
