@@ -128,6 +128,7 @@ def cmd_demo_libinsight(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from edulake.audit import audit
     from edulake.lake import Lake
+    from edulake.libinsight.config import load_dataset_config
 
     texts: list[tuple[str, str]] = []
     for path in args.log or []:
@@ -138,7 +139,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
         texts += prefect_texts(args.flow_run)
     report = audit(
-        Lake(args.lake_root, args.np_root), catalog_paths=args.catalog or [], texts=texts
+        Lake(args.lake_root, args.np_root),
+        catalog_paths=args.catalog or [],
+        texts=texts,
+        dataset_configs=[load_dataset_config(c) for c in args.dataset_config or []],
     )
     print(
         f"PII audit: {report.ids_checked} raw identifiers from stage1np checked "
@@ -212,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--log", action="append", help="a log file to scan (repeatable)")
     au.add_argument(
         "--flow-run", action="append", help="a Prefect flow run id: its logs, artifacts"
+    )
+    au.add_argument(
+        "--dataset-config",
+        action="append",
+        help="a LibInsight dataset config YAML that is not bundled (repeatable)",
     )
     au.set_defaults(func=cmd_audit)
 
