@@ -15,6 +15,7 @@ from edulake.lake import Lake
 from edulake.libinsight.server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from edulake.libinsight.store import read_watermark
 from flows.libinsight_dataset import libinsight_dataset
+from tests.logs import all_log_lines
 from tests.servers.libinsight import libinsight_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -31,29 +32,10 @@ async def _artifacts(keys: list[str]):
         )
 
 
-class _All(logging.Handler):
-    """Every log record, whatever the logger's propagation (Prefect's loggers included)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
 @pytest.fixture
 def all_logs():
-    handler = _All()
-    loggers = [logging.getLogger(n) for n in ("", "prefect", "httpx", "httpcore", "edulake")]
-    old = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.addHandler(handler)
-        lg.setLevel(logging.DEBUG)
-    yield handler
-    for lg, level in zip(loggers, old, strict=True):
-        lg.removeHandler(handler)
-        lg.setLevel(level)
+    with all_log_lines() as handler:
+        yield handler
 
 
 def test_backfill_then_incremental_with_drift(tmp_path, all_logs, caplog):

@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -55,3 +58,28 @@ def lake_fingerprint(lake: Lake) -> dict[str, tuple[int, str]]:
         if lake.exists(Zone.STAGE2NP, f"clever/{col}_lookup/lookup.parquet"):
             out[f"stage2np.{col}"] = checksum(read_lookup(lake, "clever", col))
     return out
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_killable(module: str, args: list[str], crash_at: str | None = None) -> int:
+    """Run a crash runner (``python -m module args``) in a fresh process; its exit code.
+
+    With ``crash_at`` (``<point>:<n>``) the process SIGKILLs itself there. Any other
+    failure than that kill is an assertion error with the runner's stderr.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDULAKE_")}
+    if crash_at:
+        env["EDULAKE_CRASH_AT"] = crash_at
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if proc.returncode not in (0, -signal.SIGKILL):
+        raise AssertionError(f"runner failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc.returncode

@@ -11,7 +11,6 @@ import csv
 import datetime as dt
 import io
 import json
-import logging
 import re
 import shutil
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from edulake.lake import Lake, Zone
 from edulake.libinsight.config import load_dataset_config
 from edulake.libinsight.server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_DATASET_ID
 from edulake.pseudonym import Pseudonymizer
+from tests.logs import all_log_lines
 from tests.servers.libinsight import libinsight_server
 
 from .helpers import KEY
@@ -49,46 +49,24 @@ class MixedLake:
     flow_run_id: str
 
 
-class _All(logging.Handler):
-    """Every log record, whatever the logger's propagation (Prefect's loggers included)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
 def _build(base: Path, separate_np: bool) -> MixedLake:
     from flows.libinsight_dataset import libinsight_dataset
 
     np_root = str(base / "np") if separate_np else None
     lake = _demo_lake(base, Pseudonymizer(KEY), np_root)  # Clever, published
-    handler = _All()
-    loggers = [logging.getLogger(n) for n in ("", "prefect", "httpx", "edulake")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.addHandler(handler)
-        lg.setLevel(logging.DEBUG)
-    try:
-        with libinsight_server(revision=1) as srv:
-            state = libinsight_dataset(
-                base_url=srv.base_url,
-                dataset_id=DEMO_DATASET_ID,
-                client_id=DEMO_CLIENT_ID,
-                client_secret_block=None,
-                lake_root=lake.main.base,
-                np_root=np_root,
-                from_date=dt.date(2022, 1, 1),
-                to_date=dt.date(2022, 3, 31),
-                demo=True,
-                return_state=True,
-            )
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.removeHandler(handler)
-            lg.setLevel(level)
+    with all_log_lines() as handler, libinsight_server(revision=1) as srv:
+        state = libinsight_dataset(
+            base_url=srv.base_url,
+            dataset_id=DEMO_DATASET_ID,
+            client_id=DEMO_CLIENT_ID,
+            client_secret_block=None,
+            lake_root=lake.main.base,
+            np_root=np_root,
+            from_date=dt.date(2022, 1, 1),
+            to_date=dt.date(2022, 3, 31),
+            demo=True,
+            return_state=True,
+        )
     assert state.is_completed()
     return MixedLake(lake, handler.lines, str(state.state_details.flow_run_id))
 

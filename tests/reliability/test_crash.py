@@ -15,8 +15,6 @@ import hashlib
 import os
 import re
 import signal
-import subprocess
-import sys
 
 import pyarrow.parquet as pq
 import pytest
@@ -25,11 +23,10 @@ from edulake.catalog.duckdb import connect as connect_catalog
 from edulake.clever.testdata import TestDataSource
 from edulake.lake import Lake, Zone
 
-from .helpers import KEY, checksum, lake_fingerprint
+from .helpers import KEY, checksum, lake_fingerprint, run_killable
 
 pytestmark = pytest.mark.slow
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PARAMS = {"days": 2, "students": 300, "teachers": 20, "staff": 5, "schools": 3}
 
 # (point, n-th hit): during landing, Parquet writing, lookup merging, recording, publishing
@@ -54,21 +51,8 @@ def source(tmp_path_factory) -> str:
 def run_pipeline(
     src: str, base: str, crash_at: str | None = None, landing_date: str | None = None
 ) -> int:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDULAKE_")}
-    if crash_at:
-        env["EDULAKE_CRASH_AT"] = crash_at
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests.reliability.crash_runner", src, f"{base}/lake", f"{base}/np"]
-        + ([landing_date] if landing_date else []),
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if proc.returncode not in (0, -signal.SIGKILL):
-        raise AssertionError(f"runner failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc.returncode
+    args = [src, f"{base}/lake", f"{base}/np"] + ([landing_date] if landing_date else [])
+    return run_killable("tests.reliability.crash_runner", args, crash_at)
 
 
 def state(base: str) -> dict[str, object]:

@@ -11,10 +11,7 @@ table and watermark, each raw page landed once, nothing left in ``_tmp``.
 from __future__ import annotations
 
 import hashlib
-import os
 import signal
-import subprocess
-import sys
 
 import pytest
 
@@ -23,11 +20,10 @@ from edulake.lake import Lake, Zone
 from edulake.libinsight.store import read_watermark
 from tests.servers.libinsight import libinsight_server
 
-from .helpers import checksum
+from .helpers import checksum, run_killable
 
 pytestmark = pytest.mark.slow
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIRST = ("2022-11-01", "2023-01-31")
 SECOND = ("2023-01-10", "2023-03-31")  # overlaps the first: its months are rewritten
 
@@ -49,28 +45,8 @@ def server():
 
 
 def run(server, base: str, span: tuple[str, str], crash_at: str | None = None) -> int:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDULAKE_")}
-    if crash_at:
-        env["EDULAKE_CRASH_AT"] = crash_at
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.reliability.libinsight_crash_runner",
-            server.base_url,
-            f"{base}/lake",
-            f"{base}/np",
-            *span,
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if proc.returncode not in (0, -signal.SIGKILL):
-        raise AssertionError(f"runner failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc.returncode
+    args = [server.base_url, f"{base}/lake", f"{base}/np", *span]
+    return run_killable("tests.reliability.libinsight_crash_runner", args, crash_at)
 
 
 def state(base: str) -> dict[str, object]:
