@@ -7,6 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from edulake.lake import Lake
+from edulake.pseudonym import Pseudonymizer, PseudonymKey
+
+KEY = PseudonymKey(b"test-key-test-key-test-key-1234")
+
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 # Never let a developer's environment leak a real key or lake into tests.
@@ -21,3 +26,15 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def lake(tmp_path) -> Lake:
+    """A local lake with its protected zones under a separate root."""
+    return Lake(str(tmp_path / "lake"), np_root=str(tmp_path / "np"))
+
+
+@pytest.fixture
+def pseudonymizer() -> Pseudonymizer:
+    """Pseudonyms under the test key (``KEY``; a folder's conftest may use another)."""
+    return Pseudonymizer(KEY)

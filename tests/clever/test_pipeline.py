@@ -14,8 +14,8 @@ from edulake.clever import pipeline
 from edulake.lake import Zone
 from edulake.lookup import read_lookup
 from edulake.sources import FolderSource
+from tests.conftest import KEY
 
-from .conftest import KEY
 from .helpers import DP_HEADER, dp_rows, ru_rows, write
 
 USERS = [("1001", "c001"), ("1002", "c002"), ("", "c003"), ("1004", "c004")]

@@ -3,7 +3,6 @@ from __future__ import annotations
 import pytest
 
 from edulake.http.client import RetryPolicy
-from edulake.lake import Lake
 from edulake.libinsight.api import LibInsightClient
 from edulake.libinsight.server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, LibInsightServer
 from edulake.pseudonym import Pseudonymizer, PseudonymKey
@@ -36,10 +35,6 @@ def make_client():
 
 
 @pytest.fixture
-def lake(tmp_path) -> Lake:
-    return Lake(str(tmp_path / "lake"), np_root=str(tmp_path / "np"))
-
-
-@pytest.fixture
 def pseudonymizer() -> Pseudonymizer:
+    """LibInsight's tests pseudonymize with their own key."""
     return Pseudonymizer(KEY)

@@ -17,8 +17,8 @@ from edulake.lake import Lake, Zone
 from edulake.lookup import read_lookup
 from edulake.pseudonym import Pseudonymizer, PseudonymKey
 from edulake.sources import FolderSource
+from tests.conftest import KEY as KEY  # the one test key, for the reliability tests
 
-KEY = PseudonymKey(b"test-key-test-key-test-key-1234")
 OTHER_KEY = PseudonymKey(b"another-key-another-key-another-key")
 DP = "daily-participation/2022-01-03-daily-participation-students.csv"
 RU = "resource-usage/2022-01-03-resource-usage-students.csv"
