@@ -8,9 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from edulake.lake import Lake
-from edulake.pseudonym import Pseudonymizer, PseudonymKey
-
-KEY = PseudonymKey(b"test-key-test-key-test-key-1234")
+from edulake.pseudonym import Pseudonymizer
+from tests.keys import KEY
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")

@@ -14,7 +14,7 @@ from edulake.clever import pipeline
 from edulake.lake import Zone
 from edulake.lookup import read_lookup
 from edulake.sources import FolderSource
-from tests.conftest import KEY
+from tests.keys import KEY
 
 from .helpers import DP_HEADER, dp_rows, ru_rows, write
 

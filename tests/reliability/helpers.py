@@ -17,7 +17,7 @@ from edulake.lake import Lake, Zone
 from edulake.lookup import read_lookup
 from edulake.pseudonym import Pseudonymizer, PseudonymKey
 from edulake.sources import FolderSource
-from tests.conftest import KEY as KEY  # the one test key, for the reliability tests
+from tests.keys import KEY as KEY  # the one test key, for the reliability tests
 
 OTHER_KEY = PseudonymKey(b"another-key-another-key-another-key")
 DP = "daily-participation/2022-01-03-daily-participation-students.csv"
