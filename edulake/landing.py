@@ -81,10 +81,11 @@ class Ledger:
 
     def intended(self, name: str, sha256: str) -> str | None:
         """Where an earlier, unfinished landing of these bytes was committing them."""
-        key = self._intent_key(name, sha256)
-        if not self.lake.exists(Zone.SYSTEM, key):
+        try:  # one request on the common path (no intent), not exists() + read
+            intent = self.lake.read_json(Zone.SYSTEM, self._intent_key(name, sha256))
+        except FileNotFoundError:
             return None
-        return str(self.lake.read_json(Zone.SYSTEM, key)["path"])
+        return str(intent["path"])
 
     def done(self, name: str, sha256: str) -> None:
         """Drop the intent once the ledger record is written."""
