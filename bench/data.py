@@ -6,7 +6,7 @@ import datetime as dt
 import os
 from dataclasses import dataclass
 
-from edulake.clever.testdata import generate
+from edulake.demo.clever_testdata import generate
 
 START = dt.date(2022, 1, 3)  # a Monday: weeks start on school days
 DISTRICT_STUDENTS = 70_000  # a large district

@@ -36,16 +36,16 @@ def csv_files(input_dir: str, report: str | None = None) -> list[str]:
 
 
 def _lake(work: str) -> object:
-    from edulake.lake import Lake
+    from edulake.core.lake import Lake
 
     return Lake(os.path.join(work, "lake"), np_root=os.path.join(work, "np"))
 
 
 def land(input_dir: str, work: str) -> int:
     """Land the inputs into a fresh local lake (untimed preparation for ``edulake``)."""
-    from edulake.clever import pipeline
-    from edulake.lake import Lake
-    from edulake.sources import FolderSource
+    from edulake.connectors.files import FolderSource
+    from edulake.core.lake import Lake
+    from edulake.sources.clever import pipeline
 
     lake = _lake(work)
     assert isinstance(lake, Lake)
@@ -56,9 +56,9 @@ def land(input_dir: str, work: str) -> int:
 
 
 def run_edulake(input_dir: str, work: str) -> Callable[[], int]:
-    from edulake.clever import pipeline
-    from edulake.lake import Lake
-    from edulake.pseudonym import Pseudonymizer, PseudonymKey
+    from edulake.core.lake import Lake
+    from edulake.privacy.pseudonym import Pseudonymizer, PseudonymKey
+    from edulake.sources.clever import pipeline
 
     lake = _lake(work)
     assert isinstance(lake, Lake)

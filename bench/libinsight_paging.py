@@ -17,14 +17,14 @@ import json
 import math
 import time
 
-from edulake.libinsight.api import LibInsightClient
-from edulake.libinsight.server import (
+from edulake.demo.libinsight_server import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
     LibInsightServer,
     ServerSettings,
 )
-from edulake.libinsight.windows import Window
+from edulake.sources.libinsight.api import LibInsightClient
+from edulake.sources.libinsight.windows import Window
 from flows.libinsight_dataset import libinsight_dataset
 
 

@@ -103,8 +103,8 @@ def measure_libinsight(pages: int, latency_ms: float) -> dict[str, Any]:
     import math
 
     from bench.libinsight_paging import default_concurrency, measure
-    from edulake.libinsight.server import LibInsightServer, ServerSettings
-    from edulake.libinsight.windows import Window
+    from edulake.demo.libinsight_server import LibInsightServer, ServerSettings
+    from edulake.sources.libinsight.windows import Window
 
     latency = latency_ms / 1000
     concurrency = default_concurrency()

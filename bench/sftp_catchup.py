@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edulake.clever import pipeline
-from edulake.clever.testdata import generate_reports
-from edulake.lake import Lake
-from edulake.sftp import SftpSettings, SftpSource
+from edulake.connectors.sftp import SftpSettings, SftpSource
+from edulake.core.lake import Lake
+from edulake.demo.clever_testdata import generate_reports
+from edulake.sources.clever import pipeline
 from tests.servers.sshd import running_sshd
 
 START = dt.date(2022, 1, 3)

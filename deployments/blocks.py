@@ -41,7 +41,7 @@ from prefect.blocks.system import Secret
 from prefect.variables import Variable
 from pydantic import SecretStr
 
-from edulake.pseudonym import PseudonymKey
+from edulake.privacy.pseudonym import PseudonymKey
 
 HMAC_BLOCK = "edulake-hmac-key"
 SFTP_BLOCK = "edulake-clever-sftp"
@@ -108,7 +108,7 @@ def plan_sftp(env: Mapping[str, str]) -> Planned | None:
     """The SftpServer block for Clever's reports server."""
     if not env.get("EDULAKE_SFTP_HOST"):
         return None
-    from edulake.blocks import SftpServer  # the block type, from the SFTP module
+    from edulake.connectors.blocks import SftpServer  # the block type, from the SFTP module
 
     fields: dict[str, Any] = {
         "host": env["EDULAKE_SFTP_HOST"],

@@ -52,7 +52,7 @@ def _print_table(title: str, table: object) -> None:
 
 
 def _catalog_path(lake_root: str) -> str:
-    from edulake.settings import get_settings
+    from edulake.core.settings import get_settings
 
     configured = get_settings().catalog.duckdb_path
     return configured or os.path.join(os.path.abspath(lake_root), "catalog", "edulake.duckdb")
@@ -119,16 +119,16 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_libinsight(args: argparse.Namespace) -> int:
-    from edulake.libinsight.demo import run_demo  # type: ignore[import-not-found,unused-ignore]
+    from edulake.demo.libinsight import run_demo  # type: ignore[import-not-found,unused-ignore]
 
     run_demo(args.lake_root)
     return 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from edulake.audit import audit
-    from edulake.lake import Lake
-    from edulake.libinsight.config import load_dataset_config
+    from edulake.core.lake import Lake
+    from edulake.privacy.audit import audit
+    from edulake.sources.libinsight.config import load_dataset_config
 
     texts: list[tuple[str, str]] = []
     for path in args.log or []:

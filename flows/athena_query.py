@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow
 
-from edulake.athena import Format, Mode, list_queries
+from edulake.catalog.athena import Format, Mode, list_queries
 from tasks.athena import create_athena_views, make_runner, report_athena_run, run_athena_query
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow
 
-from edulake.settings import get_settings
+from edulake.core.settings import get_settings
 from tasks.common import make_catalog, make_lake, resolve_key
 from tasks.maintenance import finish, republish, rotate
 

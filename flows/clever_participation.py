@@ -7,8 +7,8 @@ from typing import Any
 
 from prefect import flow
 
-from edulake.clever import pipeline
-from edulake.settings import get_settings
+from edulake.core.settings import get_settings
+from edulake.sources.clever import pipeline
 from tasks.clever import (
     check_report_freshness,
     discover_reports,

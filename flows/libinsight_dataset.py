@@ -8,8 +8,8 @@ from typing import Any, Literal
 from prefect import flow
 
 from edulake.catalog import CatalogTable
-from edulake.libinsight.config import load_dataset_config
-from edulake.libinsight.store import LandedPage
+from edulake.sources.libinsight.config import load_dataset_config
+from edulake.sources.libinsight.store import LandedPage
 from tasks.common import make_catalog, make_lake, resolve_key
 from tasks.events import emit_data_committed
 from tasks.libinsight import (

@@ -10,8 +10,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.runtime import flow_run
 
-from edulake.athena import AthenaConfig, AthenaQueryFailed, AthenaRunner, Format, Mode, QueryRecord
-from edulake.settings import get_settings
+from edulake.catalog.athena import (
+    AthenaConfig,
+    AthenaQueryFailed,
+    AthenaRunner,
+    Format,
+    Mode,
+    QueryRecord,
+)
+from edulake.core.settings import get_settings
 from tasks.common import logger, s3_options
 
 
@@ -68,7 +75,7 @@ def run_athena_query(
 @task(name="create-athena-views", retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE)
 def create_athena_views(runner: AthenaRunner, source: str) -> list[str]:
     """(Re)create a source's Athena views."""
-    from edulake.athena import create_views
+    from edulake.catalog.athena import create_views
 
     views = create_views(runner, source, runner.config.database_prefix)
     logger().info("Athena views for %s: %s", source, ", ".join(views) or "none")

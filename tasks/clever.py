@@ -10,15 +10,15 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from edulake.clever import pipeline
-from edulake.clever.freshness import FreshnessReport, check_freshness
-from edulake.clever.names import ReportName, parse_report_name
-from edulake.clever.process import SOURCE
-from edulake.lake import Lake
-from edulake.landing import LandingResult, Ledger, SourceFile, summarize
-from edulake.pseudonym import Pseudonymizer, PseudonymKey
-from edulake.sftp import is_retryable
-from edulake.sources import FileSource, FolderSource
+from edulake.connectors.files import FileSource, FolderSource
+from edulake.connectors.sftp import is_retryable
+from edulake.core.lake import Lake
+from edulake.core.landing import LandingResult, Ledger, SourceFile, summarize
+from edulake.privacy.pseudonym import Pseudonymizer, PseudonymKey
+from edulake.sources.clever import pipeline
+from edulake.sources.clever.freshness import FreshnessReport, check_freshness
+from edulake.sources.clever.names import ReportName, parse_report_name
+from edulake.sources.clever.process import SOURCE
 from tasks.common import explain_storage_errors, logger
 
 
@@ -41,7 +41,7 @@ def open_source(
 ) -> FileSource:
     """The Clever source named by the flow's ``source`` parameter."""
     if source == "testdata":
-        from edulake.clever.testdata import TestDataSource
+        from edulake.demo.clever_testdata import TestDataSource
 
         src: FileSource = TestDataSource(**(testdata or {}))
         return src
@@ -52,7 +52,7 @@ def open_source(
             )
         return FolderSource(source_path)
     if source == "sftp":
-        from edulake.blocks import open_sftp_source  # type: ignore[attr-defined,unused-ignore]
+        from edulake.connectors.blocks import open_sftp_source  # type: ignore[attr-defined,unused-ignore]
 
         return open_sftp_source(sftp_block)  # type: ignore[no-any-return,unused-ignore]
     raise ValueError(f"unknown source {source!r}: use testdata, folder or sftp")

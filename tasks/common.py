@@ -16,9 +16,9 @@ from prefect.blocks.system import Secret
 from prefect.exceptions import MissingContextError
 
 from edulake.catalog import Catalog, open_catalog
-from edulake.lake import Lake, S3Options, StorageUnavailableError, explain_storage_error
-from edulake.pseudonym import PseudonymKey
-from edulake.settings import Settings, get_settings
+from edulake.core.lake import Lake, S3Options, StorageUnavailableError, explain_storage_error
+from edulake.core.settings import Settings, get_settings
+from edulake.privacy.pseudonym import PseudonymKey
 
 
 def logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
@@ -60,7 +60,7 @@ def explain_storage_errors(fn: F) -> F:
 def s3_options(aws_credentials_block: str | None, settings: Settings) -> S3Options | None:
     """S3 options from a prefect-aws AwsCredentials block, or settings, or None (AWS chain)."""
     if aws_credentials_block:
-        from edulake.aws import s3_options_from_block  # type: ignore[import-not-found,unused-ignore]
+        from edulake.connectors.aws import s3_options_from_block  # type: ignore[import-not-found,unused-ignore]
 
         return s3_options_from_block(aws_credentials_block)  # type: ignore[no-any-return,unused-ignore]
     return settings.s3.options()
@@ -70,7 +70,7 @@ def make_lake(
     lake_root: str | None, np_root: str | None, aws_credentials_block: str | None = None
 ) -> Lake:
     """The lake for this run: flow parameters override settings."""
-    from edulake.aws import connect_lake
+    from edulake.connectors.aws import connect_lake
 
     settings = get_settings()
     # An S3 lake's access is checked here: a wrong key fails at once, naming the bucket,

@@ -8,7 +8,7 @@ from prefect.events import emit_event
 from prefect.events.schemas.events import Event
 
 from edulake.catalog import database_name
-from edulake.lake import Zone
+from edulake.core.lake import Zone
 
 DATA_COMMITTED = "edulake.data.committed"
 

@@ -13,19 +13,19 @@ from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from edulake.lake import Lake
-from edulake.libinsight.api import LibInsightClient
-from edulake.libinsight.auth import AuthMode
-from edulake.libinsight.config import DatasetConfig
-from edulake.libinsight.pipeline import ProcessResult, process_range
-from edulake.libinsight.store import (
+from edulake.core.lake import Lake
+from edulake.privacy.pseudonym import Pseudonymizer, PseudonymKey
+from edulake.sources.libinsight.api import LibInsightClient
+from edulake.sources.libinsight.auth import AuthMode
+from edulake.sources.libinsight.config import DatasetConfig
+from edulake.sources.libinsight.pipeline import ProcessResult, process_range
+from edulake.sources.libinsight.store import (
     LandedPage,
     PageLander,
     read_watermark,
     write_watermark,
 )
-from edulake.libinsight.windows import Window, plan_range, split_windows
-from edulake.pseudonym import Pseudonymizer, PseudonymKey
+from edulake.sources.libinsight.windows import Window, plan_range, split_windows
 from tasks.common import logger
 
 SECRET_ENV = "EDULAKE_LIBINSIGHT_CLIENT_SECRET"  # noqa: S105 - the variable's name, not a secret

@@ -7,12 +7,12 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from edulake.catalog import Catalog
-from edulake.clever import pipeline
-from edulake.clever.process import SOURCE
-from edulake.forget import ForgetResult, forget
-from edulake.lake import Lake
-from edulake.pseudonym import Pseudonymizer, PseudonymKey
-from edulake.rotation import RotationResult, finish_rotation, rotate_key
+from edulake.core.lake import Lake
+from edulake.privacy.forget import ForgetResult, forget
+from edulake.privacy.pseudonym import Pseudonymizer, PseudonymKey
+from edulake.privacy.rotation import RotationResult, finish_rotation, rotate_key
+from edulake.sources.clever import pipeline
+from edulake.sources.clever.process import SOURCE
 from tasks.common import logger
 
 

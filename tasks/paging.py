@@ -9,8 +9,8 @@ from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 
-from edulake.http.client import HttpClient, TransientHttpError
-from edulake.http.paging import FetchStats, Page, Paginator, fetch_consistent
+from edulake.connectors.http.client import HttpClient, TransientHttpError
+from edulake.connectors.http.paging import FetchStats, Page, Paginator, fetch_consistent
 from tasks.common import logger
 
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from edulake.lake import Lake
-from edulake.pseudonym import Pseudonymizer
+from edulake.core.lake import Lake
+from edulake.privacy.pseudonym import Pseudonymizer
 from tests.keys import KEY
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -3,6 +3,6 @@ unlike tests/conftest.py, which clears EDULAKE_* variables - crash runners need 
 
 from __future__ import annotations
 
-from edulake.pseudonym import PseudonymKey
+from edulake.privacy.pseudonym import PseudonymKey
 
 KEY = PseudonymKey(b"test-key-test-key-test-key-1234")

@@ -161,7 +161,7 @@ class LocalStack:
         Gives the LibInsight deployments something real to fetch from on a laptop. Its
         client secret is the server's public demo secret, not a credential.
         """
-        from edulake.libinsight.server import (
+        from edulake.demo.libinsight_server import (
             DEMO_CLIENT_ID,
             DEMO_CLIENT_SECRET,
             DEMO_DATASET_ID,
@@ -173,7 +173,7 @@ class LocalStack:
             [
                 sys.executable,
                 "-m",
-                "edulake.libinsight.server",
+                "edulake.demo.libinsight_server",
                 "--host",
                 HOST,
                 "--port",

@@ -12,7 +12,7 @@ from typing import Literal
 
 import pyarrow as pa
 
-from edulake.lake import Lake, Zone
+from edulake.core.lake import Lake, Zone
 from edulake.specs import OutputColumn, TableSpec
 
 

@@ -19,9 +19,9 @@ import pyarrow as pa
 import sqlglot
 
 from edulake.catalog import Catalog, CatalogTable, PublishResult
-from edulake.faults import crashpoint
-from edulake.lake import Lake, Zone
-from edulake.types import duckdb_type
+from edulake.core.faults import crashpoint
+from edulake.core.lake import Lake, Zone
+from edulake.core.types import duckdb_type
 
 log = logging.getLogger(__name__)
 

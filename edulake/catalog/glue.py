@@ -4,7 +4,7 @@ Same :class:`CatalogTable` as the DuckDB catalog, a second renderer:
 
 - one Glue database per zone and source: ``<prefix>_clever`` (stage2p), ``<prefix>_clever_np``;
 - an external Parquet table over the table's S3 folder, columns typed with
-  :func:`edulake.types.athena_type` and commented from the spec;
+  :func:`edulake.core.types.athena_type` and commented from the spec;
 - partition projection for date partitions (``date=YYYY-MM-DD``) and month partitions
   (``month=YYYY-MM``, projected as a date with format ``yyyy-MM`` and a one-month interval).
   Projection, not partition registration: Athena computes the partitions from the table
@@ -22,9 +22,9 @@ from typing import Any
 import pyarrow as pa
 
 from edulake.catalog import Catalog, CatalogTable, PublishResult
-from edulake.lake import Lake, Zone
+from edulake.core.lake import Lake, Zone
+from edulake.core.types import athena_type
 from edulake.specs import OutputColumn
-from edulake.types import athena_type
 
 PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
 PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
@@ -187,7 +187,7 @@ class GlueCatalog(Catalog):
     ) -> None:
         """A Glue catalog; clients default to the lake's credentials and the settings.
 
-        ``athena``: an :class:`edulake.athena.AthenaRunner` for views and queries (default:
+        ``athena``: an :class:`edulake.catalog.athena.AthenaRunner` for views and queries (default:
         one from ``EDULAKE_CATALOG__ATHENA_*``). Endpoints follow boto3's own variables
         (``AWS_ENDPOINT_URL_GLUE``, ``AWS_ENDPOINT_URL_ATHENA``), not the lake's S3 endpoint.
         """
@@ -195,7 +195,7 @@ class GlueCatalog(Catalog):
         self.prefix = database_prefix
         self._s3 = lake.main.s3 if lake is not None else None
         if glue_client is None:
-            from edulake.aws import boto3_session
+            from edulake.connectors.aws import boto3_session
 
             glue_client = boto3_session(self._s3).client("glue")
         self.glue = glue_client
@@ -275,21 +275,21 @@ class GlueCatalog(Catalog):
     # -- views and queries (Athena) --------------------------------------------------------
     def create_views(self, source: str) -> list[str]:
         """Create or replace the source's Athena views (``edulake/sql/views/<source>/*.sql``)."""
-        from edulake.athena import create_views
+        from edulake.catalog.athena import create_views
 
         views: list[str] = create_views(self._runner(), source, self.prefix, self.views_dir)
         return views
 
     def query(self, sql: str) -> pa.Table:
         """Run a query in Athena and return its rows."""
-        from edulake.athena import qualify
+        from edulake.catalog.athena import qualify
 
         return self._runner().fetch_table(qualify(sql, self.prefix))
 
     def _runner(self) -> Any:
         if self.athena is None:
-            from edulake.athena import AthenaConfig, AthenaRunner
-            from edulake.settings import get_settings
+            from edulake.catalog.athena import AthenaConfig, AthenaRunner
+            from edulake.core.settings import get_settings
 
             config = AthenaConfig.from_settings(
                 get_settings().catalog, self._s3, database_prefix=self.prefix

@@ -14,7 +14,7 @@ import pyarrow as pa
 import yaml
 from pydantic import BaseModel, Field, field_validator
 
-from edulake.types import SPEC_TYPES, arrow_type
+from edulake.core.types import SPEC_TYPES, arrow_type
 
 
 class PiiOp(StrEnum):

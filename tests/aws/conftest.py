@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from edulake.lake import S3Options
+from edulake.core.lake import S3Options
 from tests.servers.seaweedfs import SeaweedS3, seaweedfs
 
 LAKE_BUCKET = "edulake-lake"

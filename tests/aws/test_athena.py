@@ -8,7 +8,7 @@ import boto3
 import httpx
 import pytest
 
-from edulake.athena import (
+from edulake.catalog.athena import (
     AthenaConfig,
     AthenaRunner,
     create_views,
@@ -17,7 +17,7 @@ from edulake.athena import (
     request_token,
 )
 from edulake.catalog.glue import GlueCatalog
-from edulake.settings import CatalogSettings
+from edulake.core.settings import CatalogSettings
 from tests.aws.conftest import CallCounter
 
 RESULTS = "s3://edulake-athena-results/queries/"

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from edulake.athena import list_queries, load_query, load_views, to_duckdb
-from edulake.lake import Lake, Zone
+from edulake.catalog.athena import list_queries, load_query, load_views, to_duckdb
+from edulake.core.lake import Lake, Zone
 from edulake.specs import load_spec
 
 REFERENCE_DESK = pa.schema(

@@ -12,7 +12,7 @@ import pytest
 from prefect_aws import AwsCredentials
 from prefect_aws.client_parameters import AwsClientParameters
 
-from edulake.athena import load_views, to_duckdb
+from edulake.catalog.athena import load_views, to_duckdb
 from edulake.catalog.duckdb import connect as connect_catalog
 from flows.clever_participation import clever_participation
 from tests.aws.conftest import LAKE_BUCKET, NP_BUCKET
@@ -137,7 +137,7 @@ def test_clever_flow_on_s3_with_glue_catalog(s3_server, s3_block, moto, monkeypa
 
     # Read back what Glue points at, from S3, as Athena would: the Hive layout, the types.
     location = dp["StorageDescriptor"]["Location"].removeprefix("s3://").rstrip("/")
-    from edulake.aws import s3_options_from_block
+    from edulake.connectors.aws import s3_options_from_block
 
     fs = s3_options_from_block(s3_block).arrow_fs()
     data = ds.dataset(location, filesystem=fs, format="parquet", partitioning="hive").to_table()
@@ -190,7 +190,7 @@ def test_libinsight_flow_on_s3(s3_server, s3_block, tmp_path, monkeypatch):
 
     from prefect.blocks.system import Secret
 
-    from edulake.libinsight.server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+    from edulake.demo.libinsight_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
     from flows.libinsight_dataset import libinsight_dataset
     from tests.servers.libinsight import libinsight_server
 

@@ -6,7 +6,7 @@ import pytest
 
 from edulake.catalog import CatalogTable
 from edulake.catalog.glue import GlueCatalog
-from edulake.lake import Lake, S3Options, Zone
+from edulake.core.lake import Lake, S3Options, Zone
 from edulake.specs import OutputColumn, TableSpec, load_spec
 from tests.aws.conftest import CallCounter
 

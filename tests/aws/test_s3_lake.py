@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from edulake.aws import S3AccessError, check_lake_access, connect_lake
-from edulake.lake import Lake, S3Options, Zone
+from edulake.connectors.aws import S3AccessError, check_lake_access, connect_lake
+from edulake.core.lake import Lake, S3Options, Zone
 from tests.aws.conftest import LAKE_BUCKET, NP_BUCKET
 from tests.servers.seaweedfs import SeaweedS3
 

@@ -6,7 +6,7 @@ import pytest
 from prefect.client.orchestration import get_client
 
 from edulake.catalog.duckdb import connect as connect_catalog
-from edulake.pseudonym import MissingKeyError
+from edulake.privacy.pseudonym import MissingKeyError
 from flows.clever_participation import clever_participation
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

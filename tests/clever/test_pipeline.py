@@ -10,10 +10,10 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from edulake.clever import pipeline
-from edulake.lake import Zone
-from edulake.lookup import read_lookup
-from edulake.sources import FolderSource
+from edulake.connectors.files import FolderSource
+from edulake.core.lake import Zone
+from edulake.privacy.lookup import read_lookup
+from edulake.sources.clever import pipeline
 from tests.keys import KEY
 
 from .helpers import DP_HEADER, dp_rows, ru_rows, write
@@ -133,7 +133,7 @@ def test_rerun_is_idempotent(tmp_path, lake, pseudonymizer):
         if hasattr(pipeline, "Ledger")
         else None
     )
-    from edulake.landing import Ledger
+    from edulake.core.landing import Ledger
 
     entries = list(Ledger(lake, "clever").latest().values())
     pipeline.process_pending(lake, entries, pseudonymizer)
@@ -293,7 +293,7 @@ def test_non_utf8_row_quarantined(tmp_path, lake, pseudonymizer):
 def test_one_failing_file_does_not_stop_the_others(tmp_path, lake):
     from contextlib import contextmanager
 
-    from edulake.clever.pipeline import LandingFailed
+    from edulake.sources.clever.pipeline import LandingFailed
 
     src_dir = str(tmp_path / "src")
     for day in ("2022-01-03", "2022-01-04", "2022-01-05"):
@@ -324,8 +324,8 @@ def test_one_failing_file_does_not_stop_the_others(tmp_path, lake):
 
 
 def test_retry_condition_looks_through_landing_failures():
-    from edulake.clever.pipeline import LandingFailed
-    from edulake.sftp import SftpAuthError, SftpTransientError
+    from edulake.connectors.sftp import SftpAuthError, SftpTransientError
+    from edulake.sources.clever.pipeline import LandingFailed
     from tasks.clever import retry_if_transient
 
     class State:

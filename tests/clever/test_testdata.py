@@ -13,15 +13,15 @@ from pathlib import Path
 import pyarrow.csv as pacsv
 import pytest
 
-from edulake.clever.names import REPORTS, ROLES, parse_report_name
-from edulake.clever.testdata import (
+from edulake.connectors.files import FileSource
+from edulake.demo.clever_testdata import (
     REPORT_COLUMNS,
     TestDataSource,
     generate,
     generate_reports,
     main,
 )
-from edulake.sources import FileSource
+from edulake.sources.clever.names import REPORTS, ROLES, parse_report_name
 from edulake.specs import load_spec
 
 START = dt.date(2022, 1, 3)  # a Monday: days 5 and 6 are a weekend

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from edulake.lake import Lake, UnsafeKeyError, Zone, safe_key
+from edulake.core.lake import Lake, UnsafeKeyError, Zone, safe_key
 
 
 def test_zones_and_np_root(tmp_path):

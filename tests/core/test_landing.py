@@ -7,8 +7,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from edulake.lake import Lake, Zone
-from edulake.landing import IncompleteTransferError, Ledger, SourceFile, land_file
+from edulake.core.lake import Lake, Zone
+from edulake.core.landing import IncompleteTransferError, Ledger, SourceFile, land_file
 
 
 def _opener(data: dict[str, bytes]):

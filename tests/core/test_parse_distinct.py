@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from edulake.csvproc import _parse, _parse_distinct
+from edulake.core.csvproc import _parse, _parse_distinct
 
 CASES = {
     "date": ["2022-01-03", " 2022-01-03", "", "2022-13-01", "2022-01-1", "x"],

@@ -6,7 +6,13 @@ import hmac
 import pyarrow as pa
 import pytest
 
-from edulake.pseudonym import DEMO_KEY, MissingKeyError, Pseudonymizer, PseudonymKey, clean_ids
+from edulake.privacy.pseudonym import (
+    DEMO_KEY,
+    MissingKeyError,
+    Pseudonymizer,
+    PseudonymKey,
+    clean_ids,
+)
 
 
 def test_keyed_hmac_not_plain_sha():

@@ -11,10 +11,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from edulake import strindex
-from edulake.lookup import IdentityTracker
-from edulake.pseudonym import Pseudonymizer, PseudonymKey, clean_ids
-from edulake.strindex import StringIndex, hash64
+from edulake.core import strindex
+from edulake.core.strindex import StringIndex, hash64
+from edulake.privacy.lookup import IdentityTracker
+from edulake.privacy.pseudonym import Pseudonymizer, PseudonymKey, clean_ids
 
 KEY = PseudonymKey(b"k" * 32)
 
@@ -154,7 +154,7 @@ def test_batch_hmac_equals_hmac_for_any_key_length(secret):
 
 
 def test_trim_memory_releases_only_above_the_limit():
-    from edulake.clever.pipeline import trim_memory
+    from edulake.sources.clever.pipeline import trim_memory
 
     assert trim_memory(limit=1 << 50) is False  # far below: nothing to do
     assert trim_memory(limit=0) is True  # above: hands memory back

@@ -96,7 +96,7 @@ import json
 from prefect.blocks.system import Secret
 from prefect_aws import AwsCredentials
 from prefect.variables import Variable
-from edulake.blocks import SftpServer
+from edulake.connectors.blocks import SftpServer
 
 sftp = SftpServer.load("edulake-clever-sftp")
 aws = AwsCredentials.load("edulake-aws")

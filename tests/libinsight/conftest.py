@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from edulake.http.client import RetryPolicy
-from edulake.libinsight.api import LibInsightClient
-from edulake.libinsight.server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, LibInsightServer
-from edulake.pseudonym import Pseudonymizer, PseudonymKey
+from edulake.connectors.http.client import RetryPolicy
+from edulake.demo.libinsight_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, LibInsightServer
+from edulake.privacy.pseudonym import Pseudonymizer, PseudonymKey
+from edulake.sources.libinsight.api import LibInsightClient
 from tests.servers.libinsight import libinsight_server
 
 KEY = PseudonymKey(b"libinsight-test-key-0123456789")

@@ -11,9 +11,9 @@ from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 
 from edulake.catalog.duckdb import connect as connect_catalog
-from edulake.lake import Lake
-from edulake.libinsight.server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-from edulake.libinsight.store import read_watermark
+from edulake.core.lake import Lake
+from edulake.demo.libinsight_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+from edulake.sources.libinsight.store import read_watermark
 from flows.libinsight_dataset import libinsight_dataset
 from tests.logs import all_log_lines
 from tests.servers.libinsight import libinsight_server

@@ -7,10 +7,10 @@ import logging
 
 import pytest
 
-from edulake.http.client import HttpError, TransientHttpError
-from edulake.http.redaction import redact_headers, redact_params, redact_url
-from edulake.libinsight.api import LibInsightError
-from edulake.libinsight.windows import Window, split_windows
+from edulake.connectors.http.client import HttpError, TransientHttpError
+from edulake.connectors.http.redaction import redact_headers, redact_params, redact_url
+from edulake.sources.libinsight.api import LibInsightError
+from edulake.sources.libinsight.windows import Window, split_windows
 from tests.servers.libinsight import libinsight_server
 
 pytestmark = pytest.mark.slow  # a real HTTP server on 127.0.0.1
@@ -111,7 +111,7 @@ def test_permanent_4xx_fails_at_once_with_the_server_message(server, make_client
 
 
 def test_bad_client_secret_fails_clearly_without_echoing_it(server, make_client):
-    from edulake.libinsight.api import LibInsightClient
+    from edulake.sources.libinsight.api import LibInsightClient
 
     client = LibInsightClient(server.base_url, "edulake-demo-client", "wrong-secret-123456")
     try:

@@ -9,14 +9,19 @@ import io
 import pyarrow as pa
 import pytest
 
-from edulake.lake import Zone
-from edulake.landing import Ledger
-from edulake.libinsight.config import load_dataset_config
-from edulake.libinsight.pipeline import fetch_and_land, process_range
-from edulake.libinsight.store import read_table, read_watermark, write_months, write_watermark
-from edulake.libinsight.transform import transform
-from edulake.libinsight.windows import Window, split_windows
-from edulake.lookup import read_lookup
+from edulake.core.lake import Zone
+from edulake.core.landing import Ledger
+from edulake.privacy.lookup import read_lookup
+from edulake.sources.libinsight.config import load_dataset_config
+from edulake.sources.libinsight.pipeline import fetch_and_land, process_range
+from edulake.sources.libinsight.store import (
+    read_table,
+    read_watermark,
+    write_months,
+    write_watermark,
+)
+from edulake.sources.libinsight.transform import transform
+from edulake.sources.libinsight.windows import Window, split_windows
 
 D = dt.date
 CFG = load_dataset_config("reference_desk")

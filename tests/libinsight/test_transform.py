@@ -7,11 +7,16 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from edulake.libinsight.auth import ClientCredentials
-from edulake.libinsight.config import DatasetConfig, load_dataset_config, snake_case, unique_name
-from edulake.libinsight.server import LibInsightServer
-from edulake.libinsight.transform import SchemaState, coerce, fix_mojibake, transform
-from edulake.libinsight.windows import NoStartError, Window, plan_range, split_windows
+from edulake.demo.libinsight_server import LibInsightServer
+from edulake.sources.libinsight.auth import ClientCredentials
+from edulake.sources.libinsight.config import (
+    DatasetConfig,
+    load_dataset_config,
+    snake_case,
+    unique_name,
+)
+from edulake.sources.libinsight.transform import SchemaState, coerce, fix_mojibake, transform
+from edulake.sources.libinsight.windows import NoStartError, Window, plan_range, split_windows
 
 D = dt.date
 CFG = load_dataset_config("reference_desk")
@@ -82,9 +87,9 @@ def test_rows_without_start_date_dropped_and_duplicates_collapsed(pseudonymizer)
 def test_rejected_records_quarantined_under_the_protected_root(tmp_path):
     import json
 
-    from edulake.lake import Lake, Zone
-    from edulake.libinsight.pipeline import quarantine_records
-    from edulake.libinsight.windows import Window
+    from edulake.core.lake import Lake, Zone
+    from edulake.sources.libinsight.pipeline import quarantine_records
+    from edulake.sources.libinsight.windows import Window
 
     lake = Lake(str(tmp_path / "lake"), np_root=str(tmp_path / "np"))
     window = Window(dt.date(2025, 1, 1), dt.date(2025, 12, 31))

@@ -13,10 +13,10 @@ import datetime as dt
 import sys
 
 from edulake.catalog import open_catalog
-from edulake.clever import pipeline
-from edulake.lake import Lake
-from edulake.pseudonym import Pseudonymizer
-from edulake.sources import FolderSource
+from edulake.connectors.files import FolderSource
+from edulake.core.lake import Lake
+from edulake.privacy.pseudonym import Pseudonymizer
+from edulake.sources.clever import pipeline
 
 from .helpers import KEY
 

@@ -12,11 +12,11 @@ import sys
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from edulake.clever import pipeline
-from edulake.lake import Lake, Zone
-from edulake.lookup import read_lookup
-from edulake.pseudonym import Pseudonymizer, PseudonymKey
-from edulake.sources import FolderSource
+from edulake.connectors.files import FolderSource
+from edulake.core.lake import Lake, Zone
+from edulake.privacy.lookup import read_lookup
+from edulake.privacy.pseudonym import Pseudonymizer, PseudonymKey
+from edulake.sources.clever import pipeline
 from tests.keys import KEY as KEY  # the one test key, for the reliability tests
 
 OTHER_KEY = PseudonymKey(b"another-key-another-key-another-key")

@@ -13,14 +13,14 @@ import datetime as dt
 import sys
 
 from edulake.catalog import CatalogTable, open_catalog
-from edulake.lake import Lake
-from edulake.libinsight import pipeline
-from edulake.libinsight.api import LibInsightClient
-from edulake.libinsight.config import load_dataset_config
-from edulake.libinsight.server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-from edulake.libinsight.store import write_watermark
-from edulake.libinsight.windows import Window, split_windows
-from edulake.pseudonym import Pseudonymizer
+from edulake.core.lake import Lake
+from edulake.demo.libinsight_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+from edulake.privacy.pseudonym import Pseudonymizer
+from edulake.sources.libinsight import pipeline
+from edulake.sources.libinsight.api import LibInsightClient
+from edulake.sources.libinsight.config import load_dataset_config
+from edulake.sources.libinsight.store import write_watermark
+from edulake.sources.libinsight.windows import Window, split_windows
 
 from .helpers import KEY
 

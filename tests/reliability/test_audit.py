@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from edulake.audit import audit, raw_identifiers
-from edulake.clever.testdata import TestDataSource
 from edulake.cli import main
-from edulake.lake import Lake, Zone
+from edulake.core.lake import Lake, Zone
+from edulake.demo.clever_testdata import TestDataSource
+from edulake.privacy.audit import audit, raw_identifiers
 
 from ..clever.helpers import DP_HEADER, write
 from .helpers import DP, KEY, run

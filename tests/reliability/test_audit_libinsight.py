@@ -22,12 +22,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from edulake.audit import Auditor, audit, libinsight_configs, raw_identifiers
 from edulake.cli import main
-from edulake.lake import Lake, Zone
-from edulake.libinsight.config import load_dataset_config
-from edulake.libinsight.server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_DATASET_ID
-from edulake.pseudonym import Pseudonymizer
+from edulake.core.lake import Lake, Zone
+from edulake.demo.libinsight_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_DATASET_ID
+from edulake.privacy.audit import Auditor, audit, libinsight_configs, raw_identifiers
+from edulake.privacy.pseudonym import Pseudonymizer
+from edulake.sources.libinsight.config import load_dataset_config
 from tests.logs import all_log_lines
 from tests.servers.libinsight import libinsight_server
 

@@ -15,9 +15,9 @@ import os
 import pyarrow as pa
 import pytest
 
-import edulake.clever.process as process_mod
-from edulake.clever import pipeline
-from edulake.lake import Zone
+import edulake.sources.clever.process as process_mod
+from edulake.core.lake import Zone
+from edulake.sources.clever import pipeline
 
 from ..clever.helpers import DP_HEADER, RU_HEADER, write
 from .helpers import DP, RU, read_table, run

@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from edulake.catalog.duckdb import connect as connect_catalog
-from edulake.clever.testdata import TestDataSource
-from edulake.lake import Lake, Zone
+from edulake.core.lake import Lake, Zone
+from edulake.demo.clever_testdata import TestDataSource
 
 from .helpers import KEY, checksum, lake_fingerprint, run_killable
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from edulake.clever import pipeline
-from edulake.lake import Lake, S3Options, StorageUnavailableError, Zone
-from edulake.sources import FolderSource
+from edulake.connectors.files import FolderSource
+from edulake.core.lake import Lake, S3Options, StorageUnavailableError, Zone
+from edulake.sources.clever import pipeline
 from tasks.clever import land_files, pseudonymize_reports
 
 from ..clever.helpers import DP_HEADER, write

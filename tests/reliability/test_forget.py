@@ -10,12 +10,12 @@ import os
 import pytest
 
 from edulake.catalog.duckdb import connect as connect_catalog
-from edulake.clever import pipeline
-from edulake.forget import forget, read_suppressed
-from edulake.lake import Lake, Zone
-from edulake.lookup import read_lookup
-from edulake.pseudonym import Pseudonymizer
-from edulake.rotation import finish_rotation, rotate_key
+from edulake.core.lake import Lake, Zone
+from edulake.privacy.forget import forget, read_suppressed
+from edulake.privacy.lookup import read_lookup
+from edulake.privacy.pseudonym import Pseudonymizer
+from edulake.privacy.rotation import finish_rotation, rotate_key
+from edulake.sources.clever import pipeline
 
 from ..clever.helpers import DP_HEADER, dp_rows, ru_rows, write
 from .helpers import DP, KEY, OTHER_KEY, RU, read_table, run
@@ -139,7 +139,7 @@ def test_reprocessing_and_redelivery_never_resurrect(tmp_path, lake, pseudonymiz
 
 def test_forget_is_idempotent_and_repaired_by_rerun(tmp_path, lake, pseudonymizer, monkeypatch):
     _build(tmp_path, lake, pseudonymizer)
-    import edulake.forget as forget_mod
+    import edulake.privacy.forget as forget_mod
 
     def die(name: str) -> None:
         if name == "forget.suppressed":

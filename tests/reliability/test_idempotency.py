@@ -8,9 +8,9 @@ import hashlib
 import pytest
 
 from edulake.catalog.duckdb import connect as connect_catalog
-from edulake.clever import pipeline
-from edulake.clever.testdata import TestDataSource
-from edulake.lake import Lake, Zone
+from edulake.core.lake import Lake, Zone
+from edulake.demo.clever_testdata import TestDataSource
+from edulake.sources.clever import pipeline
 
 from .helpers import checksum, lake_fingerprint, run
 from .test_keys import _publish
@@ -93,7 +93,7 @@ def test_libinsight_flow_n_times_same_tables(tmp_path):
 
     from prefect.blocks.system import Secret
 
-    from edulake.libinsight.server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+    from edulake.demo.libinsight_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
     from flows.libinsight_dataset import libinsight_dataset
     from tests.servers.libinsight import libinsight_server
 

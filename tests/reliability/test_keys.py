@@ -12,12 +12,12 @@ import pytest
 
 from edulake.catalog import open_catalog
 from edulake.catalog.duckdb import connect as connect_catalog
-from edulake.clever import pipeline
-from edulake.keys import KeyRotationInProgress, key_record_key, recorded_key_id
-from edulake.lake import Lake, Zone
-from edulake.lookup import KeyMismatchError, read_lookup
-from edulake.pseudonym import Pseudonymizer
-from edulake.rotation import finish_rotation, rotate_key, stage2p_key_ids
+from edulake.core.lake import Lake, Zone
+from edulake.privacy.keys import KeyRotationInProgress, key_record_key, recorded_key_id
+from edulake.privacy.lookup import KeyMismatchError, read_lookup
+from edulake.privacy.pseudonym import Pseudonymizer
+from edulake.privacy.rotation import finish_rotation, rotate_key, stage2p_key_ids
+from edulake.sources.clever import pipeline
 
 from ..clever.helpers import DP_HEADER, dp_rows, ru_rows, write
 from .helpers import DP, KEY, OTHER_KEY, RU, lake_fingerprint, read_table, run
@@ -149,8 +149,8 @@ def test_ordinary_runs_refused_during_rotation(tmp_path, lake, pseudonymizer):
 
 ROTATE_RUNNER = """
 import sys
-from edulake.lake import Lake
-from edulake.pseudonym import Pseudonymizer
+from edulake.core.lake import Lake
+from edulake.privacy.pseudonym import Pseudonymizer
 from tests.reliability.helpers import OTHER_KEY
 from tests.reliability.test_keys import _rotate
 _rotate(Lake(sys.argv[1], sys.argv[2]), Pseudonymizer(OTHER_KEY))

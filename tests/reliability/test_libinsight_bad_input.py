@@ -19,19 +19,19 @@ from typing import Any
 
 import pytest
 
-from edulake.http.client import BadBodyError, HttpError, RetryPolicy
-from edulake.http.paging import PageFormatError, PagesChangedError
-from edulake.lake import Lake, Zone
-from edulake.libinsight.api import LibInsightClient
-from edulake.libinsight.config import load_dataset_config
-from edulake.libinsight.pipeline import fetch_and_land, process_range
-from edulake.libinsight.server import (
+from edulake.connectors.http.client import BadBodyError, HttpError, RetryPolicy
+from edulake.connectors.http.paging import PageFormatError, PagesChangedError
+from edulake.core.lake import Lake, Zone
+from edulake.demo.libinsight_server import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
     LibInsightServer,
 )
-from edulake.libinsight.store import read_table, read_watermark
-from edulake.libinsight.windows import Window
+from edulake.sources.libinsight.api import LibInsightClient
+from edulake.sources.libinsight.config import load_dataset_config
+from edulake.sources.libinsight.pipeline import fetch_and_land, process_range
+from edulake.sources.libinsight.store import read_table, read_watermark
+from edulake.sources.libinsight.windows import Window
 from tests.servers.libinsight import libinsight_server
 
 pytestmark = pytest.mark.slow  # a real HTTP server on 127.0.0.1

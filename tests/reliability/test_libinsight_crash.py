@@ -16,8 +16,8 @@ import signal
 import pytest
 
 from edulake.catalog.duckdb import connect as connect_catalog
-from edulake.lake import Lake, Zone
-from edulake.libinsight.store import read_watermark
+from edulake.core.lake import Lake, Zone
+from edulake.sources.libinsight.store import read_watermark
 from tests.servers.libinsight import libinsight_server
 
 from .helpers import checksum, run_killable

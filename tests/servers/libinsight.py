@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from edulake.libinsight.server import LibInsightServer, ServerSettings
+from edulake.demo.libinsight_server import LibInsightServer, ServerSettings
 
 
 @contextmanager

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from edulake.clever.names import REPORTS, landing_key, parse_report_name, report_file_name
-from edulake.lake import Lake
-from edulake.landing import LandingResult, Ledger, SourceFile, land_file
-from edulake.sftp import SftpSettings, SftpSource
+from edulake.connectors.sftp import SftpSettings, SftpSource
+from edulake.core.lake import Lake
+from edulake.core.landing import LandingResult, Ledger, SourceFile, land_file
+from edulake.sources.clever.names import REPORTS, landing_key, parse_report_name, report_file_name
 from tests.servers.sshd import SshdServer, running_sshd, sshd_available
 
 HEADERS = {

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from edulake.clever.freshness import check_freshness
+from edulake.sources.clever.freshness import check_freshness
 
 TODAY = dt.date(2024, 3, 20)
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from edulake.blocks import SftpServer
 from edulake.catalog.duckdb import connect as connect_catalog
-from edulake.clever.testdata import generate_reports
-from edulake.sftp import HostKeyError, SftpAuthError
+from edulake.connectors.blocks import SftpServer
+from edulake.connectors.sftp import HostKeyError, SftpAuthError
+from edulake.demo.clever_testdata import generate_reports
 from flows.clever_participation import clever_participation
 from tests.servers.sshd import KeyPair, SshdServer
 
@@ -113,7 +113,7 @@ def test_block_hides_secrets() -> None:
 def test_block_cli_save_and_check(
     sshd: SshdServer, remote: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from edulake.blocks import main
+    from edulake.connectors.blocks import main
 
     generate_reports(str(remote), start=dt.date(2022, 1, 3), days=1, students=50)
     assert main(["host-key", sshd.host, "--port", str(sshd.port)]) == 0

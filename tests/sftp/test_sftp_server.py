@@ -16,10 +16,7 @@ from typing import IO, Any
 
 import pytest
 
-from edulake.clever.names import FOLDERS, landing_key, parse_report_name
-from edulake.lake import Lake, UnsafeKeyError, Zone
-from edulake.landing import Ledger, SourceFile, land_file
-from edulake.sftp import (
+from edulake.connectors.sftp import (
     HostKeyError,
     SftpAuthError,
     SftpSource,
@@ -27,6 +24,9 @@ from edulake.sftp import (
     UnsafeRemoteName,
     fingerprint_of,
 )
+from edulake.core.lake import Lake, UnsafeKeyError, Zone
+from edulake.core.landing import Ledger, SourceFile, land_file
+from edulake.sources.clever.names import FOLDERS, landing_key, parse_report_name
 from tests.servers.sshd import KeyPair, SshdServer, free_port
 
 from .conftest import (

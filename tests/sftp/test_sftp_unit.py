@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from edulake.sftp import (
+from edulake.connectors.sftp import (
     HostKeyError,
     SftpAuthError,
     SftpConfigError,

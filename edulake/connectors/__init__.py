@@ -1,0 +1,1 @@
+"""Connectors to external systems: folders, SFTP, HTTP APIs, AWS, Prefect blocks."""

@@ -1,0 +1,1 @@
+"""The shared core: the lake and its commit protocol, landing, Parquet, types, settings."""

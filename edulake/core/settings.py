@@ -1,0 +1,78 @@
+"""All settings in one typed place, read from the environment (prefix ``EDULAKE_``).
+
+Nested settings use ``__``: ``EDULAKE_LAKE__ROOT=s3://bucket/lake``.
+Flow parameters override these per run; secrets are never flow parameters.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from edulake.core.lake import S3Options
+
+
+class LakeSettings(BaseModel):
+    """Where the zones live."""
+
+    root: str = Field("./lake", description="Lake root: a local folder or s3://bucket/prefix.")
+    np_root: str | None = Field(
+        None,
+        description="Root for the protected zones (stage2np, quarantine); defaults to root.",
+    )
+
+
+class S3Settings(BaseModel):
+    """How to reach S3 when no prefect-aws AwsCredentials block is given."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+
+    def options(self) -> S3Options | None:
+        """S3 options when an endpoint or keys are set; None means the AWS default chain."""
+        if not (self.endpoint_url or self.access_key_id or self.region):
+            return None
+        secret = self.secret_access_key
+        return S3Options(
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            access_key_id=self.access_key_id,
+            secret_access_key=secret.get_secret_value() if secret else None,
+        )
+
+
+class CatalogSettings(BaseModel):
+    """Which SQL catalog tables are published to."""
+
+    kind: str = Field("duckdb", description="duckdb (embedded, default) or glue (Athena).")
+    duckdb_path: str | None = Field(
+        None, description="DuckDB database file; defaults to <lake root>/catalog/edulake.duckdb."
+    )
+    glue_database_prefix: str = "edulake"
+    athena_workgroup: str = "primary"
+    athena_output_location: str | None = None
+
+
+class Settings(BaseSettings):
+    """edulake's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EDULAKE_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    lake: LakeSettings = LakeSettings()
+    s3: S3Settings = S3Settings()
+    catalog: CatalogSettings = CatalogSettings()
+    hmac_key: SecretStr | None = Field(
+        None, description="Pseudonymization key (prefer a Prefect Secret block in production)."
+    )
+    max_quarantine_share: float = Field(
+        0.01, description="A file fails when more than this share of its rows is quarantined."
+    )
+
+
+def get_settings() -> Settings:
+    """Settings as the environment says now (read afresh: tests change the environment)."""
+    return Settings()

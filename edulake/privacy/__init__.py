@@ -1,0 +1,1 @@
+"""The privacy layer: pseudonyms, identity lookups, keys, erasure, rotation, the PII audit."""

@@ -1,0 +1,286 @@
+"""Erasure: remove a person from stage2np and stage2p, and keep them out.
+
+A request names raw identifiers (a ``sis_id``/``staff_id`` or a ``clever_user_id``).
+They are looked up in the stage2np lookups (and hashed with the lake's key, so ids that
+never reached a lookup are found too), extended to the person's linked identities (the
+other hashed columns on their stage2p rows: forgetting a sis_id also forgets the
+clever_user_id on the same rows), then:
+
+1. the raw values are added to the **suppression list** (protected root,
+   ``stage2np/<source>/_suppressed/suppressed.parquet``) - first, so a crash half-way
+   is repaired by re-running, and so processing drops their rows from every file landed
+   or reprocessed later (a re-delivered report or a key rotation never resurrects them);
+2. every stage2p file holding their rows is rewritten without them (atomically, same
+   key; a file left empty is deleted) and the partitions are marked unpublished;
+3. their rows are removed from the lookups and from quarantine files.
+
+stage1np keeps the raw files unchanged: they are the legal record of what was received
+(delete them by your retention policy); the suppression list keeps them from coming back.
+Counts are reported; raw values are never logged.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from edulake.core.faults import crashpoint
+from edulake.core.lake import Lake, Zone
+from edulake.privacy.lookup import lookup_key, read_lookup
+from edulake.privacy.pseudonym import Pseudonymizer
+from edulake.specs import TableSpec
+
+SUPPRESSED_SCHEMA = pa.schema(
+    [
+        pa.field("column", pa.string()),
+        pa.field("value", pa.string()),
+        pa.field("forgotten_at", pa.string()),
+    ]
+)
+_TOKEN = re.compile(r"[^\s,;\"'|<>(){}\[\]=:\\]+")
+
+
+def suppressed_key(source: str) -> str:
+    return f"{source}/_suppressed/suppressed.parquet"
+
+
+def read_suppressed(lake: Lake, source: str) -> pa.Table:
+    """The suppression list: (column, raw value, forgotten_at), empty when none."""
+    key = suppressed_key(source)
+    if not lake.exists(Zone.STAGE2NP, key):
+        return SUPPRESSED_SCHEMA.empty_table()
+    with lake.open_input_file(Zone.STAGE2NP, key) as f:
+        return pq.read_table(f).cast(SUPPRESSED_SCHEMA)
+
+
+def suppressed_pseudonyms(lake: Lake, source: str, pseudonymizer: Pseudonymizer) -> set[str]:
+    """Pseudonyms (under the current key) whose rows processing must drop."""
+    values = set(read_suppressed(lake, source)["value"].to_pylist())
+    return {pseudonymizer.pseudonym(v) for v in values if v}
+
+
+@dataclass
+class ForgetResult:
+    """What a forget request removed (counts only: no identifiers)."""
+
+    identities: dict[str, int] = field(default_factory=dict)  # column -> identities forgotten
+    stage2p_rows: dict[str, int] = field(default_factory=dict)  # table -> rows removed
+    files_rewritten: int = 0
+    files_deleted: int = 0
+    lookup_rows: dict[str, int] = field(default_factory=dict)
+    quarantine_rows: int = 0
+    changed: dict[str, list[str]] = field(default_factory=dict)  # table -> partitions
+    not_found: int = 0  # requested ids found nowhere
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def forget(
+    lake: Lake,
+    source: str,
+    raw_ids: list[str],
+    pseudonymizer: Pseudonymizer,
+    specs: list[TableSpec],
+) -> ForgetResult:
+    """Remove the people behind ``raw_ids`` from stage2np, stage2p and quarantine."""
+    hashed = sorted({c.name for s in specs for c in s.columns if c.is_hashed})
+    lookups = {c: t for c in hashed if (t := _lookup(lake, source, c)) is not None}
+    wanted = {v.strip() for v in raw_ids if v and v.strip()}
+    # raw values per column: requested ids plus what an earlier, interrupted request saved
+    earlier = read_suppressed(lake, source)
+    values: dict[str, set[str]] = {c: set(wanted) for c in hashed}
+    for col, value in zip(earlier["column"].to_pylist(), earlier["value"].to_pylist(), strict=True):
+        values.setdefault(col, set()).add(value)
+    result = ForgetResult()
+    found: dict[str, set[str]] = {}
+    pseudos = _pseudonyms(values, pseudonymizer)
+    for _ in range(3):  # linked identities: the other ids on the person's rows
+        linked = _linked(lake, source, specs, pseudos)
+        new = False
+        for col, ps in linked.items():
+            if col not in lookups:
+                continue
+            table = lookups[col]
+            mask = pc.is_in(table["pseudonym"], pa.array(sorted(ps), pa.string()))
+            for v in table.filter(mask)["value"].to_pylist():
+                if v not in values[col]:
+                    values[col].add(v)
+                    new = True
+        pseudos = _pseudonyms(values, pseudonymizer)
+        if not new:
+            break
+    for col, table in lookups.items():
+        hit = table.filter(pc.is_in(table["value"], pa.array(sorted(values[col]), pa.string())))
+        found[col] = set(hit["value"].to_pylist())
+    # only values that are really this person's (in a lookup or on their rows) are kept
+    present = _present(lake, source, specs, pseudos)
+    keep = {
+        col: {
+            v
+            for v in vs
+            if v in found.get(col, set()) or pseudonymizer.pseudonym(v) in present.get(col, set())
+        }
+        for col, vs in values.items()
+    }
+    result.not_found = len(wanted - set().union(*keep.values()))
+    result.identities = {c: len(v) for c, v in keep.items() if v}
+    _save_suppressed(lake, source, keep, earlier)
+    crashpoint("forget.suppressed")
+    pseudos = _pseudonyms(keep, pseudonymizer)
+    _rewrite_stage2p(lake, source, specs, pseudos, result)
+    crashpoint("forget.stage2p")
+    for col, table in lookups.items():
+        mask = pc.is_in(table["value"], pa.array(sorted(keep.get(col, set())), pa.string()))
+        removed = int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
+        if removed:
+            kept = table.filter(pc.invert(mask))
+            with lake.atomic_write(Zone.STAGE2NP, lookup_key(source, col)) as out:
+                pq.write_table(kept, out, compression="zstd")
+        result.lookup_rows[col] = removed
+    tokens = set().union(*keep.values()) if keep else set()
+    result.quarantine_rows = _scrub_quarantine(lake, source, tokens)
+    return result
+
+
+def _lookup(lake: Lake, source: str, column: str) -> pa.Table | None:
+    if not lake.exists(Zone.STAGE2NP, lookup_key(source, column)):
+        return None
+    return read_lookup(lake, source, column)
+
+
+def _pseudonyms(values: dict[str, set[str]], pseudonymizer: Pseudonymizer) -> dict[str, set[str]]:
+    return {c: {pseudonymizer.pseudonym(v) for v in vs} for c, vs in values.items()}
+
+
+def _tables(lake: Lake, source: str, specs: list[TableSpec]) -> list[tuple[TableSpec, str]]:
+    out = []
+    for spec in specs:
+        for obj in lake.list(Zone.STAGE2P, f"{source}/{spec.name}"):
+            if obj.key.endswith(".parquet"):
+                out.append((spec, obj.key))
+    return out
+
+
+def _mask(table: pa.Table, spec: TableSpec, pseudos: dict[str, set[str]]) -> pa.Array:
+    mask = pa.array([False] * table.num_rows)
+    for c in spec.columns:
+        if c.is_hashed and pseudos.get(c.name):
+            hit = pc.is_in(table[c.output_name], pa.array(sorted(pseudos[c.name]), pa.string()))
+            mask = pc.or_(mask, pc.fill_null(hit, False))
+    return mask
+
+
+def _read(lake: Lake, key: str) -> pa.Table:
+    with lake.open_input_file(Zone.STAGE2P, key) as f:
+        return pq.read_table(f)
+
+
+def _linked(
+    lake: Lake, source: str, specs: list[TableSpec], pseudos: dict[str, set[str]]
+) -> dict[str, set[str]]:
+    """Pseudonyms of every hashed column on rows that match ``pseudos``."""
+    out: dict[str, set[str]] = {}
+    for spec, key in _tables(lake, source, specs):
+        table = _read(lake, key)
+        rows = table.filter(_mask(table, spec, pseudos))
+        for c in spec.columns:
+            if c.is_hashed and rows.num_rows:
+                out.setdefault(c.name, set()).update(
+                    v for v in rows[c.output_name].to_pylist() if v
+                )
+    return out
+
+
+def _present(
+    lake: Lake, source: str, specs: list[TableSpec], pseudos: dict[str, set[str]]
+) -> dict[str, set[str]]:
+    present: dict[str, set[str]] = {}
+    for spec, key in _tables(lake, source, specs):
+        table = _read(lake, key)
+        for c in spec.columns:
+            if c.is_hashed and pseudos.get(c.name):
+                col = set(table[c.output_name].to_pylist())
+                present.setdefault(c.name, set()).update(pseudos[c.name] & col)
+    return present
+
+
+def _save_suppressed(lake: Lake, source: str, keep: dict[str, set[str]], earlier: pa.Table) -> None:
+    now = dt.datetime.now(dt.UTC).isoformat()
+    seen = set(zip(earlier["column"].to_pylist(), earlier["value"].to_pylist(), strict=True))
+    rows = [(c, v) for c, vs in sorted(keep.items()) for v in sorted(vs) if (c, v) not in seen]
+    if not rows:
+        return
+    new = pa.table(
+        {
+            "column": [c for c, _ in rows],
+            "value": [v for _, v in rows],
+            "forgotten_at": [now] * len(rows),
+        },
+        schema=SUPPRESSED_SCHEMA,
+    )
+    with lake.atomic_write(Zone.STAGE2NP, suppressed_key(source)) as out:
+        pq.write_table(pa.concat_tables([earlier, new]), out, compression="zstd")
+
+
+def _rewrite_stage2p(
+    lake: Lake,
+    source: str,
+    specs: list[TableSpec],
+    pseudos: dict[str, set[str]],
+    result: ForgetResult,
+) -> None:
+    """Rewrite every stage2p file holding matching rows without them (atomic per file)."""
+    from edulake.sources.clever.pipeline import mark_unpublished  # Clever-only for now
+
+    changed: dict[str, set[str]] = {}
+    for spec, key in _tables(lake, source, specs):
+        table = _read(lake, key)
+        mask = _mask(table, spec, pseudos)
+        removed = int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
+        if not removed:
+            continue
+        result.stage2p_rows[spec.name] = result.stage2p_rows.get(spec.name, 0) + removed
+        part = next((seg.split("=", 1)[1] for seg in key.split("/") if "=" in seg), None)
+        if part is not None:
+            changed.setdefault(spec.name, set()).add(part)
+        kept = table.filter(pc.invert(mask))
+        if kept.num_rows == 0:
+            lake.delete(Zone.STAGE2P, key)
+            result.files_deleted += 1
+        else:
+            with lake.atomic_write(Zone.STAGE2P, key) as out:
+                pq.write_table(kept, out, compression="zstd")
+            result.files_rewritten += 1
+    result.changed = {t: sorted(p) for t, p in changed.items()}
+    mark_unpublished(lake, result.changed)
+
+
+def _scrub_quarantine(lake: Lake, source: str, values: set[str]) -> int:
+    """Drop quarantined rows that hold one of ``values`` as a token."""
+    if not values:
+        return 0
+    removed = 0
+    for obj in lake.list(Zone.QUARANTINE, source):
+        if not obj.key.endswith(".csv"):
+            continue
+        rows = list(csv.reader(io.StringIO(lake.read_bytes(Zone.QUARANTINE, obj.key).decode())))
+        kept = [rows[0]] + [r for r in rows[1:] if not values & set(_TOKEN.findall(",".join(r)))]
+        if len(kept) == len(rows):
+            continue
+        removed += len(rows) - len(kept)
+        if len(kept) == 1:
+            lake.delete(Zone.QUARANTINE, obj.key)
+            continue
+        buf = io.StringIO()
+        csv.writer(buf).writerows(kept)
+        lake.write_bytes(Zone.QUARANTINE, obj.key, buf.getvalue().encode())
+    return removed

@@ -1,0 +1,1 @@
+"""The source systems edulake loads: Clever and LibInsight."""

@@ -1,0 +1,330 @@
+"""The Clever pipeline's steps as plain functions: discover, land, process.
+
+The Prefect tasks in ``tasks/clever.py`` wrap these; tests call them directly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pyarrow as pa
+
+from edulake.catalog import CatalogTable
+from edulake.connectors.files import FileSource
+from edulake.core.faults import crashpoint
+from edulake.core.lake import Lake, Zone
+from edulake.core.landing import LandingResult, Ledger, LedgerEntry, SourceFile, land_file
+from edulake.privacy.forget import suppressed_pseudonyms
+from edulake.privacy.keys import ensure_key
+from edulake.privacy.lookup import IdentityTracker, lookup_catalog_table, merge_lookup
+from edulake.privacy.pseudonym import Pseudonymizer
+from edulake.sources.clever.names import (
+    FOLDERS,
+    NotAReport,
+    ReportName,
+    landing_key,
+    parse_report_name,
+)
+from edulake.sources.clever.process import (
+    SOURCE,
+    FileResult,
+    process_file,
+    processed_key,
+    remove_stale_outputs,
+)
+from edulake.specs import TableSpec, load_spec
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def specs() -> dict[str, TableSpec]:
+    """The Clever report specs by table name."""
+    return {n: load_spec(SOURCE, n) for n in ("daily_participation", "resource_usage")}
+
+
+@dataclass
+class Discovery:
+    """Files a source offers: the reports to consider and everything ignored, with why."""
+
+    reports: list[tuple[SourceFile, ReportName]] = field(default_factory=list)
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+    out_of_range: int = 0
+
+
+def discover(
+    source: FileSource, report_from: dt.date | None = None, report_to: dt.date | None = None
+) -> Discovery:
+    """List the report folders and keep well-formed report names in the date range."""
+    found = Discovery()
+    for f in source.list_files(FOLDERS):
+        try:
+            name = parse_report_name(f.name)
+        except NotAReport as exc:
+            found.ignored.append((f.name, str(exc)))
+            continue
+        if (report_from and name.report_date < report_from) or (
+            report_to and name.report_date > report_to
+        ):
+            found.out_of_range += 1
+            continue
+        found.reports.append((f, name))
+    return found
+
+
+def land_reports(
+    lake: Lake,
+    source: FileSource,
+    reports: list[tuple[SourceFile, ReportName]],
+    *,
+    concurrency: int = 4,
+    flow_run_id: str | None = None,
+    on_done: Callable[[LandingResult], None] | None = None,
+    now: dt.datetime | None = None,
+) -> list[LandingResult]:
+    """Land every offered report not already in the ledger (I/O bound: a bounded pool).
+
+    ``now`` fixes the landing time (tests; default: the clock).
+    """
+    ledger = Ledger(lake, SOURCE)
+
+    def one(item: tuple[SourceFile, ReportName]) -> LandingResult:
+        f, name = item
+        result = land_file(
+            lake,
+            ledger,
+            f,
+            source.open,
+            lambda _f, day: landing_key(name, day),
+            attrs={"report": name.report, "role": name.role, "report_date": str(name.report_date)},
+            flow_run_id=flow_run_id,
+            now=now,
+        )
+        if on_done:
+            on_done(result)
+        return result
+
+    errors: list[BaseException] = []
+
+    def guarded(item: tuple[SourceFile, ReportName]) -> LandingResult | None:
+        # One bad file must not stop the others: land what can be landed, then fail.
+        try:
+            return one(item)
+        except FileNotFoundError:
+            log.warning("%s vanished from the source before it was landed", item[0].name)
+            return LandingResult(item[0].name, "vanished", None, None)
+        except Exception as exc:
+            errors.append(exc)
+            return None
+
+    results = _map(guarded, reports, concurrency, "land")
+    if errors:
+        landed = sum(1 for r in results if r is not None and r.landed)
+        raise LandingFailed(
+            f"{len(errors)} of {len(reports)} files could not be landed ({landed} landed this "
+            f"attempt and are kept): {errors[0]}"
+        ) from errors[0]
+    return [r for r in results if r is not None]
+
+
+class LandingFailed(RuntimeError):
+    """Some files could not be landed; the others were."""
+
+
+def _map(fn: Callable[[_T], _R], items: list[_T], workers: int, name: str) -> list[_R]:
+    """``fn`` over ``items`` in order: in a bounded thread pool, or inline for one worker."""
+    if workers <= 1 or len(items) <= 1:
+        return [fn(i) for i in items]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name) as pool:
+        return list(pool.map(fn, items))
+
+
+def pending(
+    lake: Lake, report_from: dt.date | None = None, report_to: dt.date | None = None
+) -> list[LedgerEntry]:
+    """Newest landed version of each report file that has not been processed yet."""
+    processed = {o.key for o in lake.list(Zone.SYSTEM, f"processed/{SOURCE}")}
+    out = []
+    for name, entry in sorted(Ledger(lake, SOURCE).latest().items()):
+        day = parse_report_name(name).report_date
+        if (report_from and day < report_from) or (report_to and day > report_to):
+            continue
+        if processed_key(name, entry.sha256) not in processed:
+            out.append(entry)
+    return out
+
+
+@dataclass
+class ProcessingResult:
+    """What processing a set of landed files did."""
+
+    files: list[FileResult]
+    changed: dict[str, list[str]]  # table -> partition values written or removed
+    lookups: dict[str, int]  # lookup column -> rows in the merged lookup
+    stale_removed: int = 0
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [f for f in self.files if f.status not in ("processed", "empty")]
+
+
+def process_pending(
+    lake: Lake,
+    entries: list[LedgerEntry],
+    pseudonymizer: Pseudonymizer,
+    *,
+    max_quarantine_share: float = 0.01,
+    workers: int = 2,
+    on_done: Callable[[FileResult], None] | None = None,
+    check_key: bool = True,
+) -> ProcessingResult:
+    """Process landed files, merge the identity lookups, then record what was processed.
+
+    Refuses (before writing anything) a key that differs from the lake's. The partitions
+    changed are remembered as *unpublished* before the processed records are written, so
+    a run killed before publishing has them published by the next run.
+    """
+    if check_key:
+        ensure_key(lake, SOURCE, pseudonymizer.key_id)
+    table_specs = specs()
+    suppressed = suppressed_pseudonyms(lake, SOURCE, pseudonymizer)
+    lookup_cols = sorted({c.name for s in table_specs.values() for c in s.lookup_columns})
+    trackers = {c: IdentityTracker(pseudonymizer.key_id, pseudonymizer) for c in lookup_cols}
+
+    def one(entry: LedgerEntry) -> FileResult:
+        spec = table_specs[parse_report_name(entry.name).table]
+        result = process_file(
+            lake,
+            entry,
+            spec,
+            pseudonymizer,
+            trackers,
+            max_quarantine_share=max_quarantine_share,
+            suppressed=suppressed,
+        )
+        trim_memory()
+        if on_done:
+            on_done(result)
+        return result
+
+    results = _map(one, entries, workers, "process")
+    # Hand Arrow's cached buffers back before the lookups and the catalog publish, which
+    # would otherwise stack their own memory on top of it (once per run: cheap).
+    trim_memory(limit=0)
+
+    lookups = {
+        col: merge_lookup(lake, SOURCE, col, t.table(), pseudonymizer.key_id)
+        for col, t in trackers.items()
+    }
+    crashpoint("process.lookups_merged")
+    changed: dict[str, set[str]] = {
+        t: set(p) for t, p in unpublished(lake).items()
+    }  # left by a run that died before publishing
+    done = []
+    for entry, res in zip(entries, results, strict=True):
+        if res.status not in ("processed", "empty"):
+            continue  # not recorded: reported now, retried next run
+        previous = _previous_record(lake, entry)
+        parts = changed.setdefault(res.table, set())
+        parts.update(res.partitions)
+        if previous:
+            parts.update(_partitions_of(previous.get("outputs", [])))
+        done.append((entry, res, previous))
+    if any(changed.values()):
+        lake.write_json(Zone.SYSTEM, UNPUBLISHED, {t: sorted(p) for t, p in changed.items()})
+    stale = 0
+    for entry, res, previous in done:
+        stale += remove_stale_outputs(lake, previous, res)
+        crashpoint("process.recording")
+        record = res.to_json() | {
+            "key_id": pseudonymizer.key_id,
+            "path": entry.path,
+            "processed_at": dt.datetime.now(dt.UTC).isoformat(),
+        }
+        lake.write_json(Zone.SYSTEM, processed_key(entry.name, entry.sha256), record)
+    return ProcessingResult(results, {t: sorted(p) for t, p in changed.items()}, lookups, stale)
+
+
+UNPUBLISHED = f"publish/{SOURCE}/unpublished.json"
+
+
+def unpublished(lake: Lake) -> dict[str, list[str]]:
+    """Partitions processed but not yet published (by a run that died before publishing)."""
+    if not lake.exists(Zone.SYSTEM, UNPUBLISHED):
+        return {}
+    return {str(t): list(p) for t, p in lake.read_json(Zone.SYSTEM, UNPUBLISHED).items()}
+
+
+def mark_unpublished(lake: Lake, changed: dict[str, list[str]]) -> None:
+    """Add partitions to publish (merged with any left by an earlier run)."""
+    merged = {t: set(p) for t, p in unpublished(lake).items()}
+    for table, parts in changed.items():
+        merged.setdefault(table, set()).update(parts)
+    if any(merged.values()):
+        lake.write_json(Zone.SYSTEM, UNPUBLISHED, {t: sorted(p) for t, p in merged.items()})
+
+
+def mark_published(lake: Lake) -> None:
+    """Forget the unpublished partitions: call after every table was published."""
+    lake.delete(Zone.SYSTEM, UNPUBLISHED)
+
+
+# Arrow's allocator keeps freed blocks for reuse, and with several threads it keeps a lot.
+# Past this resident size, freed memory is handed back to the OS between files, so peak
+# memory stays what one batch per worker needs, whatever the run's length. Not always:
+# handing back costs page faults later (about a fifth of the CPU when done every file).
+SOFT_RSS_LIMIT = 384 << 20
+
+
+def trim_memory(limit: int = SOFT_RSS_LIMIT) -> bool:
+    """Release Arrow's unused memory if the process holds more than ``limit`` bytes."""
+    rss = _resident_bytes()
+    if rss is not None and rss <= limit:
+        return False
+    pa.default_memory_pool().release_unused()
+    return True
+
+
+def _resident_bytes() -> int | None:
+    """This process's resident set size (Linux), or None where it cannot be read."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _previous_record(lake: Lake, entry: LedgerEntry) -> dict[str, Any] | None:
+    """The processed record of the newest earlier version of the same file, if any."""
+    prefix = f"processed/{SOURCE}/{entry.name}"
+    records = [
+        lake.read_json(Zone.SYSTEM, o.key)
+        for o in lake.list(Zone.SYSTEM, prefix)
+        if not o.key.endswith(f"/{entry.sha256}.json")
+    ]
+    return max(records, key=lambda r: r.get("processed_at", ""), default=None) if records else None
+
+
+def _partitions_of(keys: list[str]) -> set[str]:
+    out = set()
+    for key in keys:
+        for seg in key.split("/"):
+            if "=" in seg:
+                out.add(seg.split("=", 1)[1])
+    return out
+
+
+def catalog_tables(lake: Lake, key_id: str) -> list[tuple[CatalogTable, bool]]:
+    """The Clever tables to publish: (table, partitioned-incrementally) pairs."""
+    props = {"key_id": key_id, "source": SOURCE}
+    out = [(CatalogTable.from_spec(lake, s, props), True) for s in specs().values()]
+    for col in sorted({c.name for s in specs().values() for c in s.lookup_columns}):
+        out.append((lookup_catalog_table(lake, SOURCE, col, key_id), False))
+    return out

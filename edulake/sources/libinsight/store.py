@@ -1,0 +1,326 @@
+"""LibInsight in the lake: raw pages in stage1np, state in _system, the table in stage2p.
+
+Layout (``<t>`` = table name, ``<d>`` = dataset id):
+
+- ``stage1np/libinsight/dataset-<d>/landed=<day>/<from>_<to>/page-00001.json``: raw pages
+  as received, landed through the ledger (a page with the same content is not landed twice);
+- ``stage2p/libinsight/<t>/month=YYYY-MM/part-0.parquet``: one file per month of
+  ``start_date`` (Hive style, ``month`` in the path only);
+- ``_system/libinsight/<t>/schema.json``: columns schema drift added;
+- ``_system/libinsight/<t>/watermark-<d>.json``: the last day fetched and committed;
+- ``exports/libinsight/<t>.csv``: the whole table as one CSV for Tableau users.
+
+A run rewrites only the months it touches. Within the fetched range the API is the
+truth: rows of that range are replaced by what was fetched (late edits and deletions
+arrive), and a record is kept once by ``id`` even if its date moved to another month.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from edulake.connectors.http.paging import Page
+from edulake.core.faults import crashpoint
+from edulake.core.lake import Lake, Zone, safe_key
+from edulake.core.landing import LandingResult, Ledger, SourceFile, land_file
+from edulake.sources.libinsight.transform import SchemaState
+from edulake.sources.libinsight.windows import Window
+from edulake.specs import TableSpec
+
+SOURCE = "libinsight"
+
+
+# -- raw pages ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LandedPage:
+    """Where a fetched page's raw bytes are in stage1np."""
+
+    window: str
+    page: int
+    key: str
+    records: int
+    outcome: str
+
+
+def land_page(
+    lake: Lake,
+    ledger: Ledger,
+    dataset_id: int,
+    window: Window,
+    page: Page,
+    flow_run_id: str | None = None,
+) -> LandedPage:
+    """Land one raw page unchanged (immutable; an identical page is not landed again)."""
+    span = f"{window.start.isoformat()}_{window.end.isoformat()}"
+    name = f"dataset-{dataset_id}/{span}/page-{page.number:05d}.json"
+    raw = page.raw
+
+    @contextmanager
+    def opener(_f: SourceFile) -> Iterator[IO[bytes]]:
+        yield io.BytesIO(raw)
+
+    def landing_key(_f: SourceFile, day: dt.date) -> str:
+        return safe_key(
+            SOURCE,
+            f"dataset-{dataset_id}",
+            f"landed={day.isoformat()}",
+            span,
+            name.rsplit("/", 1)[1],
+        )
+
+    result: LandingResult = land_file(
+        lake,
+        ledger,
+        SourceFile(name=name, size=len(raw)),
+        opener,
+        landing_key,
+        attrs={
+            "dataset_id": dataset_id,
+            "from": window.start.isoformat(),
+            "to": window.end.isoformat(),
+            "page": page.number,
+            "records": len(page.records),
+        },
+        flow_run_id=flow_run_id,
+    )
+    assert result.entry is not None
+    return LandedPage(
+        str(window), page.number, result.entry.path, len(page.records), result.outcome
+    )
+
+
+class PageLander:
+    """An ``on_page`` callback: lands each raw page of one window as it arrives.
+
+    Keeps the newest landing per page number. :meth:`reset` (the ``on_restart`` of a
+    fetch that starts over, or a retried task) forgets the pages of the abandoned fetch,
+    so only pages of one consistent fetch are processed; their bytes stay in stage1np.
+    """
+
+    def __init__(
+        self, lake: Lake, dataset_id: int, window: Window, flow_run_id: str | None = None
+    ) -> None:
+        self.lake = lake
+        self.ledger = Ledger(lake, SOURCE)
+        self.dataset_id = dataset_id
+        self.window = window
+        self.run_id = flow_run_id
+        self._pages: dict[int, LandedPage] = {}
+
+    def __call__(self, page: Page) -> None:
+        landed = land_page(self.lake, self.ledger, self.dataset_id, self.window, page, self.run_id)
+        self._pages[page.number] = landed  # a dict item assignment is atomic across threads
+
+    def reset(self, _reason: str = "") -> None:
+        self._pages.clear()
+
+    @property
+    def pages(self) -> list[LandedPage]:
+        """The landed pages, by page number."""
+        return [self._pages[n] for n in sorted(self._pages)]
+
+
+def read_page_records(lake: Lake, keys: list[str]) -> list[Any]:
+    """The records of landed raw pages, in the order given, whatever their shape.
+
+    Entries that are not JSON objects are returned too: the transform quarantines them
+    with a reason instead of dropping them here unseen.
+    """
+
+    def one(key: str) -> list[Any]:
+        body = json.loads(lake.read_bytes(Zone.STAGE1NP, key))
+        recs = body.get("payload", {}).get("records", []) if isinstance(body, dict) else []
+        return list(recs) if isinstance(recs, list) else []
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return [r for recs in pool.map(one, keys) for r in recs]
+
+
+# -- state -------------------------------------------------------------------------------
+
+
+def _state_key(table: str, name: str) -> str:
+    return safe_key(SOURCE, table, name)
+
+
+def read_watermark(lake: Lake, table: str, dataset_id: int) -> dt.date | None:
+    key = _state_key(table, f"watermark-{dataset_id}.json")
+    if not lake.exists(Zone.SYSTEM, key):
+        return None
+    return dt.date.fromisoformat(lake.read_json(Zone.SYSTEM, key)["through"])
+
+
+def write_watermark(
+    lake: Lake, table: str, dataset_id: int, through: dt.date, run: str | None
+) -> None:
+    """Record that every day up to ``through`` is committed (call only after the data)."""
+    lake.write_json(
+        Zone.SYSTEM,
+        _state_key(table, f"watermark-{dataset_id}.json"),
+        {
+            "dataset_id": dataset_id,
+            "through": through.isoformat(),
+            "flow_run_id": run,
+            "updated_at": dt.datetime.now(dt.UTC).isoformat(),
+        },
+    )
+
+
+def read_schema_state(lake: Lake, table: str) -> SchemaState:
+    key = _state_key(table, "schema.json")
+    return SchemaState.from_json(
+        lake.read_json(Zone.SYSTEM, key) if lake.exists(Zone.SYSTEM, key) else None
+    )
+
+
+def write_schema_state(lake: Lake, table: str, state: SchemaState) -> None:
+    lake.write_json(Zone.SYSTEM, _state_key(table, "schema.json"), state.to_json())
+
+
+# -- the table ---------------------------------------------------------------------------
+
+
+def table_prefix(spec: TableSpec) -> str:
+    return f"{spec.source}/{spec.name}"
+
+
+def month_key(spec: TableSpec, month: str) -> str:
+    return f"{table_prefix(spec)}/month={month}/part-0.parquet"
+
+
+def existing_months(lake: Lake, spec: TableSpec) -> dict[str, str]:
+    """month -> key of every month file of the table."""
+    out = {}
+    for obj in lake.list(Zone.STAGE2P, table_prefix(spec)):
+        part = obj.key.split("/")[-2]
+        if part.startswith("month=") and obj.key.endswith(".parquet"):
+            out[part[len("month=") :]] = obj.key
+    return out
+
+
+def read_month(lake: Lake, key: str, columns: list[str] | None = None) -> pa.Table:
+    with lake.open_input_file(Zone.STAGE2P, key) as f:
+        return pq.read_table(f, columns=columns)
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A table in the target schema: missing columns (older files, before drift) as nulls."""
+    cols = []
+    for f in schema:
+        if f.name in table.column_names:
+            cols.append(table[f.name].cast(f.type))
+        else:
+            cols.append(pa.nulls(table.num_rows, f.type))
+    return pa.table(cols, schema=schema)
+
+
+def months_of(ts: pa.ChunkedArray | pa.Array) -> pa.Array:
+    return pc.strftime(ts, format="%Y-%m")
+
+
+def write_months(
+    lake: Lake, spec: TableSpec, new: pa.Table, window: Window, id_col: str, date_col: str
+) -> dict[str, int]:
+    """Merge new rows into the month files they touch; returns rows per rewritten month.
+
+    Old rows are dropped when their id is in ``new`` (edited, maybe moved month) or their
+    date lies inside ``window`` (the fetched range is the truth: deleted records go).
+    Everything is staged, then committed together; emptied months are deleted last.
+    """
+    schema = spec.arrow_schema()
+    new = conform(new, schema)
+    existing = existing_months(lake, spec)
+    new_ids = pa.array(set(new[id_col].to_pylist()), pa.int64())
+    new_months = months_of(new[date_col])
+    affected = set(pc.unique(new_months).to_pylist()) if new.num_rows else set()
+
+    # Months overlapping the window, and months holding an id that now lives elsewhere.
+    first, last = window.start.strftime("%Y-%m"), window.end.strftime("%Y-%m")
+    affected |= {m for m in existing if first <= m <= last}
+
+    def ids_in(month: str) -> tuple[str, bool]:
+        ids = read_month(lake, existing[month], [id_col])[id_col]
+        return month, bool(pc.any(pc.is_in(ids, value_set=new_ids)).as_py())
+
+    others = [m for m in existing if m not in affected]
+    if others and len(new_ids):
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            affected |= {m for m, hit in pool.map(ids_in, others) if hit}
+
+    lo = pa.scalar(dt.datetime.combine(window.start, dt.time()), pa.timestamp("ms"))
+    hi = pa.scalar(
+        dt.datetime.combine(window.end + dt.timedelta(days=1), dt.time()), pa.timestamp("ms")
+    )
+    written: dict[str, int] = {}
+    staged = lake.staged()
+    emptied = []
+    try:
+        for month in sorted(affected):
+            parts = [new.filter(pc.equal(new_months, month))]
+            if month in existing:
+                old = conform(read_month(lake, existing[month]), schema)
+                in_window = pc.and_(pc.greater_equal(old[date_col], lo), pc.less(old[date_col], hi))
+                drop = pc.or_(pc.is_in(old[id_col], value_set=new_ids), in_window)
+                parts.append(old.filter(pc.invert(pc.fill_null(drop, False))))
+            merged = pa.concat_tables(parts).sort_by(
+                [(date_col, "ascending"), (id_col, "ascending")]
+            )
+            if merged.num_rows == 0:
+                emptied.append(month)
+                continue
+            with staged.open(Zone.STAGE2P, month_key(spec, month)) as out:
+                pq.write_table(merged, out, compression="zstd", coerce_timestamps="ms")
+            written[month] = merged.num_rows
+            crashpoint("libinsight.writing")
+        staged.commit()
+    except BaseException:
+        staged.discard()
+        raise
+    crashpoint("libinsight.months_committed")
+    for month in emptied:
+        lake.delete(Zone.STAGE2P, existing[month])
+        written[month] = 0
+    return written
+
+
+def read_table(lake: Lake, spec: TableSpec) -> pa.Table:
+    """The whole table (every month, in the current schema), ordered by date and id."""
+    schema = spec.arrow_schema()
+    keys = sorted(existing_months(lake, spec).values())
+    if not keys:
+        return schema.empty_table()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        parts = list(pool.map(lambda k: conform(read_month(lake, k), schema), keys))
+    return pa.concat_tables(parts)
+
+
+def export_csv(lake: Lake, spec: TableSpec) -> tuple[str, int]:
+    """The cleaned table as one CSV in ``exports`` (lists joined with '; ')."""
+    table = read_table(lake, spec)
+    cols = []
+    for f in table.schema:
+        col = table[f.name]
+        if pa.types.is_list(f.type):
+            col = pa.array(
+                ["; ".join(v) if v is not None else None for v in col.to_pylist()], pa.string()
+            )
+        cols.append(col)
+    flat = pa.table(cols, names=table.column_names)
+    key = f"{spec.source}/{spec.name}.csv"
+    with lake.atomic_write(Zone.EXPORTS, key) as out:
+        pacsv.write_csv(flat, out)
+    return key, flat.num_rows
