@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import flow
 
+from edulake.core.faults import pausepoint
 from edulake.core.settings import get_settings
 from edulake.sources.clever import pipeline
 from tasks.clever import (
@@ -19,6 +20,7 @@ from tasks.clever import (
 )
 from tasks.common import make_catalog, make_lake, resolve_key
 from tasks.events import emit_data_committed
+from tasks.lease import hold_lake_lease
 from tasks.publish import publish_tables, results_rows
 
 
@@ -70,33 +72,39 @@ def clever_participation(
         else (get_settings().max_quarantine_share)
     )
     lake.sweep_tmp()
-    src = open_source(source, source_path, sftp_block, testdata)
-    try:
-        found = discover_reports(src, report_from, report_to)
-        landed = land_files(lake, src, found.reports, max_concurrent_downloads)
-    finally:
-        src.close()
-    fresh = (
-        check_report_freshness(lake, found, max_report_age_days) if source != "testdata" else None
-    )
-    processed = pseudonymize_reports(lake, key, report_from, report_to, share)
-    cat = make_catalog(lake, catalog)
-    try:
-        tables = [
-            (table, processed.changed.get(table.name, []) if incremental else None)
-            for table, incremental in pipeline.catalog_tables(lake, key.key_id)
-        ]
-        published = publish_tables(cat, tables, views_for="clever")
-    finally:
-        cat.close()
-    pipeline.mark_published(lake)
-    changed = sorted(t for t, parts in processed.changed.items() if parts)
-    if changed:
-        # After commit and publish: deployment triggers may react to it.
-        rows: dict[str, int] = {}
-        for f in processed.files:
-            rows[f.table] = rows.get(f.table, 0) + f.rows_written
-        emit_data_committed("clever", changed, rows)
+    # One writer at a time: landing (the ledger's skip check must see every landing),
+    # processing (lookups, suppression read at commit time), publishing.
+    with hold_lake_lease(lake, "clever-participation"):
+        src = open_source(source, source_path, sftp_block, testdata)
+        try:
+            found = discover_reports(src, report_from, report_to)
+            landed = land_files(lake, src, found.reports, max_concurrent_downloads)
+        finally:
+            src.close()
+        fresh = (
+            check_report_freshness(lake, found, max_report_age_days)
+            if source != "testdata"
+            else None
+        )
+        processed = pseudonymize_reports(lake, key, report_from, report_to, share)
+        pausepoint("clever.processed")
+        cat = make_catalog(lake, catalog)
+        try:
+            tables = [
+                (table, processed.changed.get(table.name, []) if incremental else None)
+                for table, incremental in pipeline.catalog_tables(lake, key.key_id)
+            ]
+            published = publish_tables(cat, tables, views_for="clever")
+        finally:
+            cat.close()
+        pipeline.mark_published(lake)
+        changed = sorted(t for t, parts in processed.changed.items() if parts)
+        if changed:
+            # After commit and publish: deployment triggers may react to it.
+            rows: dict[str, int] = {}
+            for f in processed.files:
+                rows[f.table] = rows.get(f.table, 0) + f.rows_written
+            emit_data_committed("clever", changed, rows)
     summary = report_run(found, landed, processed, results_rows(published), demo, fresh)
     if processed.failed:
         raise FilesFailed(

@@ -12,6 +12,7 @@ from edulake.sources.libinsight.config import load_dataset_config
 from edulake.sources.libinsight.store import LandedPage
 from tasks.common import make_catalog, make_lake, resolve_key
 from tasks.events import emit_data_committed
+from tasks.lease import hold_lake_lease
 from tasks.libinsight import (
     commit_watermark,
     open_client,
@@ -98,18 +99,23 @@ def libinsight_dataset(
             }
         finally:
             client.close()
-        landed = [p for ps in pages.values() for p in ps]
-        processed = process_pages(lake, cfg, landed, plan.window, key)
-        cat = make_catalog(lake, catalog)
-        try:
-            table = CatalogTable.from_spec(
-                lake, processed.spec, {"key_id": key.key_id, "source": "LibInsight"}
-            )
-            published = results_rows(publish_tables(cat, [(table, sorted(processed.months))]))
-        finally:
-            cat.close()
-        if processed.months:
-            # After commit and publish: the athena-query deployment's trigger reacts to it.
-            emit_data_committed(processed.spec.source, [processed.spec.name], processed.rows)
-    after = commit_watermark(lake, cfg, dataset_id, plan)
+    # Fetching and landing the raw pages (immutable, unique keys) ran outside the lease;
+    # rewriting months, lookups, the export, the catalog and the watermark run inside it,
+    # so two runs over one dataset end as if they ran one after the other.
+    with hold_lake_lease(lake, f"libinsight-dataset-{dataset_id}"):
+        if plan.window is not None:
+            landed = [p for ps in pages.values() for p in ps]
+            processed = process_pages(lake, cfg, landed, plan.window, key)
+            cat = make_catalog(lake, catalog)
+            try:
+                table = CatalogTable.from_spec(
+                    lake, processed.spec, {"key_id": key.key_id, "source": "LibInsight"}
+                )
+                published = results_rows(publish_tables(cat, [(table, sorted(processed.months))]))
+            finally:
+                cat.close()
+            if processed.months:
+                # After commit and publish: the athena-query deployment's trigger reacts.
+                emit_data_committed(processed.spec.source, [processed.spec.name], processed.rows)
+        after = commit_watermark(lake, cfg, dataset_id, plan)
     return report_run(dataset_id, plan, pages, fetch, processed, published, after)

@@ -164,8 +164,11 @@ def commit_watermark(
     if plan.window is None:
         return plan.watermark_before
     through = plan.window.end
-    if plan.watermark_before is not None and plan.watermark_before > through:
-        through = plan.watermark_before  # an old backfill does not rewind incremental runs
+    # Read now (under the lake lease), not at planning: a run that committed meanwhile may
+    # have moved it further, and an old backfill must not rewind it.
+    current = read_watermark(lake, cfg.name, dataset_id)
+    if current is not None and current > through:
+        through = current
     write_watermark(lake, cfg.name, dataset_id, through, flow_run.get_id())
     logger().info("watermark of dataset %s: %s -> %s", dataset_id, plan.watermark_before, through)
     return through

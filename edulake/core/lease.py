@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
+from edulake.core.faults import notepoint
 from edulake.core.lake import Lake, Store
 
 log = logging.getLogger(__name__)
@@ -291,6 +292,7 @@ class LakeLease:
                     f"(waiting up to {self.config.wait_s:g} s)"
                 )
                 told, last_told = other, time.monotonic()
+                notepoint("lease.waiting")
             time.sleep(self.config.poll_s)
         self.waited_s = time.monotonic() - start
         self.acquired_at = time.monotonic()
