@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
+from edulake.core.faults import pausepoint
 from edulake.core.lake import Lake
 from edulake.core.lease import LakeLease, LeaseConfig
 from edulake.core.settings import get_settings
@@ -39,6 +40,7 @@ def hold_lake_lease(lake: Lake, purpose: str) -> Iterator[LakeLease]:
         lease.acquire()
         stack.callback(lease.release)
         log.info("lake lease taken for %s after waiting %.1f s", purpose, lease.waited_s)
+        pausepoint("lease.acquired")
         try:
             yield lease
         finally:
