@@ -80,6 +80,15 @@ def discover_reports(
     )
     for name, why in found.ignored[:20]:
         log.info("ignored %r: %s", name, why)
+    if found.missing_folders:
+        log.warning(
+            "%s has no %s folder: no such reports can be landed",
+            source.label,
+            ", ".join(f"{f}/" for f in found.missing_folders),
+        )
+    misplaced = found.misplaced_message()
+    if misplaced:
+        log.warning("%s", misplaced)
     return found
 
 
