@@ -54,11 +54,11 @@ def test_clever_flow_from_sftp(sshd: SshdServer, remote: Path, tmp_path: Path) -
     assert first["landing"] == {"landed": 12}
     assert first["failed_files"] == []
     assert daily_rows(f"{lake}/catalog/edulake.duckdb") == 2 * (300 + 20 + 5)
-    fresh = first["freshness"]
+    fresh = first["freshness"]["daily-participation"]
     assert fresh["newest_on_server"] == str(start + dt.timedelta(days=1))
     assert fresh["age_days"] == 2
     assert not fresh["stale"]
-    assert fresh["missing_days"] == [str(dt.date.today() - dt.timedelta(days=1))]
+    assert fresh["missing_ranges"] == [f"{dt.date.today() - dt.timedelta(days=1)} (1 day)"]
 
     second = clever_participation(
         source="sftp", sftp_block="test-clever-sftp", lake_root=lake, demo=True
@@ -74,7 +74,8 @@ def test_clever_flow_from_sftp(sshd: SshdServer, remote: Path, tmp_path: Path) -
         source="sftp", sftp_block="test-clever-sftp", lake_root=lake, demo=True
     )
     assert third["landing"] == {"landed": 6, "unchanged": 12}
-    assert third["freshness"]["missing_days"] == []
+    assert third["freshness"]["daily-participation"]["missing_days"] == 0
+    assert third["freshness"]["resource-usage"]["missing_ranges"] == []
     assert daily_rows(f"{lake}/catalog/edulake.duckdb") == 3 * (300 + 20 + 5)
 
 

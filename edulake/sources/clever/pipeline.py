@@ -30,6 +30,7 @@ from edulake.privacy.forget import suppressed_pseudonyms
 from edulake.privacy.keys import ensure_key
 from edulake.privacy.lookup import IdentityTracker, lookup_catalog_table, merge_lookup
 from edulake.privacy.pseudonym import Pseudonymizer
+from edulake.sources.clever.decisions import decided
 from edulake.sources.clever.names import (
     EXPECTED_LAYOUT,
     FOLDERS,
@@ -190,12 +191,19 @@ def _map(fn: Callable[[_T], _R], items: list[_T], workers: int, name: str) -> li
 def pending(
     lake: Lake, report_from: dt.date | None = None, report_to: dt.date | None = None
 ) -> list[LedgerEntry]:
-    """Newest landed version of each report file that has not been processed yet."""
+    """Newest landed version of each report file that has not been processed yet.
+
+    Versions skipped by decision (:mod:`edulake.sources.clever.decisions`) are left out:
+    they stay in stage1np, unprocessed, and the run summary lists them.
+    """
     processed = {o.key for o in lake.list(Zone.SYSTEM, f"processed/{SOURCE}")}
+    skipped = decided(lake)
     out = []
     for name, entry in sorted(Ledger(lake, SOURCE).latest().items()):
         day = parse_report_name(name).report_date
         if (report_from and day < report_from) or (report_to and day > report_to):
+            continue
+        if (name, entry.sha256) in skipped:
             continue
         if processed_key(name, entry.sha256) not in processed:
             out.append(entry)
