@@ -153,11 +153,8 @@ def check_report_freshness(
         except ValueError:
             continue
         landed.setdefault(parsed.report, set()).add(parsed.report_date)
-    available: dict[str, set[dt.date]] = {}
-    for _f, parsed in discovery.reports:
-        available.setdefault(parsed.report, set()).add(parsed.report_date)
     fresh = check_reports(
-        available,
+        discovery.available,  # a backfill's date range does not make the server look stale
         landed,
         today or dt.datetime.now(dt.UTC).date(),
         FOLDERS,

@@ -251,3 +251,24 @@ def test_skip_refuses_unknown_and_processed_files(tmp_path, capsys) -> None:
     landed = f"{YESTERDAY}-resource-usage-students.csv"
     assert cli(["clever-skip", landed, "--reason", "x", *args]) == 2
     assert "was processed: nothing to skip" in capsys.readouterr().err
+
+
+def test_a_backfill_range_does_not_make_the_source_look_stale(tmp_path, captured_events) -> None:
+    old = TODAY - dt.timedelta(days=30)
+    src = str(tmp_path / "src")
+    for day in (old, YESTERDAY):
+        write(src, dp(day), dp_rows(str(day), USERS))
+        write(src, ru(day), ru_rows(str(day), USERS))
+    summary = run(src, tmp_path, report_from=old, report_to=old).result()
+    assert summary["offered"] == 2
+    fresh = summary["freshness"]["daily-participation"]
+    assert fresh["newest_on_server"] == str(YESTERDAY) and not fresh["stale"]
+    # yesterday is on the server but outside the range: not landed, an event warns
+    gap = f"{old + dt.timedelta(days=1)}..{YESTERDAY - dt.timedelta(days=1)} (28 days)"
+    assert fresh["missing_ranges"] == [gap, f"{YESTERDAY} (1 day)"]
+    assert fresh["deadline"] == str(YESTERDAY + dt.timedelta(days=14))
+    assert summary["status"] == "warning"
+    assert {e.resource.id for e in stale_events(captured_events)} == {
+        "edulake.source.clever.daily-participation",
+        "edulake.source.clever.resource-usage",
+    }

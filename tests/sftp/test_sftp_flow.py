@@ -138,3 +138,40 @@ def test_block_cli_save_and_check(
     save_block("test-cli-bad", sshd, remote, host_key=KeyPair.generate().public_line)
     assert main(["check-sftp", "--name", "test-cli-bad"]) == 2
     assert "does not match the pinned key" in capsys.readouterr().err
+
+
+def test_flow_fails_at_once_on_a_root_without_report_folders(
+    sshd: SshdServer, remote: Path, tmp_path: Path
+) -> None:
+    from edulake.connectors.files import SourceRootError
+
+    (remote / "idm-reports").mkdir()
+    (remote / "idm-reports" / "students.csv").write_text("sis_id\nS1\n")
+    save_block("test-clever-sftp-empty", sshd, remote)
+    state = clever_participation(
+        source="sftp",
+        sftp_block="test-clever-sftp-empty",
+        lake_root=str(tmp_path / "lake"),
+        demo=True,
+        return_state=True,
+    )
+    err = state.result(raise_on_failure=False)
+    assert isinstance(err, SourceRootError)
+    assert f"{sshd.host}:{sshd.port}:{remote} holds none of Clever's report folders" in str(err)
+    assert discover_run_counts(state.state_details.flow_run_id) == [1]  # never retried
+
+
+def discover_run_counts(flow_run_id: object) -> list[int]:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async def read() -> list[int]:
+        async with get_client() as client:
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+        return [r.run_count for r in runs if r.name.startswith("discover-reports")]
+
+    return asyncio.run(read())

@@ -70,6 +70,8 @@ class Discovery:
     # files that look meant for the pipeline but are not where Clever puts reports
     misplaced: list[Misplaced] = field(default_factory=list)
     missing_folders: list[str] = field(default_factory=list)  # report folders absent
+    # report dates on offer per report, date range or not (freshness looks at all of them)
+    available: dict[str, set[dt.date]] = field(default_factory=dict)
 
     def misplaced_message(self, limit: int = 20) -> str | None:
         """One line listing every misplaced file (the first ``limit``), or None."""
@@ -112,6 +114,7 @@ def discover(
             if f.name not in near:
                 found.ignored.append((f.name, str(exc)))
             continue
+        found.available.setdefault(name.report, set()).add(name.report_date)
         if (report_from and name.report_date < report_from) or (
             report_to and name.report_date > report_to
         ):
