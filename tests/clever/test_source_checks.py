@@ -7,6 +7,8 @@ only misplaced files used to exit 0 with "offers 0 report files".
 from __future__ import annotations
 
 import logging
+import os
+from typing import Any
 
 import pytest
 
@@ -143,3 +145,19 @@ def test_flow_task_logs_misplaced_once(tmp_path) -> None:
     lines = [line for line in logs.lines if "Students.csv" in line]
     assert len(lines) == 1 and "not where Clever puts reports" in lines[0]
     assert any("has no resource-usage/ folder" in line for line in logs.lines)
+
+
+def test_unreadable_source_folder_is_an_error(tmp_path, monkeypatch) -> None:
+    """As root every folder is readable, so the refusal is injected where it happens."""
+    src = tmp_path / "src"
+    (src / "daily-participation").mkdir(parents=True)
+    real = os.scandir
+
+    def scandir(path: Any) -> Any:
+        if os.fspath(path) == str(src):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(SourceRootError, match=f"{src} cannot be read"):
+        pipeline.discover(FolderSource(str(src)))

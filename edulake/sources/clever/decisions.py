@@ -129,10 +129,13 @@ def decided(lake: Lake) -> set[tuple[str, str]]:
 
 def skipped(lake: Lake, latest: dict[str, LedgerEntry] | None = None) -> list[SkipDecision]:
     """Decisions covering the newest landed version of a file (what runs now skip)."""
+    made = decided(lake)
+    if not made:
+        return []  # the common case: no need to read the ledger
     latest = latest if latest is not None else Ledger(lake, SOURCE).latest()
     keys = sorted(
         decision_key(name, sha)
-        for name, sha in decided(lake)
+        for name, sha in made
         if name in latest and latest[name].sha256 == sha
     )
     return [_read(lake, k) for k in keys]
