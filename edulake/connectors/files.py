@@ -155,7 +155,8 @@ class FolderSource:
             raise SourceRootError(f"the source folder {self.root} is empty")
         tree = Tree(self.root)
         self._walk(top, "", 1, max_depth, tree)
-        tree.folders.extend(e.name for e in top if e.is_dir(follow_symlinks=False))
+        # top-level folders may be links (a mounted share), as list_files allows
+        tree.folders.extend(e.name for e in top if e.is_dir())
         return tree
 
     def _walk(
@@ -165,7 +166,7 @@ class FolderSource:
             rel = f"{prefix}{e.name}"
             if e.is_file(follow_symlinks=False):
                 tree.files.append(rel)
-            elif e.is_dir(follow_symlinks=False) and depth < limit:
+            elif e.is_dir(follow_symlinks=depth == 1) and depth < limit:
                 try:
                     below = sorted(os.scandir(e.path), key=lambda x: x.name)
                 except OSError:

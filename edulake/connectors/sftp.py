@@ -598,6 +598,10 @@ class SftpSource:
             if mode is not None and not stat.S_ISDIR(mode):
                 raise SourceRootError(f"the SFTP root {where} is not a folder")
             attrs = sftp.listdir_attr(self._root or ".")
+            for a in attrs:  # top-level links to folders count as folders (as when listing)
+                if a.st_mode is not None and stat.S_ISLNK(a.st_mode) and _safe(a.filename):
+                    with suppress(OSError):
+                        a.st_mode = sftp.stat(self._path(a.filename)).st_mode
         except FileNotFoundError:
             raise SourceRootError(f"the SFTP root {where} does not exist") from None
         except PermissionError:

@@ -161,3 +161,15 @@ def test_unreadable_source_folder_is_an_error(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(os, "scandir", scandir)
     with pytest.raises(SourceRootError, match=f"{src} cannot be read"):
         pipeline.discover(FolderSource(str(src)))
+
+
+def test_linked_report_folders_count_as_folders(tmp_path) -> None:
+    """A report folder may be a link to a mounted share, as listing allows."""
+    share = tmp_path / "share"
+    write(str(share), "2022-01-03-daily-participation-students.csv", dp_rows("2022-01-03", USERS))
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "daily-participation").symlink_to(share, target_is_directory=True)
+    found = pipeline.discover(FolderSource(str(src)))
+    assert [n.relative for _f, n in found.reports] == [GOOD]
+    assert found.misplaced == [] and found.missing_folders == ["resource-usage"]

@@ -79,3 +79,17 @@ def test_near_misses_on_sftp_match_the_folder_rules(sshd: SshdServer, remote: Pa
     ]
     assert found.ignored == []  # the .CSV file is listed once, as misplaced
     assert found.missing_folders == ["resource-usage"]
+
+
+def test_linked_report_folder_on_sftp_counts(
+    sshd: SshdServer, remote: Path, tmp_path: Path
+) -> None:
+    share = tmp_path / "share"
+    share.mkdir()
+    write_report(share, "daily-participation", DAY, "students")
+    (remote / "daily-participation").symlink_to(share / "daily-participation")
+    found = discover(sshd, remote)
+    assert [n.file_name for _f, n in found.reports] == [
+        "2022-01-03-daily-participation-students.csv"
+    ]
+    assert found.missing_folders == ["resource-usage"] and found.misplaced == []
