@@ -124,7 +124,7 @@ def clever_participation(
         raise FilesFailed(
             f"{len(processed.failed)} file(s) not processed (the rest was committed): "
             + "; ".join(f"{f.name}: {f.error}" for f in processed.failed)
-            + " To accept a bad file: python -m edulake clever-skip FILE --reason '...'"
+            + ". To accept a bad file: python -m edulake clever-skip FILE --reason '...'."
             + (f" Also: {stale}" if stale else "")
         )
     if stale:

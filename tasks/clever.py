@@ -369,6 +369,8 @@ def report_run(
     for d in skipped:
         lines.append(f"- skipped by decision: {d.line()}")
     create_markdown_artifact(
-        key="clever-summary", markdown="\n".join(lines), description="Clever run summary."
+        key="clever-summary",
+        markdown="\n".join(line for i, line in enumerate(lines) if line or i == 1),
+        description="Clever run summary.",
     )
     return summary

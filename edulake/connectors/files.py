@@ -128,7 +128,7 @@ def _near_miss(
             return f"folder {d!r} should be {expected!r} (letter case)"
         if depth > 0:
             return f"{expected}/ is nested under {'/'.join(dirs[:depth])}/"
-        return f"in a subfolder of {expected}/ (files go directly in it)"
+        return f"in a subfolder: files go directly in {expected}/"
     if looks_like(name):
         return "at the root" if not dirs else f"in folder {'/'.join(dirs)}/, not a report folder"
     return None

@@ -86,7 +86,9 @@ def test_near_misses_found_once_with_why(tmp_path) -> None:
     assert [n.relative for _f, n in found.reports] == [GOOD]
     got = {m.path: m.why for m in found.misplaced}
     assert sorted(got) == sorted(near)
-    assert "subfolder of daily-participation/" in got["daily-participation/Students/Students.csv"]
+    assert got["daily-participation/Students/Students.csv"] == (
+        "in a subfolder: files go directly in daily-participation/"
+    )
     assert "letter case" in got["Resource-Usage/2022-01-03-resource-usage-students.csv"]
     assert "nested under export/" in got[near[3]]
     assert got[near[4]] == "at the root"

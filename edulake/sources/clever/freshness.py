@@ -27,6 +27,14 @@ from typing import Any
 
 RETENTION_DAYS = 14  # how long Clever keeps files on its server (approximately)
 
+WHAT_TO_DO = (
+    "What to do: check in Clever that the district's report export (SFTP) is still on and "
+    "that the source points at the folder holding daily-participation/ and "
+    "resource-usage/; ask Clever support to re-deliver missing days still within its "
+    f"~{RETENTION_DAYS}-day retention. If a gap is expected (a holiday with exports "
+    "paused), run once with a higher fail_report_age_days."
+)
+
 
 @dataclass(frozen=True)
 class MissingDay:
@@ -161,8 +169,8 @@ class FreshnessReport:
             return f"{self.name}: no report on the server"
         return f"{self.name} stale: newest report {self.newest_available}, {self.age_days} days old"
 
-    def failure_message(self) -> str:
-        """Why the run fails and what to do (no row data, no identifiers)."""
+    def failure_reason(self) -> str:
+        """Why this report fails the run: dates and counts only."""
         what = (
             "no report is on the server"
             if self.newest_available is None
@@ -170,18 +178,15 @@ class FreshnessReport:
             f"{self.age_days} days old (more than fail_report_age_days={self.fail_age_days})"
         )
         missing = (
-            f" Missing from the lake: {ranges_text(self.missing_ranges)}."
+            f"; missing from the lake: {ranges_text(self.missing_ranges)}"
             if self.missing_days
             else ""
         )
-        return (
-            f"Clever {self.name}: {what}.{missing} What to do: check in Clever that the "
-            "district's report export (SFTP) is still on and that the source points at the "
-            "folder holding daily-participation/ and resource-usage/; ask Clever support to "
-            f"re-deliver missing days still within its ~{RETENTION_DAYS}-day retention. If a "
-            "gap is expected (a holiday with exports paused), run with a higher "
-            "fail_report_age_days once."
-        )
+        return f"Clever {self.name}: {what}{missing}."
+
+    def failure_message(self) -> str:
+        """Why the run fails and what to do (no row data, no identifiers)."""
+        return f"{self.failure_reason()} {WHAT_TO_DO}"
 
     def markdown(self) -> str:
         """Lines for the run's markdown artifact."""
@@ -292,7 +297,9 @@ class CleverFreshness:
         return "; ".join(r.headline() for r in worst) if worst else None
 
     def failure_message(self) -> str | None:
-        return " ".join(r.failure_message() for r in self.failing) or None
+        """Every failing report's reason, then what to do (once)."""
+        reasons = [r.failure_reason() for r in self.failing]
+        return f"{' '.join(reasons)} {WHAT_TO_DO}" if reasons else None
 
     def as_dict(self) -> dict[str, Any]:
         return {name: r.as_dict() for name, r in self.reports.items()}
