@@ -185,3 +185,8 @@ def test_check_reports_per_report() -> None:
     nothing = check_reports({}, {}, TODAY, FOLDERS)
     assert [r.report for r in nothing.failing] == FOLDERS
     assert "no report on the server" in (nothing.headline() or "")
+
+
+def test_failing_below_the_warning_threshold_still_emits() -> None:
+    r = check_freshness(days(4), days(4), TODAY, max_age_days=5, fail_age_days=3)
+    assert r.failing and not r.stale and r.needs_event

@@ -122,8 +122,8 @@ class FreshnessReport:
 
     @property
     def needs_event(self) -> bool:
-        """Emit ``edulake.source.stale``: stale, or days about to fall off the server."""
-        return self.stale or bool(self.at_risk)
+        """Emit ``edulake.source.stale``: stale or failing, or days about to fall off."""
+        return self.stale or self.failing or bool(self.at_risk)
 
     @property
     def name(self) -> str:
