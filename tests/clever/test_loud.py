@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
@@ -24,7 +25,8 @@ from .helpers import RU_HEADER, dp_rows, ru_rows, write
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
-USERS = [("1001", "c001"), ("1002", "c002")]
+USERS = [("S1001x", "c001y"), ("S1002x", "c002y")]
+RAW_IDS = {raw for pair in USERS for raw in pair}
 TODAY = dt.datetime.now(dt.UTC).date()  # the flow's "today"
 YESTERDAY = TODAY - dt.timedelta(days=1)
 
@@ -133,6 +135,8 @@ def test_stale_source_emits_an_event_and_fails(tmp_path, captured_events) -> Non
     assert event.payload["failing"] is True
     assert "deadline" in event.payload
     assert any(r.role == "flow-run" for r in event.related)
+    for e in events.values():  # dates, counts and ranges only: no raw id, no row data
+        assert not any(raw in json.dumps(e.payload) for raw in RAW_IDS)
 
     summary = summary_of(state)
     head = summary.splitlines()[0]
@@ -140,6 +144,7 @@ def test_stale_source_emits_an_event_and_fails(tmp_path, captured_events) -> Non
     assert f"daily-participation stale: newest report {old}, 1791 days old" in head
     assert summary.count(span) == 2  # once per report's warning, never day by day
     assert str(old + dt.timedelta(days=2)) not in summary
+    assert not any(raw in summary for raw in RAW_IDS)
     # the data that did arrive is committed all the same
     assert Ledger(Lake(str(tmp_path / "lake"), str(tmp_path / "np")), "clever").latest()
 
@@ -205,6 +210,7 @@ def test_a_bad_file_can_be_skipped_by_decision_until_a_new_version(tmp_path) -> 
     assert "skipped by decision" in text.splitlines()[0]
     assert f"skipped by decision: `{ru(YESTERDAY)}`" in text
     assert "grade column added by mistake" in text
+    assert not any(raw in text for raw in RAW_IDS)
     entry = Ledger(lake, "clever").latest()[ru(YESTERDAY)]
     assert lake.exists(Zone.STAGE1NP, entry.path)
     assert not lake.list(Zone.SYSTEM, f"processed/clever/{ru(YESTERDAY)}")
