@@ -53,6 +53,9 @@ class Tree:
     root: str  # for messages: a path, never a secret
     files: list[str] = field(default_factory=list)
     folders: list[str] = field(default_factory=list)
+    # the source system's own server, which always has every expected folder (SFTP): a
+    # missing one means a wrong root. A local folder may hold only some of them.
+    server: bool = False
 
 
 @runtime_checkable

@@ -580,7 +580,7 @@ class SftpSource:
         naming the server and the path.
         """
         top = self._retrying("listing the root", self._list_root)
-        tree = Tree(f"{self.settings.address}:{self._root or '.'}")
+        tree = Tree(f"{self.settings.address}:{self._root or '.'}", server=True)
         self._walk_remote(top, (), 1, max_depth, tree)
         tree.folders.extend(
             a.filename

@@ -60,8 +60,15 @@ def test_no_report_folders_is_an_error_listing_misplaced(sshd: SshdServer, remot
     assert "daily-participation/YYYY-MM-DD-daily-participation-<role>.csv" in text
 
 
+def test_a_missing_report_folder_on_sftp_is_an_error(sshd: SshdServer, remote: Path) -> None:
+    write_report(remote, "daily-participation", DAY, "students")
+    with pytest.raises(SourceRootError, match=f"{remote} has no resource-usage/ folder"):
+        discover(sshd, remote)
+
+
 def test_near_misses_on_sftp_match_the_folder_rules(sshd: SshdServer, remote: Path) -> None:
     write_report(remote, "daily-participation", DAY, "students")
+    (remote / "resource-usage").mkdir()
     (remote / "daily-participation" / "Students").mkdir()
     (remote / "daily-participation" / "Students" / "Students.csv").write_text("x\n")
     (remote / "daily-participation" / "2022-01-04-daily-participation-staff.CSV").write_text("x")
@@ -78,7 +85,7 @@ def test_near_misses_on_sftp_match_the_folder_rules(sshd: SshdServer, remote: Pa
         "daily-participation/Students/Students.csv",
     ]
     assert found.ignored == []  # the .CSV file is listed once, as misplaced
-    assert found.missing_folders == ["resource-usage"]
+    assert found.missing_folders == []
 
 
 def test_linked_report_folder_on_sftp_counts(
@@ -88,8 +95,9 @@ def test_linked_report_folder_on_sftp_counts(
     share.mkdir()
     write_report(share, "daily-participation", DAY, "students")
     (remote / "daily-participation").symlink_to(share / "daily-participation")
+    (remote / "resource-usage").mkdir()
     found = discover(sshd, remote)
     assert [n.file_name for _f, n in found.reports] == [
         "2022-01-03-daily-participation-students.csv"
     ]
-    assert found.missing_folders == ["resource-usage"] and found.misplaced == []
+    assert found.missing_folders == [] and found.misplaced == []

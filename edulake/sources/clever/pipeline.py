@@ -92,19 +92,27 @@ def discover(
     """List the report folders and keep well-formed report names in the date range.
 
     A source over a real place is scanned first: a missing, unreadable or empty root,
-    or one holding none of the report folders, is a :class:`SourceRootError`; files in
-    the wrong places are collected once in ``misplaced`` (not also in ``ignored``).
+    one holding none of the report folders, or an SFTP root missing any of them, is a
+    :class:`SourceRootError`; files in the wrong places are collected once in
+    ``misplaced`` (not also in ``ignored``).
     """
     found = Discovery()
     if isinstance(source, ScannableSource):
         tree = source.scan()
         found.misplaced = find_misplaced(tree.files, FOLDERS, is_report_path, looks_like_report)
         found.missing_folders = [f for f in FOLDERS if f not in tree.folders]
+        hint = found.misplaced_message() or f"Expected layout: {EXPECTED_LAYOUT}"
         if len(found.missing_folders) == len(FOLDERS):
             raise SourceRootError(
                 f"{tree.root} holds none of Clever's report folders "
-                f"({', '.join(f + '/' for f in FOLDERS)}): is the path right? "
-                + (found.misplaced_message() or f"Expected layout: {EXPECTED_LAYOUT}")
+                f"({', '.join(f + '/' for f in FOLDERS)}): is the path right? {hint}"
+            )
+        if found.missing_folders and tree.server:
+            # Clever's server always has both report folders: a missing one is a wrong root
+            raise SourceRootError(
+                f"{tree.root} has no {', '.join(f + '/' for f in found.missing_folders)} "
+                f"folder: Clever's server always has every report folder; is the root "
+                f"right? {hint}"
             )
     near = {m.path for m in found.misplaced}
     for f in source.list_files(FOLDERS):
