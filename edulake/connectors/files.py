@@ -119,7 +119,7 @@ def _near_miss(
     if len(dirs) == 1 and dirs[0] in folders:
         # the right folder: only names resembling an expected one are near misses
         return (
-            "file name not in the expected form (letter case or extension?)"
+            "file name not as expected (letter case, extension, or another folder's name?)"
             if looks_like(name)
             else None
         )
