@@ -6,6 +6,7 @@ python -m edulake query "SELECT ..."   # against the DuckDB catalog
 python -m edulake audit [--lake-root ...] [--np-root ...]   # PII audit: exit 1 on findings
 python -m edulake forget --ids-file FILE                     # erasure request
 python -m edulake rotate-key                                 # re-pseudonymize with a new key
+python -m edulake clever-skip FILE --reason "..."            # accept a bad Clever file
 """
 
 from __future__ import annotations
@@ -174,6 +175,27 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_clever_skip(args: argparse.Namespace) -> int:
+    import getpass
+
+    from edulake.sources.clever.decisions import SkipError, skip_file
+    from tasks.common import make_lake
+
+    lake = make_lake(args.lake_root, args.np_root)  # settings as the flow reads them
+    try:
+        decision, new = skip_file(lake, args.file, args.reason, by=args.by or getpass.getuser())
+    except SkipError as exc:
+        print(f"clever-skip: {exc}", file=sys.stderr)
+        return 2
+    print(
+        ("recorded" if new else "already recorded (unchanged)")
+        + f": skipped by decision {decision.line()}\n"
+        "Runs no longer process or fail on this version; it stays in stage1np and every "
+        "run summary lists it. A new version of the file is processed normally."
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edulake", description=__doc__.splitlines()[0] if __doc__ else ""
@@ -235,6 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
     rk.add_argument("--lake-root")
     rk.add_argument("--np-root")
     rk.set_defaults(func=cmd_rotate_key)
+
+    sk = sub.add_parser(
+        "clever-skip", help="accept a bad Clever file: skip its current version, by decision"
+    )
+    sk.add_argument("file", help="report file name (or FILE@<sha256 prefix> for one version)")
+    sk.add_argument("--reason", required=True, help="why skipping it is right (kept, shown)")
+    sk.add_argument("--by", help="who decides (default: this user's login name)")
+    sk.add_argument("--lake-root")
+    sk.add_argument("--np-root")
+    sk.set_defaults(func=cmd_clever_skip)
     return p
 
 

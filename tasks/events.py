@@ -42,3 +42,20 @@ def emit_data_committed(
         if event is not None:
             events.append(event)
     return events
+
+
+SOURCE_STALE = "edulake.source.stale"
+
+
+def emit_source_stale(source: str, resource: str, payload: dict) -> Event | None:  # type: ignore[type-arg]
+    """Emit ``edulake.source.stale``: a source stopped delivering, or data is about to be lost.
+
+    ``resource``: ``edulake.source.<source>.<report or dataset>``; ``payload``: dates,
+    counts and ranges only (never row data, identifiers or secrets). An automation
+    (``deployments/automations/source-stale.yaml``) turns it into a notification.
+    """
+    return emit_event(
+        event=SOURCE_STALE,
+        resource={"prefect.resource.id": resource, "edulake.source": source},
+        payload=payload,
+    )

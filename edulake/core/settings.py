@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     max_quarantine_share: float = Field(
         0.01, description="A file fails when more than this share of its rows is quarantined."
     )
+    fail_report_age_days: int = Field(
+        7,
+        description="A Clever run fails when its newest report on the server is older (days).",
+    )
 
 
 def get_settings() -> Settings:
