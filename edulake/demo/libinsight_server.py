@@ -347,9 +347,7 @@ class LibInsightServer:
         last = min(end, s.data_to, s.quiet_after.get(dataset, dt.date.max))
         day = max(start, s.data_from)
         while day <= last:
-            for text in _day_records(
-                day, s.seed, s.records_per_day, s.fixed_daily, salt, profile
-            ):
+            for text in _day_records(day, s.seed, s.records_per_day, s.fixed_daily, salt, profile):
                 out.append(self._present(json.loads(text)))
             day += dt.timedelta(days=1)
         return out

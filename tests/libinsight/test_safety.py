@@ -22,6 +22,7 @@ from edulake.specs import IdentifierPolicyError, load_spec, spec_from_dict
 D = dt.date
 CFG = load_dataset_config("reference_desk")
 STAFF = "Maria Lopez"
+KEYS = ["libinsight/dataset-1/p.json"]
 
 
 def rec(i: int, **kw):
@@ -118,9 +119,7 @@ def test_the_watermark_command_refuses_a_future_day(tmp_path):
 
 def test_rename_hint_fires_when_other_fields_are_missing(pseudonymizer):
     cfg = config(unknown_fields="add", on_drift="warn")
-    recs = [
-        renamed(i, "Comments/Notes", "Notes", omit=("Patron Type", "Format")) for i in (1, 2)
-    ]
+    recs = [renamed(i, "Comments/Notes", "Notes", omit=("Patron Type", "Format")) for i in (1, 2)]
     drift = transform(recs, cfg, None, pseudonymizer).drift
     assert set(drift.missing_fields) == {"Comments/Notes", "Patron Type", "Format"}
     assert {"from": "Comments/Notes", "to": "Notes"} in drift.possible_renames
@@ -147,15 +146,13 @@ def test_a_field_that_stops_while_a_new_one_appears_is_an_error(lake, pseudonymi
     lake.write_bytes(Zone.STAGE1NP, "libinsight/dataset-1/p.json", json.dumps(page).encode())
     window = Window(D(2023, 1, 1), D(2023, 1, 31))
     with pytest.raises(DriftError, match="Comments/Notes") as info:
-        process_range(lake, CFG, "reference_desk_1", ["libinsight/dataset-1/p.json"], window,
-                      pseudonymizer)
+        process_range(lake, CFG, KEYS, window, pseudonymizer, table="reference_desk_1")
     assert "JSTOR" not in str(info.value) and STAFF not in str(info.value)
     assert "aliases" in str(info.value)
     assert not lake.list(Zone.STAGE2P, "libinsight")  # nothing written
     # Downgraded by a setting: the run goes on and the finding stays a warning.
     warn = config(on_drift="warn")
-    done = process_range(lake, warn, "reference_desk_1", ["libinsight/dataset-1/p.json"], window,
-                         pseudonymizer)
+    done = process_range(lake, warn, KEYS, window, pseudonymizer, table="reference_desk_1")
     assert done.rows == 3 and done.drift.errors
 
 
@@ -189,8 +186,19 @@ def test_add_never_adds_an_identifier(pseudonymizer):
 
 @pytest.mark.parametrize(
     "name",
-    ["sis_id", "Student ID", "staff_id", "clever_user_id", "Email", "Entered By", "created_by",
-     "Name", "First Name", "last_name", "Patron"],
+    [
+        "sis_id",
+        "Student ID",
+        "staff_id",
+        "clever_user_id",
+        "Email",
+        "Entered By",
+        "created_by",
+        "Name",
+        "First Name",
+        "last_name",
+        "Patron",
+    ],
 )
 def test_identifier_names(name):
     assert is_identifier(name)
