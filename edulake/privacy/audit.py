@@ -259,8 +259,13 @@ def libinsight_configs(
             out.setdefault(c.dataset_id, []).append(c)
     for obj in lake.list(Zone.SYSTEM, LIBINSIGHT):
         m = _WATERMARK.match(obj.key.split("/", 1)[1])
-        if m and m.group(1) in known and known[m.group(1)] not in out.get(int(m.group(2)), []):
-            out.setdefault(int(m.group(2)), []).append(known[m.group(1)])
+        if m is None:
+            continue
+        # The table is the config's name (bound config, or older lakes) or <name>_<id>.
+        table, dataset = m.group(1), int(m.group(2))
+        cfg = known.get(table) or known.get(table.removesuffix(f"_{dataset}"))
+        if cfg is not None and cfg not in out.get(dataset, []):
+            out.setdefault(dataset, []).append(cfg)
     return out
 
 
