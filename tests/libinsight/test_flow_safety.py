@@ -189,7 +189,8 @@ def _stale(worker: Any) -> list[Any]:
     return [e for e in AssertingEventsClient.last.events if e.event == SOURCE_STALE]
 
 
-def test_a_quiet_dataset_is_announced_stale(tmp_path, secret_env, captured_events):
+def test_a_quiet_dataset_is_announced_stale(tmp_path, secret_env, captured_events, caplog):
+    caplog.set_level(logging.INFO)
     root = str(tmp_path / "lake")
     span = {"from_date": D(2023, 1, 1), "to_date": D(2023, 1, 31)}
     with libinsight_server(dataset_ids=(12345, 28364), quiet_after={28364: D(2023, 1, 10)}) as s:
@@ -197,6 +198,14 @@ def test_a_quiet_dataset_is_announced_stale(tmp_path, secret_env, captured_event
         assert busy["stale"] is None
         state = libinsight_dataset(**common(s, root, 28364), **span, return_state=True)
         quiet = state.result()
+        # The next (incremental) run finds no record at all: stale again, and an empty
+        # range is not reported as "empty page(s)" any more.
+        caplog.clear()
+        later = libinsight_dataset(
+            **common(s, root, 28364), lookback_days=0, to_date=D(2023, 2, 28)
+        )
+        assert later["range"] == "2023-02-01..2023-02-28" and later["rows_written"] == 0
+        assert not any("empty page" in r.getMessage() for r in caplog.records)
         days = [
             dt.datetime.fromisoformat(r["_start_date"]).date()
             for r in s.records(D(2023, 1, 1), D(2023, 1, 31), 28364)
@@ -204,7 +213,9 @@ def test_a_quiet_dataset_is_announced_stale(tmp_path, secret_env, captured_event
         ]
     silent = (D(2023, 1, 31) - max(days)).days
     assert silent >= 21  # nothing after the 10th
-    (event,) = _stale(captured_events)  # one: the busy dataset announced nothing
+    event, again = _stale(captured_events)  # the busy dataset announced nothing
+    assert again.payload["days_since_last_record"] == (D(2023, 2, 28) - max(days)).days
+    assert later["stale"]["days_since_last_record"] == again.payload["days_since_last_record"]
     assert event.resource.id == "edulake.source.libinsight.dataset-28364"
     assert event.payload["days_since_last_record"] == silent
     assert event.payload["last_record"] == max(days).isoformat()

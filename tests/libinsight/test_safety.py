@@ -18,6 +18,7 @@ from edulake.sources.libinsight.store import read_watermark, write_watermark
 from edulake.sources.libinsight.transform import transform
 from edulake.sources.libinsight.windows import Window, plan_range
 from edulake.specs import IdentifierPolicyError, load_spec, spec_from_dict
+from tasks.libinsight import LegacyTableError, check_legacy_table
 
 D = dt.date
 CFG = load_dataset_config("reference_desk")
@@ -79,6 +80,17 @@ def test_a_bound_config_refuses_another_dataset():
     bound = config(name="main_desk", dataset_id=28364)
     with pytest.raises(ValueError, match=r"bound to dataset 28364.*28365"):
         bound.table_name(28365)
+
+
+def test_a_dataset_left_in_the_shared_table_is_not_silently_moved(lake):
+    """Lakes written before tables were per dataset: refuse the incremental run, say how."""
+    write_watermark(lake, "reference_desk", 28364, D(2026, 11, 1), "old-run")
+    with pytest.raises(LegacyTableError, match=r"libinsight.reference_desk .*dataset_id: 28364"):
+        check_legacy_table(lake, CFG, "reference_desk_28364", 28364, backfill=False)
+    check_legacy_table(lake, CFG, "reference_desk_28364", 28364, backfill=True)  # a choice
+    check_legacy_table(lake, CFG, "reference_desk_28365", 28365, backfill=False)  # not there
+    bound = config(dataset_id=28364)  # bound, named reference_desk: the old table goes on
+    check_legacy_table(lake, bound, bound.table_name(28364), 28364, backfill=False)
 
 
 # -- 2. dates -------------------------------------------------------------------------------
