@@ -87,6 +87,10 @@ class RunPlan:
     backfill: bool = False
 
 
+class FutureWatermarkError(RuntimeError):
+    """A watermark after yesterday (set by a future to_date before they were capped)."""
+
+
 class LegacyTableError(RuntimeError):
     """A dataset whose rows an older edulake wrote to the config's shared table."""
 
@@ -136,6 +140,14 @@ def plan_run(
     before = read_watermark(lake, table, dataset_id)
     today = today or dt.date.today()
     yesterday = today - dt.timedelta(days=1)
+    if before is not None and before > yesterday:
+        # Written by an older edulake from a future to_date: every run would be "up to date".
+        raise FutureWatermarkError(
+            f"the watermark of dataset {dataset_id} (libinsight.{table}) is {before}, after "
+            f"yesterday ({yesterday}): no run would fetch anything until then. Reset it: "
+            f"python -m edulake libinsight-watermark --dataset-id {dataset_id} "
+            f"--set {yesterday - dt.timedelta(days=7)} (a day you know is complete), or --clear"
+        )
     log = logger()
     if to_date is not None and to_date > yesterday:
         log.warning(

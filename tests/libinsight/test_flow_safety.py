@@ -224,3 +224,43 @@ def test_a_quiet_dataset_is_announced_stale(tmp_path, secret_env, captured_event
     art = asyncio.run(_artifact("libinsight-summary", state.state_details.flow_run_id))
     first = art.data.splitlines()[0]
     assert f"no records for {silent} days" in first and "28364" in first
+
+
+def test_a_rename_fails_loudly_and_classifying_it_repairs_the_range(tmp_path, secret_env):
+    """Issue 13: `Comments/Notes` renamed `Notes` on an instance lacking two fields."""
+    root = str(tmp_path / "lake")
+    desk = Path(__file__).parents[2] / "edulake/specs/libinsight/reference_desk.yaml"
+    span = {"from_date": D(2023, 1, 1), "to_date": D(2023, 1, 31)}
+    with libinsight_server(omit_fields=("scans", "reformat")) as srv:
+        first = libinsight_dataset(**common(srv, root, 12345), **span)
+        assert first["drift"]["missing_fields"] == []  # expected: false, no weekly warning
+        srv.settings.rename = {"Comments/Notes": "Notes"}
+        with pytest.raises(Exception, match=r"Comments/Notes.*Notes.*aliases") as info:
+            libinsight_dataset(**common(srv, root, 12345), to_date=D(2023, 2, 28))
+        assert not any(n in str(info.value) for n in STAFF)
+        assert "Helped with JSTOR" not in str(info.value)  # names, never values
+        assert read_watermark(Lake(root), "reference_desk_12345", 12345) == D(2023, 1, 31)
+        # What the message says: classify the new field (an alias of the old one).
+        cfg = yaml.safe_load(desk.read_text())
+        for f in cfg["fields"]:
+            if f["label"] == "Comments/Notes":
+                f["aliases"] = ["Notes"]
+        path = tmp_path / "desk.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        fixed = libinsight_dataset(
+            **common(srv, root, 12345), dataset_config=str(path), to_date=D(2023, 2, 28)
+        )
+        notes = {
+            r["_id"]: r["Notes"]
+            for r in srv.records(D(2023, 1, 18), D(2023, 2, 28))
+            if r["_start_date"] and r["Notes"]
+        }
+    assert fixed["watermark_after"] == "2023-02-28" and not fixed["drift"]["errors"]
+    got = dict(
+        query(
+            root,
+            "SELECT id, comments_notes FROM libinsight.reference_desk_12345 "
+            "WHERE start_date >= '2023-01-18' AND comments_notes IS NOT NULL",
+        )
+    )
+    assert got.keys() == notes.keys()  # the renamed field fills its column again

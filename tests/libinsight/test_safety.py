@@ -18,7 +18,12 @@ from edulake.sources.libinsight.store import read_watermark, write_watermark
 from edulake.sources.libinsight.transform import transform
 from edulake.sources.libinsight.windows import Window, plan_range
 from edulake.specs import IdentifierPolicyError, load_spec, spec_from_dict
-from tasks.libinsight import LegacyTableError, check_legacy_table
+from tasks.libinsight import (
+    FutureWatermarkError,
+    LegacyTableError,
+    check_legacy_table,
+    plan_run,
+)
 
 D = dt.date
 CFG = load_dataset_config("reference_desk")
@@ -101,6 +106,17 @@ def test_a_future_to_date_is_capped_at_yesterday():
         today=D(2026, 12, 1), watermark=D(2026, 11, 20), lookback_days=0, to_date=D(2027, 6, 30)
     )
     assert window == Window(D(2026, 11, 21), D(2026, 11, 30))
+
+
+def test_a_watermark_in_the_future_fails_the_run_and_names_the_fix(lake):
+    """A lake whose watermark an older run moved to 2027: not 'up to date' for months."""
+    write_watermark(lake, "reference_desk_28364", 28364, D(2027, 6, 30), "old-run")
+    args = (lake, CFG, "reference_desk_28364", 28364, None, None, 14)
+    with pytest.raises(FutureWatermarkError, match="libinsight-watermark --dataset-id 28364"):
+        plan_run.fn(*args, today=D(2026, 12, 1))
+    write_watermark(lake, "reference_desk_28364", 28364, D(2026, 11, 20), "cli")
+    plan = plan_run.fn(*args, today=D(2026, 12, 1))
+    assert plan.window == Window(D(2026, 11, 7), D(2026, 11, 30))
 
 
 def test_the_watermark_command_sets_and_clears(tmp_path, capsys):
