@@ -190,7 +190,7 @@ def cmd_libinsight_watermark(args: argparse.Namespace) -> int:
             f"--set {args.set} is after yesterday ({yesterday}): a watermark in the future "
             "makes every run 'up to date'"
         )
-    table = load_dataset_config(args.dataset_config).table_name(args.dataset_id)
+    table = args.table or load_dataset_config(args.dataset_config).table_name(args.dataset_id)
     lake = Lake(args.lake_root, args.np_root)
     before = read_watermark(lake, table, args.dataset_id)
     if args.clear:
@@ -275,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     wm.add_argument("--dataset-id", type=int, required=True)
     wm.add_argument(
         "--dataset-config", default="reference_desk", help="the dataset's config (name or YAML)"
+    )
+    wm.add_argument(
+        "--table", help="the table's state to edit, overriding the config's (repairs only)"
     )
     wm.add_argument("--lake-root", default="./lake")
     wm.add_argument("--np-root")

@@ -25,6 +25,7 @@ from edulake.sources.libinsight.store import (
     PageLander,
     last_record_day,
     read_watermark,
+    table_datasets,
     watermark_key,
     write_watermark,
 )
@@ -120,6 +121,27 @@ def check_legacy_table(
     logger().warning("%s; this backfill fills libinsight.%s", message, table)
 
 
+class TableOwnedError(RuntimeError):
+    """A table that already holds another dataset (two configs with one name)."""
+
+
+def check_table_owner(lake: Lake, table: str, dataset_id: int) -> None:
+    """Refuse to write a table that holds another dataset (its watermark is there).
+
+    Per-dataset names make this rare, but two copies of a config bound to different
+    datasets and left with the same ``name`` would again write one table, and each run's
+    range would delete the other dataset's rows.
+    """
+    others = [d for d in table_datasets(lake, table) if d != dataset_id]
+    if others:
+        raise TableOwnedError(
+            f"libinsight.{table} already holds dataset {', '.join(map(str, others))} "
+            f"(its watermark), so dataset {dataset_id} cannot be written there: give this "
+            "dataset's config its own `name` (or drop `dataset_id` from it, for a "
+            f"{table}_<id> table)"
+        )
+
+
 @task(name="plan-range", cache_policy=NO_CACHE)
 def plan_run(
     lake: Lake,
@@ -136,6 +158,7 @@ def plan_run(
     A ``to_date`` after yesterday is capped at yesterday (and said so): the watermark
     never moves into the future.
     """
+    check_table_owner(lake, table, dataset_id)
     check_legacy_table(lake, cfg, table, dataset_id, from_date is not None)
     before = read_watermark(lake, table, dataset_id)
     today = today or dt.date.today()

@@ -90,6 +90,11 @@ def test_two_datasets_side_by_side_never_wipe_each_other(tmp_path, secret_env):
         # A config bound to 28366 refuses another dataset before anything is written.
         with pytest.raises(Exception, match=r"bound to dataset 28366.*28364"):
             libinsight_dataset(**common(s, root, 28364), dataset_config=str(instruction), **span)
+        # A copy bound to another dataset but left with the same name: refused too.
+        copy = tmp_path / "copy.yaml"
+        copy.write_text(yaml.safe_dump({**INSTRUCTION, "dataset_id": 28365}))
+        with pytest.raises(Exception, match=r"instruction_log already holds dataset 28366"):
+            libinsight_dataset(**common(s, root, 28365), dataset_config=str(copy), **span)
         assert files(tmp_path / "lake") == before
 
     assert expected[28364] != expected[28365]

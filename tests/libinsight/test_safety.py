@@ -21,7 +21,9 @@ from edulake.specs import IdentifierPolicyError, load_spec, spec_from_dict
 from tasks.libinsight import (
     FutureWatermarkError,
     LegacyTableError,
+    TableOwnedError,
     check_legacy_table,
+    check_table_owner,
     plan_run,
 )
 
@@ -96,6 +98,22 @@ def test_a_dataset_left_in_the_shared_table_is_not_silently_moved(lake):
     check_legacy_table(lake, CFG, "reference_desk_28365", 28365, backfill=False)  # not there
     bound = config(dataset_id=28364)  # bound, named reference_desk: the old table goes on
     check_legacy_table(lake, bound, bound.table_name(28364), 28364, backfill=False)
+
+
+def test_two_configs_with_one_name_cannot_share_a_table(tmp_path):
+    """Two copies of a config bound to different datasets, the name left unchanged."""
+    root = str(tmp_path / "lake")
+    lake = Lake(root)
+    write_watermark(lake, "main_desk", 28364, D(2026, 11, 1), "run-1")
+    check_table_owner(lake, "main_desk", 28364)  # its own table
+    with pytest.raises(TableOwnedError, match=r"main_desk already holds dataset 28364.*28365"):
+        check_table_owner(lake, "main_desk", 28365)
+    # The repair, when it happened anyway: the other dataset's watermark in that table.
+    write_watermark(lake, "main_desk", 28365, D(2026, 11, 1), "run-2")
+    argv = ["libinsight-watermark", "--lake-root", root, "--dataset-id", "28365"]
+    assert cli_main([*argv, "--table", "main_desk", "--clear"]) == 0
+    assert read_watermark(lake, "main_desk", 28365) is None
+    check_table_owner(lake, "main_desk", 28364)
 
 
 # -- 2. dates -------------------------------------------------------------------------------

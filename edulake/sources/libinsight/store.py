@@ -195,14 +195,16 @@ def clear_watermark(lake: Lake, table: str, dataset_id: int) -> bool:
     return True
 
 
-def find_watermarks(lake: Lake, dataset_id: int) -> list[str]:
-    """Tables holding a watermark of ``dataset_id`` (one, unless configs were switched)."""
-    name = f"watermark-{dataset_id}.json"
-    return sorted(
-        obj.key.split("/")[-2]
-        for obj in lake.list(Zone.SYSTEM, SOURCE)
-        if obj.key.endswith("/" + name) and obj.key.count("/") == 2
-    )
+def table_datasets(lake: Lake, table: str) -> list[int]:
+    """The dataset ids with a watermark in a table's state (the datasets it holds)."""
+    out = []
+    for obj in lake.list(Zone.SYSTEM, _state_key(table, "")):
+        name = obj.key.rsplit("/", 1)[-1]
+        if name.startswith("watermark-") and name.endswith(".json"):
+            number = name[len("watermark-") : -len(".json")]
+            if number.isdigit():
+                out.append(int(number))
+    return sorted(out)
 
 
 def read_schema_state(lake: Lake, table: str) -> SchemaState:
