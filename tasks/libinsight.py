@@ -226,14 +226,20 @@ def drift_artifact(rows: list[dict[str, str]]) -> None:
     )
 
 
-def held_artifact(held: dict[str, int], hints: list[str]) -> None:
-    """Fields held back: their names, counts and how to classify them (never values)."""
+def held_artifact(held: dict[str, int], since: dict[str, str], hints: list[str]) -> None:
+    """Fields held back: names, counts, first day, how to classify them (never values)."""
     rows = [
-        {"field": label, "records": n, "classify": hint.split(": ", 1)[1]}
+        {
+            "field": label,
+            "records": n,
+            "first record": since.get(label, ""),
+            "classify": hint.split(": ", 1)[1],
+        }
         for (label, n), hint in zip(held.items(), hints, strict=True)
     ]
     create_table_artifact(
-        rows or [{"field": "-", "records": 0, "classify": "no field held back"}],
+        rows
+        or [{"field": "-", "records": 0, "first record": "", "classify": "no field held back"}],
         key="libinsight-held-fields",
         description="Unknown fields held back (kept in stage1np only) until the config classifies them",
     )
@@ -269,7 +275,7 @@ def process_pages(
             log.error("schema drift in libinsight.%s: %s", table, error)
         drift_artifact([{"kind": "drift error", "field": "-", "detail": e} for e in exc.errors])
         raise
-    log_held(result.drift.held_fields, result.drift.hints)
+    log_held(result.drift.held_fields, result.drift.held_since, result.drift.hints)
     log.info(
         "%d records -> %d rows in %d month(s); export %s (%d rows)",
         result.records,
@@ -296,14 +302,16 @@ def process_pages(
     return result
 
 
-def log_held(held: dict[str, int], hints: list[str]) -> None:
+def log_held(held: dict[str, int], since: dict[str, str], hints: list[str]) -> None:
     """One WARNING per held field: its name, how many records, a one-line classification."""
     for (label, n), hint in zip(held.items(), hints, strict=True):
         logger().warning(
-            "field %r held back: in %d records, kept in stage1np only, not written to stage2p "
-            "until the dataset config classifies it. %s",
+            "field %r held back: in %d records (the first on %s), kept in stage1np only, not "
+            "written to stage2p until the dataset config classifies it. %s; then backfill "
+            "from that day (from_date) to fill it in",
             label,
             n,
+            since.get(label) or "?",
             hint.split(": ", 1)[1],
         )
 
@@ -407,7 +415,11 @@ def report_run(
     drift_rows = processed.drift.rows() if processed else []
     drift_artifact(drift_rows)
     held = processed.drift.held_fields if processed else {}
-    held_artifact(held, processed.drift.hints if processed else [])
+    held_artifact(
+        held,
+        processed.drift.held_since if processed else {},
+        processed.drift.hints if processed else [],
+    )
     stale = staleness.payload(dataset_id) if staleness and staleness.stale else None
     summary: dict[str, Any] = {
         "dataset_id": dataset_id,

@@ -211,6 +211,7 @@ def test_unknown_fields_are_held_back_by_default(pseudonymizer):
     result = transform(recs, CFG, None, pseudonymizer)
     assert CFG.unknown_fields == "hold"
     assert result.held == {"Entered By": 3, "Room": 1}
+    assert result.drift.held_since == {"Entered By": "2023-01-05", "Room": "2023-01-05"}
     assert "entered_by_2" not in result.table.column_names
     assert "room" not in result.table.column_names
     assert STAFF not in json.dumps(result.table.to_pylist(), default=str)

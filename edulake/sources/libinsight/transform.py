@@ -101,6 +101,7 @@ class DriftReport:
     dropped_rows: dict[str, int] = field(default_factory=dict)
     duplicate_records: int = 0  # records replaced by a later one with the same id
     held_fields: dict[str, int] = field(default_factory=dict)  # label -> records holding it
+    held_since: dict[str, str] = field(default_factory=dict)  # label -> first record's day
     hints: list[str] = field(default_factory=list)  # one line per held field: how to classify
     errors: list[str] = field(default_factory=list)  # drift that fails the run by default
 
@@ -118,7 +119,8 @@ class DriftReport:
             {
                 "kind": "held back",
                 "field": label,
-                "detail": f"in {n} records; kept in stage1np only until the config classifies it",
+                "detail": f"in {n} records (first {self.held_since.get(label) or '?'}); "
+                "kept in stage1np only until the config classifies it",
             }
             for label, n in self.held_fields.items()
         ]
@@ -478,7 +480,10 @@ def _plan_columns(
                 drift.new_fields.append({"label": label, "column": "(ignored)", "type": "-"})
                 continue
             if cfg.unknown_fields == "hold" or identifier:
-                drift.held_fields[label] = sum(1 for r in records if label in r)
+                holding = [r for r in records if label in r]
+                drift.held_fields[label] = len(holding)
+                days = [d[:10] for r in holding if isinstance(d := r.get(cfg.date_field), str)]
+                drift.held_since[label] = min((d for d in days if d.strip()), default="")
                 drift.hints.append(classify_hint(label))
                 if known is None:
                     drift.new_fields.append({"label": label, "column": "(held back)", "type": "-"})
