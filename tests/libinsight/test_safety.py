@@ -283,3 +283,23 @@ def test_a_clever_spec_keeping_an_identifier_fails_to_load():
             c["op"] = "keep"
     with pytest.raises(IdentifierPolicyError, match="sis_id"):
         spec_from_dict(spec)
+
+
+def test_the_audit_finds_names_an_older_add_wrote_from_a_renamed_field(tmp_path):
+    """Lakes built under the old `unknown_fields: add` default: `Entered By` in clear."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from edulake.privacy.audit import audit
+
+    lake = Lake(str(tmp_path / "lake"), np_root=str(tmp_path / "np"))
+    page = {"type": "success", "payload": {"records": [renamed(1, "_entered_by", "Entered By")]}}
+    key = "libinsight/dataset-12345/landed=2024-01-02/2024-01-01_2024-01-01/page-00001.json"
+    lake.write_bytes(Zone.STAGE1NP, key, json.dumps(page).encode())
+    assert audit(lake).findings == []
+    old = pa.table({"id": [1], "entered_by_2": [STAFF]})
+    month = "libinsight/reference_desk_12345/month=2024-01/part-0.parquet"
+    with lake.atomic_write(Zone.STAGE2P, month) as f:
+        pq.write_table(old, f)
+    (hit,) = audit(lake).findings
+    assert "reference_desk_12345" in hit.location and STAFF not in json.dumps(hit.__dict__)
