@@ -7,7 +7,10 @@ Records are realistic and deterministic (same seed, same records) and carry the 
 quirks: single choices as one-element arrays, multi-selects, numbers as strings, newlines
 and mojibake in free text, an occasional record without ``_start_date``.
 
-Switches (attributes of :class:`ServerSettings`, changeable while running) inject
+Several datasets (``dataset_ids``; ``profiles`` gives a dataset other fields: the
+``instruction`` profile is an instruction log), fields an instance lacks (``omit_fields``)
+and a dataset that went quiet (``quiet_after``) model an instance as it is. Switches
+(attributes of :class:`ServerSettings`, changeable while running) inject
 latency, 429 bursts with ``Retry-After``, 500 bursts, token expiry (by time or after N
 uses, as a 401 or as an error envelope), ``type: error`` with HTTP 200, renamed fields and
 late edits, and bad bodies (``bad_pages``: HTML with HTTP 200, truncated JSON, a missing
@@ -577,8 +580,11 @@ def main(argv: list[str] | None = None) -> None:
         if kind not in BAD_BODIES or not number.isdigit():
             p.error(f"--bad-page {item}: expected N=KIND, KIND one of {', '.join(BAD_BODIES)}")
         bad_pages[int(number)] = kind
+    instruction = DEMO_DATASET_ID + 1  # a second dataset with fields of its own
     settings = ServerSettings(
         client_secret=os.environ.get("EDULAKE_LIBINSIGHT_CLIENT_SECRET", DEMO_CLIENT_SECRET),
+        dataset_ids=(DEMO_DATASET_ID, instruction),
+        profiles={instruction: "instruction"},
         latency_s=args.latency_ms / 1000,
         page_size=args.page_size,
         records_per_day=args.records_per_day,
@@ -590,7 +596,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     server = LibInsightServer(settings, args.host, args.port)
     print(
-        f"LibInsight-compatible server on {server.base_url} (dataset {DEMO_DATASET_ID}, "
+        f"LibInsight-compatible server on {server.base_url} (datasets {DEMO_DATASET_ID}: "
+        f"reference desk, {instruction}: instruction log; "
         f"client id {settings.client_id!r}; the client secret is the demo one unless "
         "EDULAKE_LIBINSIGHT_CLIENT_SECRET is set)",
         flush=True,
