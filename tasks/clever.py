@@ -173,9 +173,7 @@ def check_report_freshness(
         for warning in report.warnings:
             log.warning("freshness: %s: %s", report.report, warning)
         if report.needs_event:
-            emit_source_stale(
-                SOURCE, f"edulake.source.{SOURCE}.{report.report}", report.event_payload()
-            )
+            emit_source_stale(SOURCE, report.report or "reports", report.event_payload())
     return fresh
 
 

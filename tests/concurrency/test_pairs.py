@@ -297,7 +297,7 @@ def libinsight_state(lake_root: str, np_root: str) -> dict[str, object]:
     return {
         "tables": tables,
         "catalog": catalog_fingerprint(lake_root, np_root),
-        "watermark": read_watermark(lake, "reference_desk", 12345),
+        "watermark": read_watermark(lake, "reference_desk_12345", 12345),
     }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prefect.events import emit_event
 from prefect.events.actions import SendNotification
 from prefect.events.clients import AssertingEventsClient
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
@@ -48,8 +49,9 @@ def test_it_fires_on_the_clever_event_and_renders(captured_events) -> None:
     today = dt.date(2026, 12, 1)
     old = dt.date(2022, 1, 5)
     report = check_freshness([old], [old], today, report="daily-participation")
-    emit_source_stale("clever", "edulake.source.clever.daily-participation", report.event_payload())
-    emit_source_stale("clever", "edulake.table.clever.x", {})  # not a source resource
+    emit_source_stale("clever", "daily-participation", report.event_payload())
+    # not a source resource: the automation must not fire on it
+    emit_event(event=SOURCE_STALE, resource={"prefect.resource.id": "edulake.table.clever.x"})
     captured_events.drain()
     assert AssertingEventsClient.last is not None
     events = [e for e in AssertingEventsClient.last.events if e.event == SOURCE_STALE]
