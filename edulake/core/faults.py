@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections import Counter
 
 ENV = "EDULAKE_CRASH_AT"
@@ -31,3 +32,23 @@ def crashpoint(name: str) -> None:
         hit = _hits[name]
     if hit == int(nth or 1):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+PAUSE_ENV = (
+    "EDULAKE_PAUSE_AT"  # "<point>[,<point>...]"; EDULAKE_PAUSE_DIR: folder for the handshake files
+)
+
+
+def pausepoint(name: str) -> None:
+    """Hold here until a test releases us: writes <dir>/<name>.reached, waits for <dir>/<name>.release."""
+    wanted = os.environ.get(PAUSE_ENV)
+    if not wanted or name not in wanted.split(","):
+        return
+    folder = os.environ["EDULAKE_PAUSE_DIR"]
+    open(os.path.join(folder, f"{name}.reached"), "w").close()
+    release = os.path.join(folder, f"{name}.release")
+    deadline = time.monotonic() + 600
+    while not os.path.exists(release):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"pause point {name} was never released")
+        time.sleep(0.02)
