@@ -10,7 +10,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from edulake.catalog import open_catalog
+from edulake.catalog import open_catalog, publish_all
 from edulake.catalog.duckdb import connect as connect_catalog
 from edulake.core.lake import Lake, Zone
 from edulake.privacy.keys import KeyRotationInProgress, key_record_key, recorded_key_id
@@ -33,14 +33,12 @@ def _src(tmp_path) -> str:
 
 
 def _publish(lake: Lake, key_id: str, full: bool = True) -> None:
+    """Publish the Clever tables (``full``: rebuild them, as after a rotation)."""
     cat = open_catalog("duckdb", lake)
     try:
-        changed = pipeline.unpublished(lake)
-        for table, inc in pipeline.catalog_tables(lake, key_id):
-            cat.publish(table, None if full or not inc else changed.get(table.name, []))
+        publish_all(cat, pipeline.catalog_tables(lake, key_id), rebuild=full)
     finally:
         cat.close()
-    pipeline.mark_published(lake)
 
 
 def test_key_id_recorded_with_every_table(tmp_path, lake, pseudonymizer):
