@@ -17,7 +17,7 @@ untouched and a temp file, which the next publish removes.
 
 **Self-healing.** Each file records what it holds: per table, the Parquet files (key,
 size, mtime) it loaded for each partition and each partition's row count and content
-hash (``edulake.manifest``, ``edulake.manifest_partitions``, ``edulake.manifest_tables``
+hash (``edulake_meta.manifest``, ``manifest_partitions``, ``manifest_tables``
 in the same file as the table). Publishing lists the table's files in the lake (a
 listing, no data scan), counts and hashes the catalog's partitions, and replaces exactly
 the partitions that differ; a table whose definition changed, or that has no manifest,
@@ -93,7 +93,7 @@ def np_catalog_dir(path: str, lake: Lake) -> str:
 
 MEMORY_LIMIT = "512MB"
 SWAP_SUFFIX = ".swap"
-META = "edulake"  # the schema of the manifest tables, in every catalog file
+META = "edulake_meta"  # the schema of the manifest tables, in every catalog file
 _NONE = (0, "0")  # (rows, content hash) of a partition that holds nothing
 
 
