@@ -55,7 +55,8 @@ def db_path(base: str) -> str:
 
 
 def np_dir(base: str) -> str:
-    return f"{base}/np/catalog"
+    """The protected catalog files: under the np root, or beside the main file (one root)."""
+    return f"{base}/np/catalog" if os.path.isdir(f"{base}/np") else f"{base}/lake/catalog"
 
 
 def catalog_state(base: str) -> dict[str, tuple[int, str]]:

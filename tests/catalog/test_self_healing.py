@@ -68,6 +68,7 @@ def test_overlapping_runs_never_clear_each_others_pending_work(day1_source, full
         ["publish.committed:1"],
         ["publish.committed:2"],
         ["publish.transaction:2", "publish.committed:1"],
+        ["publish.swapped:1"],  # the protected file swapped in, the main file not
     ],
 )
 def test_a_killed_publish_is_repaired_by_a_run_with_nothing_new(
