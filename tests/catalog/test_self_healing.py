@@ -70,6 +70,7 @@ def test_overlapping_runs_never_clear_each_others_pending_work(day1_source, full
         ["publish.transaction:2", "publish.committed:1"],
         ["publish.swapped:1"],  # the protected file swapped in, the main file not
     ],
+    ids="+".join,
 )
 def test_a_killed_publish_is_repaired_by_a_run_with_nothing_new(
     day1_source, full_source, tmp_path, points
