@@ -103,9 +103,18 @@ def _tamper(base: str, sql: str) -> None:
         "DELETE FROM clever.resource_usage WHERE num_access > 2",
         "DELETE FROM clever_np.sis_id_lookup WHERE value < '5'",
         "INSERT INTO clever.daily_participation SELECT * FROM clever.daily_participation LIMIT 3",
+        "UPDATE clever.daily_participation SET num_logins = num_logins + 1 "
+        "WHERE date = DATE '2022-01-05'",
         "DROP TABLE clever.resource_usage",
     ],
-    ids=["partition-rows", "rows-across-partitions", "lookup-rows", "extra-rows", "table"],
+    ids=[
+        "partition-rows",
+        "rows-across-partitions",
+        "lookup-rows",
+        "extra-rows",
+        "changed-values",
+        "table",
+    ],
 )
 def test_a_tampered_catalog_table_is_restored(full_source, tmp_path, sql):
     base = str(tmp_path / "run")
