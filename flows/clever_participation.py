@@ -109,14 +109,11 @@ def clever_participation(
         pausepoint("clever.processed")
         cat = make_catalog(lake, catalog)
         try:
-            tables = [
-                (table, processed.changed.get(table.name, []) if incremental else None)
-                for table, incremental in pipeline.catalog_tables(lake, key.key_id)
-            ]
+            # the catalog catches up with the lake, whatever earlier runs left undone
+            tables = pipeline.catalog_tables(lake, key.key_id)
             published = publish_tables(cat, tables, views_for="clever")
         finally:
             cat.close()
-        pipeline.mark_published(lake)
         changed = sorted(t for t, parts in processed.changed.items() if parts)
         if changed:
             # After commit and publish: deployment triggers may react to it.

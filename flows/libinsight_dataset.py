@@ -118,7 +118,7 @@ def libinsight_dataset(
                 table = CatalogTable.from_spec(
                     lake, processed.spec, {"key_id": key.key_id, "source": "LibInsight"}
                 )
-                published = results_rows(publish_tables(cat, [(table, sorted(processed.months))]))
+                published = results_rows(publish_tables(cat, [table]))
             finally:
                 cat.close()
             if processed.months:

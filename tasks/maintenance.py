@@ -74,17 +74,11 @@ def finish(lake: Lake, key: PseudonymKey) -> None:
 
 
 def republish(catalog: Catalog, lake: Lake, key_id: str, full: bool) -> list[object]:
-    """Publish what is unpublished (or everything), then forget the unpublished marks."""
+    """Bring the catalog up to date with the lake (``full``: rebuild every table)."""
     from tasks.publish import publish_tables
 
-    changed = pipeline.unpublished(lake)
-    tables = [
-        (table, None if full or not incremental else changed.get(table.name, []))
-        for table, incremental in pipeline.catalog_tables(lake, key_id)
-    ]
-    results = publish_tables(catalog, tables, views_for="clever")
-    pipeline.mark_published(lake)
-    return list(results)
+    tables = pipeline.catalog_tables(lake, key_id)
+    return list(publish_tables(catalog, tables, views_for="clever", rebuild=full))
 
 
 class ForgetIncomplete(RuntimeError):

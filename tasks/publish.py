@@ -7,27 +7,33 @@ from dataclasses import asdict
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from edulake.catalog import Catalog, CatalogTable, PublishResult
+from edulake.catalog import Catalog, CatalogTable, PublishResult, publish_all
 from tasks.common import logger
 
 
 @task(name="publish-tables", retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE)
 def publish_tables(
     catalog: Catalog,
-    tables: list[tuple[CatalogTable, list[str] | None]],
+    tables: list[CatalogTable],
     views_for: str | None = None,
+    rebuild: bool = False,
 ) -> list[PublishResult]:
-    """Publish tables (only the given partitions when a list is given), then the views."""
+    """Make the catalog's tables match the lake, then the views, in one go.
+
+    What to publish is not passed in: the catalog compares what it holds with the lake
+    (DuckDB: its manifest of loaded files), so work a crashed or overlapping run left
+    undone is done here. ``rebuild``: every table in full (key rotation).
+    """
     log = logger()
-    results = []
-    for table, partitions in tables:
-        result = catalog.publish(table, partitions)
+    results, views = publish_all(catalog, tables, views_for, rebuild)
+    for result in results:
         log.info(
-            "published %s.%s: %s (%s rows)%s",
+            "published %s.%s: %s (%s rows, %s partition(s) replaced)%s",
             result.database,
             result.table,
             result.action,
             result.rows,
+            result.partitions,
             f"; schema changes: {', '.join(result.schema_changes)}"
             if result.schema_changes
             else "",
@@ -39,9 +45,15 @@ def publish_tables(
                 result.table,
                 "; ".join(result.schema_changes),
             )
-        results.append(result)
+    stats = getattr(catalog, "stats", None)
+    if stats is not None and stats.files:
+        log.info(
+            "catalog copy and swap: %d file(s), %d bytes copied in %.2f s",
+            stats.files,
+            stats.bytes_copied,
+            stats.copy_seconds,
+        )
     if views_for:
-        views = catalog.create_views(views_for)
         log.info("views: %s", ", ".join(views) or "none")
     return results
 

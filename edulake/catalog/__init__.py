@@ -7,6 +7,8 @@ several renderers: an embedded DuckDB database (default) and AWS Glue/Athena.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -79,7 +81,21 @@ class Catalog(ABC):
 
     @abstractmethod
     def publish(self, table: CatalogTable, partitions: list[str] | None = None) -> PublishResult:
-        """Create or update a table. ``partitions``: values whose data changed (None: all)."""
+        """Make the catalog's table match the lake.
+
+        ``partitions`` is a hint at most (values the caller knows changed): the DuckDB
+        catalog ignores it (its manifest knows what it holds); Glue, which holds only the
+        table definition, uses it to extend partition projection without listing the lake
+        (None: it lists the lake). Publishing never depends on what an earlier run did.
+        """
+
+    @contextmanager
+    def session(self, rebuild: bool = False) -> Iterator[None]:
+        """Publish several tables and views in one go (DuckDB: one copy and swap per file).
+
+        ``rebuild``: rebuild every table in full (after a key rotation).
+        """
+        yield
 
     @abstractmethod
     def create_views(self, source: str) -> list[str]:
@@ -91,6 +107,19 @@ class Catalog(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+def publish_all(
+    catalog: Catalog,
+    tables: list[CatalogTable],
+    views_for: str | None = None,
+    rebuild: bool = False,
+) -> tuple[list[PublishResult], list[str]]:
+    """Publish tables, then the source's views, in one session; (results, view names)."""
+    with catalog.session(rebuild=rebuild):
+        results = [catalog.publish(t) for t in tables]
+        views = catalog.create_views(views_for) if views_for else []
+    return results, views
 
 
 def open_catalog(kind: str, lake: Lake, duckdb_path: str | None = None, **glue: str) -> Catalog:

@@ -11,7 +11,7 @@ clever_user_id on the same rows), then:
    is repaired by re-running, and so processing drops their rows from every file landed
    or reprocessed later (a re-delivered report or a key rotation never resurrects them);
 2. every stage2p file holding their rows is rewritten without them (atomically, same
-   key; a file left empty is deleted) and the partitions are marked unpublished;
+   key; a file left empty is deleted); the next publish sees the changed files;
 3. their rows are removed from the lookups and from quarantine files.
 
 stage1np keeps the raw files unchanged: they are the legal record of what was received
@@ -239,8 +239,6 @@ def _rewrite_stage2p(
     result: ForgetResult,
 ) -> None:
     """Rewrite every stage2p file holding matching rows without them (atomic per file)."""
-    from edulake.sources.clever.pipeline import mark_unpublished  # Clever-only for now
-
     changed: dict[str, set[str]] = {}
     for spec, key in _tables(lake, source, specs):
         table = _read(lake, key)
@@ -261,7 +259,6 @@ def _rewrite_stage2p(
                 pq.write_table(kept, out, compression="zstd")
             result.files_rewritten += 1
     result.changed = {t: sorted(p) for t, p in changed.items()}
-    mark_unpublished(lake, result.changed)
 
 
 def _scrub_quarantine(lake: Lake, source: str, values: set[str]) -> int:

@@ -3,7 +3,7 @@
 python -m tests.reliability.crash_runner SRC LAKE NP_ROOT [LANDING_DATE]
 
 The same plain functions in the same order as ``flows/clever_participation.py``
-(discover -> land -> process -> publish -> mark published), without a Prefect server so
+(discover -> land -> process -> publish), without a Prefect server so
 that a SIGKILL leaves no orphaned server behind and each run takes about a second.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 
-from edulake.catalog import open_catalog
+from edulake.catalog import open_catalog, publish_all
 from edulake.connectors.files import FolderSource
 from edulake.core.lake import Lake
 from edulake.privacy.pseudonym import Pseudonymizer
@@ -35,12 +35,9 @@ def main(src_dir: str, root: str, np_root: str, landing_date: str | None = None)
     )
     cat = open_catalog("duckdb", lake)
     try:
-        for table, incremental in pipeline.catalog_tables(lake, KEY.key_id):
-            cat.publish(table, processed.changed.get(table.name, []) if incremental else None)
-        cat.create_views("clever")
+        publish_all(cat, pipeline.catalog_tables(lake, KEY.key_id), views_for="clever")
     finally:
         cat.close()
-    pipeline.mark_published(lake)
     return 1 if processed.failed else 0
 
 

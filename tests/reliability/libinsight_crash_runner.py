@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 
-from edulake.catalog import CatalogTable, open_catalog
+from edulake.catalog import CatalogTable, open_catalog, publish_all
 from edulake.core.lake import Lake
 from edulake.demo.libinsight_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from edulake.privacy.pseudonym import Pseudonymizer
@@ -42,7 +42,7 @@ def main(base_url: str, root: str, np_root: str, start: str, end: str) -> int:
         table = CatalogTable.from_spec(
             lake, processed.spec, {"key_id": KEY.key_id, "source": "LibInsight"}
         )
-        cat.publish(table, sorted(processed.months))
+        publish_all(cat, [table])
     finally:
         cat.close()
     write_watermark(lake, cfg.name, DATASET, window.end, None)

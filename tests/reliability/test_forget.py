@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from edulake.catalog import open_catalog, publish_all
 from edulake.catalog.duckdb import connect as connect_catalog
 from edulake.core.lake import Lake, Zone
 from edulake.privacy.forget import forget, read_suppressed
@@ -67,12 +68,19 @@ def test_forget_by_sis_id_removes_the_person_everywhere(tmp_path, lake, pseudony
     assert "1001" not in read_lookup(lake, "clever", "sis_id")["value"].to_pylist()
     assert "c001" not in read_lookup(lake, "clever", "clever_user_id")["value"].to_pylist()
     assert lake.list(Zone.QUARANTINE) == []  # its only bad row was theirs
-    # the catalog follows once republished (the partitions were marked unpublished)
-    assert pipeline.unpublished(lake) == {
+    # the catalog follows once republished: the partitions whose files changed
+    assert result.changed == {
         "daily_participation": ["2022-01-03", "2022-01-04"],
         "resource_usage": ["2022-01-03"],
     }
-    _publish(lake, KEY.key_id, full=False)
+    cat = open_catalog("duckdb", lake)
+    try:
+        published, _ = publish_all(cat, pipeline.catalog_tables(lake, KEY.key_id))
+    finally:
+        cat.close()
+    replaced = {r.table: (r.action, r.partitions) for r in published}
+    assert replaced["daily_participation"] == ("replaced-partitions", 2)
+    assert replaced["resource_usage"] == ("replaced-partitions", 1)
     con = connect_catalog(
         str(tmp_path / "lake/catalog/edulake.duckdb"), np_dir=str(tmp_path / "np/catalog")
     )

@@ -247,9 +247,10 @@ def process_pending(
 ) -> ProcessingResult:
     """Process landed files, merge the identity lookups, then record what was processed.
 
-    Refuses (before writing anything) a key that differs from the lake's. The partitions
-    changed are remembered as *unpublished* before the processed records are written, so
-    a run killed before publishing has them published by the next run.
+    Refuses (before writing anything) a key that differs from the lake's. ``changed``
+    (the partitions this run wrote or removed) is for reports and events only: publishing
+    compares the catalog with the lake itself, so nothing needs to be remembered for a
+    run killed before publishing.
     """
     if check_key:
         ensure_key(lake, SOURCE, pseudonymizer.key_id)
@@ -284,9 +285,7 @@ def process_pending(
         for col, t in trackers.items()
     }
     crashpoint("process.lookups_merged")
-    changed: dict[str, set[str]] = {
-        t: set(p) for t, p in unpublished(lake).items()
-    }  # left by a run that died before publishing
+    changed: dict[str, set[str]] = {}
     done = []
     for entry, res in zip(entries, results, strict=True):
         if res.status not in ("processed", "empty"):
@@ -297,8 +296,6 @@ def process_pending(
         if previous:
             parts.update(_partitions_of(previous.get("outputs", [])))
         done.append((entry, res, previous))
-    if any(changed.values()):
-        lake.write_json(Zone.SYSTEM, UNPUBLISHED, {t: sorted(p) for t, p in changed.items()})
     stale = 0
     for entry, res, previous in done:
         stale += remove_stale_outputs(lake, previous, res)
@@ -310,30 +307,6 @@ def process_pending(
         }
         lake.write_json(Zone.SYSTEM, processed_key(entry.name, entry.sha256), record)
     return ProcessingResult(results, {t: sorted(p) for t, p in changed.items()}, lookups, stale)
-
-
-UNPUBLISHED = f"publish/{SOURCE}/unpublished.json"
-
-
-def unpublished(lake: Lake) -> dict[str, list[str]]:
-    """Partitions processed but not yet published (by a run that died before publishing)."""
-    if not lake.exists(Zone.SYSTEM, UNPUBLISHED):
-        return {}
-    return {str(t): list(p) for t, p in lake.read_json(Zone.SYSTEM, UNPUBLISHED).items()}
-
-
-def mark_unpublished(lake: Lake, changed: dict[str, list[str]]) -> None:
-    """Add partitions to publish (merged with any left by an earlier run)."""
-    merged = {t: set(p) for t, p in unpublished(lake).items()}
-    for table, parts in changed.items():
-        merged.setdefault(table, set()).update(parts)
-    if any(merged.values()):
-        lake.write_json(Zone.SYSTEM, UNPUBLISHED, {t: sorted(p) for t, p in merged.items()})
-
-
-def mark_published(lake: Lake) -> None:
-    """Forget the unpublished partitions: call after every table was published."""
-    lake.delete(Zone.SYSTEM, UNPUBLISHED)
 
 
 # Arrow's allocator keeps freed blocks for reuse, and with several threads it keeps a lot.
@@ -381,10 +354,10 @@ def _partitions_of(keys: list[str]) -> set[str]:
     return out
 
 
-def catalog_tables(lake: Lake, key_id: str) -> list[tuple[CatalogTable, bool]]:
-    """The Clever tables to publish: (table, partitioned-incrementally) pairs."""
+def catalog_tables(lake: Lake, key_id: str) -> list[CatalogTable]:
+    """The Clever tables to publish: the stage2p tables, then the stage2np lookups."""
     props = {"key_id": key_id, "source": SOURCE}
-    out = [(CatalogTable.from_spec(lake, s, props), True) for s in specs().values()]
+    out = [CatalogTable.from_spec(lake, s, props) for s in specs().values()]
     for col in sorted({c.name for s in specs().values() for c in s.lookup_columns}):
-        out.append((lookup_catalog_table(lake, SOURCE, col, key_id), False))
+        out.append(lookup_catalog_table(lake, SOURCE, col, key_id))
     return out
