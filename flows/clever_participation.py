@@ -9,6 +9,7 @@ from prefect import flow
 
 from edulake.core.settings import get_settings
 from edulake.sources.clever import pipeline
+from tasks.audit import audit_before_publish
 from tasks.clever import (
     check_report_freshness,
     discover_reports,
@@ -80,6 +81,8 @@ def clever_participation(
         check_report_freshness(lake, found, max_report_age_days) if source != "testdata" else None
     )
     processed = pseudonymize_reports(lake, key, report_from, report_to, share)
+    # A raw id where analysts could read it fails the run here, unpublished (tasks/audit.py).
+    audit_before_publish(lake, processed)
     cat = make_catalog(lake, catalog)
     try:
         tables = [

@@ -12,14 +12,20 @@ from prefect.runtime import flow_run
 
 from edulake.connectors.files import FileSource, FolderSource
 from edulake.connectors.sftp import is_retryable
-from edulake.core.lake import Lake
+from edulake.core.lake import Lake, StorageUnavailableError
 from edulake.core.landing import LandingResult, Ledger, SourceFile, summarize
-from edulake.privacy.pseudonym import Pseudonymizer, PseudonymKey
+from edulake.privacy.keys import KeyRotationInProgress
+from edulake.privacy.lookup import KeyMismatchError
+from edulake.privacy.pseudonym import MissingKeyError, Pseudonymizer, PseudonymKey
+from edulake.privacy.scrub import mark_safe, scrubbed
 from edulake.sources.clever import pipeline
 from edulake.sources.clever.freshness import FreshnessReport, check_freshness
 from edulake.sources.clever.names import ReportName, parse_report_name
 from edulake.sources.clever.process import SOURCE
 from tasks.common import explain_storage_errors, logger
+
+# Messages built by edulake from key ids, lake names and settings only: shown as is.
+mark_safe(KeyMismatchError, KeyRotationInProgress, MissingKeyError, StorageUnavailableError)
 
 
 def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -149,6 +155,7 @@ def check_report_freshness(
 
 
 @task(name="pseudonymize-reports", retries=1, retry_delay_seconds=30, cache_policy=NO_CACHE)
+@scrubbed  # whatever leaves this task (logs, state message, pickled result) holds no row data
 @explain_storage_errors
 def pseudonymize_reports(
     lake: Lake,

@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     max_quarantine_share: float = Field(
         0.01, description="A file fails when more than this share of its rows is quarantined."
     )
+    max_quarantine_rows_floor: int = Field(
+        10,
+        description="A file of fewer than 1,000 rows may have up to this many quarantined "
+        "rows whatever max_quarantine_share says.",
+    )
 
 
 def get_settings() -> Settings:

@@ -24,13 +24,21 @@ name the location and a salted fingerprint of the id, never the id itself.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import bz2
+import contextlib
 import csv
+import gzip
 import hashlib
 import io
+import itertools
 import json
+import lzma
 import os
 import re
 import secrets
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -41,7 +49,9 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from edulake.core.csvproc import compression_of
 from edulake.core.lake import TMP_DIR, Lake, Zone
+from edulake.privacy.identifiers import is_identifier_name
 from edulake.sources.libinsight.config import DatasetConfig, load_dataset_config
 from edulake.specs import PiiOp, TableSpec, load_spec
 
@@ -126,6 +136,14 @@ class Auditor:
         for value in self.matches(data):
             self._found(location, detail, value)
 
+    def scan_blob(self, location: str, data: bytes) -> None:
+        """Bytes that may hide text: as is, every base64 run
+        decoded (Prefect's result records hold pickles in base64), and any zlib, gzip,
+        bz2 or lzma payload found that way opened (compressed serializers)."""
+        self.scan_bytes(location, data, "raw bytes")
+        for blob in _hidden_payloads(data):
+            self.scan_bytes(location, blob, "inside an encoded payload")
+
     def scan_text(self, location: str, text: str, detail: str = "text") -> None:
         self.scan_bytes(location, text.encode("utf-8", "replace"), detail)
 
@@ -203,10 +221,39 @@ class Auditor:
             con.close()
 
 
+_B64_RUN = re.compile(rb"[A-Za-z0-9+/_-]{16,}={0,2}")
+_HEX_RUN = re.compile(rb"(?:[0-9a-fA-F]{2}){8,}")
+_OPENERS = (zlib.decompress, gzip.decompress, bz2.decompress, lzma.decompress)
+
+
+def _hidden_payloads(data: bytes, depth: int = 2) -> list[bytes]:
+    """What base64 and hex runs in ``data`` decode to, and compressed payloads opened."""
+    out: list[bytes] = []
+    for m in _B64_RUN.finditer(data):
+        run = m.group()
+        try:
+            raw = base64.b64decode(
+                run + b"=" * (-len(run) % 4), altchars=b"-_" if b"-" in run or b"_" in run else None
+            )
+        except (binascii.Error, ValueError):
+            continue
+        out.append(raw)
+        for open_ in _OPENERS:
+            with contextlib.suppress(Exception):  # not this compression
+                out.append(open_(raw))
+    for m in _HEX_RUN.finditer(data):
+        out.append(bytes.fromhex(m.group().decode()))
+    if depth > 1:
+        out += [inner for blob in list(out) for inner in _hidden_payloads(blob, depth - 1)]
+    return out
+
+
 def raw_identifiers(lake: Lake, dataset_configs: Iterable[DatasetConfig] = ()) -> set[str]:
     """Every non-blank raw value of a pseudonymized or masked field in stage1np.
 
-    Clever: the hashed columns of the stage1np CSVs of known sources. LibInsight: the
+    CSVs (Clever, or any other ``.csv`` landed): the values of the columns the spec
+    protects and of every column named like an identifier, and the header cells that
+    are not column names (see :func:`_ids_in_csv`). LibInsight: the
     hashed or masked fields of the records of every landed page, read with the configs
     that apply to its dataset (see :func:`libinsight_configs`); ``dataset_configs`` adds
     configs that are not bundled (a YAML path given to the flow).
@@ -216,16 +263,28 @@ def raw_identifiers(lake: Lake, dataset_configs: Iterable[DatasetConfig] = ()) -
     occur legitimately everywhere); a personal field is configured ``hash`` or ``mask``.
     """
     ids: set[str] = set()
-    for source, folders in SOURCES.items():
-        for obj in lake.list(Zone.STAGE1NP, source):
-            parts = obj.key.split("/")
-            table = folders.get(parts[1]) if len(parts) > 1 else None
-            if table is None:
-                continue
-            spec = load_spec(source, table)
-            ids |= _ids_in_csv(lake.read_bytes(Zone.STAGE1NP, obj.key), spec)
+    for obj in lake.list(Zone.STAGE1NP):
+        ids |= stage1np_csv_ids(lake, obj.key)
     ids |= _libinsight_ids(lake, libinsight_configs(lake, dataset_configs))
     return ids
+
+
+def stage1np_csv_ids(lake: Lake, key: str) -> set[str]:
+    """The raw identifiers of one stage1np file if it is a CSV (see :func:`_ids_in_csv`).
+
+    Files of a known source folder are read with its spec (its protected columns, its
+    column order for a headerless file); any other ``.csv`` (``.csv.gz``) file is read
+    by its header names alone.
+    """
+    parts = key.split("/")
+    if parts[0] == LIBINSIGHT:
+        return set()  # JSON pages: _libinsight_ids
+    folders = SOURCES.get(parts[0])
+    table = folders.get(parts[1]) if folders and len(parts) > 1 else None
+    if table is None and not key.lower().endswith((".csv", ".csv.gz")):
+        return set()
+    spec = load_spec(parts[0], table) if table else None
+    return _ids_in_csv(lake.read_bytes(Zone.STAGE1NP, key), spec)
 
 
 LIBINSIGHT = "libinsight"
@@ -309,22 +368,77 @@ def _texts_of(value: Any) -> set[str]:
     return {text} if text else set()
 
 
-def _ids_in_csv(data: bytes, spec: TableSpec) -> set[str]:
-    names = {}
-    for c in spec.columns:
-        if c.is_hashed:
+# Header cells that are values, not names, yet not identifiers: booleans, numbers, dates.
+_PLAIN_VALUE = re.compile(r"^(true|false|yes|no|[tfyn]|[-+]?[\d.,:eE+ -]*)$", re.IGNORECASE)
+
+
+def _csv_text(data: bytes) -> str:
+    """A stage1np CSV as text (gzip files are opened: the pipeline reads them too)."""
+    if compression_of(data[:8]) == "gzip":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error):  # truncated: what can be read
+            data = _gunzip_prefix(data)
+    return data.decode("utf-8", "replace").lstrip("\ufeff")
+
+
+def _gunzip_prefix(data: bytes) -> bytes:
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        return d.decompress(data)
+    except zlib.error:
+        return b""
+
+
+def _ids_in_csv(data: bytes, spec: TableSpec | None) -> set[str]:
+    """The raw identifiers of one stage1np CSV, trusting no spec alone:
+
+    * the values of every column the spec hashes or masks, and of every column whose
+      name is an identifier name (:func:`edulake.privacy.identifiers.is_identifier_name`);
+    * the cells of the header line that are not column names (a first data row glued to
+      the header, a headerless file's first row), except values that are plainly not
+      identifiers (booleans, numbers, dates) and values this file carries in its other,
+      non-identifier columns (a school name);
+    * a headerless file of a known spec (no cell of line 1 is a column name, and it has
+      the spec's field count) is read with the spec's column order.
+    """
+    protected: set[str] = set()
+    vocabulary: set[str] = set()
+    if spec is not None:
+        for c in spec.columns:
             for n in (c.name, *c.aliases):
-                names[n.lower()] = c.name
-    text = data.decode("utf-8", "replace").lstrip("\ufeff")
-    reader = csv.reader(io.StringIO(text, newline=""))
+                vocabulary.add(n.lower())
+                if c.op in PROTECTED_OPS:
+                    protected.add(n.lower())
+    reader = csv.reader(io.StringIO(_csv_text(data), newline=""))
     header = next(reader, [])
-    idx = [i for i, h in enumerate(header) if h.strip().lower() in names]
+    names = [h.strip().lower() for h in header]
+    rows: Iterable[list[str]] = reader
+    candidates: set[str] = set()
+    if spec is not None and len(header) == len(spec.columns) and not set(names) & vocabulary:
+        names = [c.name for c in spec.columns]  # headerless: line 1 is data
+        rows = itertools.chain([header], reader)
+    else:
+        candidates = {
+            h.strip()
+            for h, n in zip(header, names, strict=True)
+            if h.strip()
+            and n not in vocabulary
+            and not is_identifier_name(n)
+            and not _PLAIN_VALUE.match(h.strip())
+        }
+    idx = [i for i, n in enumerate(names) if n in protected or is_identifier_name(n)]
+    others = [i for i in range(len(names)) if i not in idx] if candidates else []
     out: set[str] = set()
-    for row in reader:
+    kept: set[str] = set()
+    for row in rows:
         for i in idx:
             if i < len(row) and row[i].strip():
                 out.add(row[i].strip())
-    return out
+        for i in others:
+            if i < len(row):
+                kept.add(row[i].strip())
+    return out | (candidates - kept)
 
 
 def audit(
@@ -333,8 +447,13 @@ def audit(
     catalog_paths: Iterable[str] = (),
     texts: Iterable[tuple[str, str]] = (),
     dataset_configs: Iterable[DatasetConfig] = (),
+    blobs: Iterable[tuple[str, bytes]] = (),
 ) -> AuditReport:
-    """Scan everything readable outside the protected zones for stage1np identifiers."""
+    """Scan everything readable outside the protected zones for stage1np identifiers.
+
+    ``texts`` are logs, Prefect state messages, artifacts and events; ``blobs`` are files
+    that may hide text in encoded payloads (Prefect's result storage).
+    """
     auditor = Auditor(raw_identifiers(lake, dataset_configs))
     separate_np = lake.protected is not lake.main
     skip = {Zone.STAGE1NP.value, TMP_DIR}
@@ -371,6 +490,63 @@ def audit(
             auditor.scan_bytes(rel, data)
     for path in sorted(catalogs):
         auditor.scan_duckdb(path)
+    for location, text in texts:
+        auditor.report.count("logs and artifacts")
+        auditor.scan_text(location, text)
+    for location, data in blobs:
+        auditor.report.count("prefect result files")
+        auditor.scan_blob(location, data)
+    return auditor.report
+
+
+def audit_run(
+    lake: Lake,
+    files: Iterable[Any],
+    changed: dict[str, list[str]],
+    texts: Iterable[tuple[str, str]] = (),
+) -> AuditReport:
+    """The scoped audit of one Clever run, before it publishes (cheap: its own files).
+
+    ``files`` are the run's per-file results (``name``, ``sha256``, ``status``,
+    ``error``). Identifiers: those of the stage1np versions processed (see
+    :func:`stage1np_csv_ids`) plus every raw value of the stage2np lookups. Scanned: the
+    stage2p files of the ``changed`` partitions, the processed records of these files,
+    the per-file statuses and errors (what logs, artifacts and the run's state message
+    will carry), and ``texts``.
+    """
+    from edulake.core.landing import Ledger
+    from edulake.privacy.lookup import lookup_key, read_lookup
+    from edulake.sources.clever.process import SOURCE, processed_key
+
+    files = list(files)
+    latest = Ledger(lake, SOURCE).latest()
+    ids: set[str] = set()
+    for f in files:
+        entry = latest.get(f.name)
+        if entry is not None and entry.sha256 == f.sha256:
+            ids |= stage1np_csv_ids(lake, entry.path)
+    for spec in (load_spec(SOURCE, t) for t in SOURCES[SOURCE].values()):
+        for c in spec.lookup_columns:
+            if lake.exists(Zone.STAGE2NP, lookup_key(SOURCE, c.name)):
+                values = read_lookup(lake, SOURCE, c.name)["value"]
+                ids.update(v for v in pc.unique(values).to_pylist() if v)
+    auditor = Auditor(ids)
+    specs = {t: load_spec(SOURCE, t) for t in SOURCES[SOURCE].values()}
+    for table, parts in changed.items():
+        table_spec = specs.get(table)
+        column = (table_spec.partition_by if table_spec else None) or "date"
+        for part in parts:
+            for obj in lake.list(Zone.STAGE2P, f"{SOURCE}/{table}/{column}={part}"):
+                if obj.key.endswith(".parquet"):
+                    auditor.report.count("parquet files")
+                    auditor.scan_parquet(obj.key, lake.read_bytes(Zone.STAGE2P, obj.key))
+    for f in files:
+        key = processed_key(f.name, f.sha256)
+        if lake.exists(Zone.SYSTEM, key):
+            auditor.report.count("processed records")
+            auditor.scan_bytes(f"_system/{key}", lake.read_bytes(Zone.SYSTEM, key))
+        auditor.report.count("file results")
+        auditor.scan_text(f"result of {f.name}", f"{f.name}: {f.status}: {f.error or ''}")
     for location, text in texts:
         auditor.report.count("logs and artifacts")
         auditor.scan_text(location, text)

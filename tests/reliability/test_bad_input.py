@@ -160,7 +160,10 @@ def test_wrong_field_count_is_quarantined(tmp_path, lake, pseudonymizer):
     ]
 
 
-def test_unterminated_quote_quarantines_the_swallowed_lines(tmp_path, lake, pseudonymizer):
+def test_unterminated_quote_quarantines_the_swallowed_lines(
+    tmp_path, lake, pseudonymizer, monkeypatch
+):
+    monkeypatch.setenv("EDULAKE_MAX_QUARANTINE_ROWS_FLOOR", "0")  # the share alone decides
     content = DP_HEADER + f'\n{GOOD}\n2022-01-03,1002,c002,s1,"A,True,1,1\n{GOOD}\n{GOOD}\n'
     res = _one(tmp_path, lake, pseudonymizer, content)
     (row,) = _quarantine(lake, res)
