@@ -10,6 +10,7 @@ and the parameters; pickled results and exceptions go to its result storage
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -33,6 +34,7 @@ from prefect.events.filters import (
     EventOccurredFilter,
     EventRelatedFilter,
 )
+from prefect.logging.handlers import APILogHandler
 
 from edulake.core.lake import Lake
 from edulake.privacy.audit import AuditReport, audit_run
@@ -116,6 +118,8 @@ async def _texts(flow_run_ids: list[UUID]) -> list[tuple[str, str]]:
 def prefect_texts(flow_run_ids: list[str]) -> list[tuple[str, str]]:
     """Logs, state messages (flow and task runs), artifacts, events and parameters of the
     given flow runs, as (location, text) pairs."""
+    with contextlib.suppress(Exception):  # send this process's queued logs first
+        APILogHandler().flush()
     return asyncio.run(_texts([UUID(i) for i in flow_run_ids]))
 
 

@@ -516,30 +516,41 @@ def audit_run(
     """
     from edulake.core.landing import Ledger
     from edulake.privacy.lookup import lookup_key, read_lookup
+    from edulake.sources.clever.names import parse_report_name
     from edulake.sources.clever.process import SOURCE, processed_key
 
     files = list(files)
     latest = Ledger(lake, SOURCE).latest()
+    specs = {t: load_spec(SOURCE, t) for t in SOURCES[SOURCE].values()}
+    parquet: list[str] = []
+    for table, parts in changed.items():
+        table_spec = specs.get(table)
+        column = (table_spec.partition_by if table_spec else None) or "date"
+        for part in parts:
+            objs = lake.list(Zone.STAGE2P, f"{SOURCE}/{table}/{column}={part}")
+            parquet += [o.key for o in objs if o.key.endswith(".parquet")]
+    # The stage1np versions behind what is scanned: this run's files, and the source
+    # files of every stage2p file scanned (a partition a failed run left unpublished).
+    sources = {(f.name, f.sha256) for f in files}
+    by_stem = {parse_report_name(name).stem: entry for name, entry in latest.items()}
+    for key in parquet:
+        entry = by_stem.get(key.rsplit("/", 1)[-1][: -len(".parquet")])
+        if entry is not None:
+            sources.add((entry.name, entry.sha256))
     ids: set[str] = set()
-    for f in files:
-        entry = latest.get(f.name)
-        if entry is not None and entry.sha256 == f.sha256:
+    for name, sha in sorted(sources):
+        entry = latest.get(name)
+        if entry is not None and entry.sha256 == sha:
             ids |= stage1np_csv_ids(lake, entry.path)
-    for spec in (load_spec(SOURCE, t) for t in SOURCES[SOURCE].values()):
+    for spec in specs.values():
         for c in spec.lookup_columns:
             if lake.exists(Zone.STAGE2NP, lookup_key(SOURCE, c.name)):
                 values = read_lookup(lake, SOURCE, c.name)["value"]
                 ids.update(v for v in pc.unique(values).to_pylist() if v)
     auditor = Auditor(ids)
-    specs = {t: load_spec(SOURCE, t) for t in SOURCES[SOURCE].values()}
-    for table, parts in changed.items():
-        table_spec = specs.get(table)
-        column = (table_spec.partition_by if table_spec else None) or "date"
-        for part in parts:
-            for obj in lake.list(Zone.STAGE2P, f"{SOURCE}/{table}/{column}={part}"):
-                if obj.key.endswith(".parquet"):
-                    auditor.report.count("parquet files")
-                    auditor.scan_parquet(obj.key, lake.read_bytes(Zone.STAGE2P, obj.key))
+    for key in parquet:
+        auditor.report.count("parquet files")
+        auditor.scan_parquet(key, lake.read_bytes(Zone.STAGE2P, key))
     for f in files:
         key = processed_key(f.name, f.sha256)
         if lake.exists(Zone.SYSTEM, key):
