@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import time
 from typing import Any
 from uuid import UUID
 
@@ -158,12 +159,14 @@ def audit_before_publish(lake: Lake, processed: pipeline.ProcessingResult) -> Au
     the partitions stay unpublished, and every next run audits them again.
     """
     log = logger()
+    started = time.perf_counter()
     report = audit_run(lake, processed.files, processed.changed)
     log.info(
-        "pre-publish audit: %d identifiers, %s: %d finding(s)",
+        "pre-publish audit: %d identifiers, %s: %d finding(s) in %.1f s",
         report.ids_checked,
         ", ".join(f"{n} {k}" for k, n in sorted(report.scanned.items())) or "nothing scanned",
         len(report.findings),
+        time.perf_counter() - started,
     )
     if report.findings:
         where = "; ".join(f"#{f.fingerprint} in {f.location} ({f.detail})" for f in report.findings)

@@ -396,13 +396,7 @@ def _read(
 ) -> Iterator[Batch]:
     invalid: dict[int, str] = {}  # record number -> raw text (exact mode)
 
-    malformed = False
-
     def on_invalid(row: pacsv.InvalidRow) -> str:
-        nonlocal malformed
-        if not exact:
-            malformed = True  # exceptions raised here are swallowed: make the reader fail
-            return "error"
         reason = f"expected {row.expected_columns} fields, got {row.actual_columns}"
         spans = row.text.count("\n")
         if spans:
@@ -422,8 +416,12 @@ def _read(
             reader = pacsv.open_csv(
                 stream,
                 read_options=pacsv.ReadOptions(use_threads=not exact, block_size=block_size),
+                # Fast mode passes no handler: pyarrow fails on the first malformed row
+                # ("CSV parse error", which quotes it: see _classify) and the file is read
+                # again in exact mode. A handler there would gain nothing and, for a row
+                # that is not UTF-8, pyarrow cannot even call it.
                 parse_options=pacsv.ParseOptions(
-                    newlines_in_values=True, invalid_row_handler=on_invalid
+                    newlines_in_values=True, invalid_row_handler=on_invalid if exact else None
                 ),
                 convert_options=pacsv.ConvertOptions(
                     column_types=dict.fromkeys(names, pa.string()),
@@ -432,7 +430,7 @@ def _read(
                 ),
             )
         except pa.ArrowInvalid as exc:
-            _classify(exc, exact=exact, malformed=malformed, open_stream=open_stream)
+            _classify(exc, exact=exact, open_stream=open_stream)
         try:
             header = reader.schema.names
         except UnicodeDecodeError:
@@ -457,7 +455,7 @@ def _read(
             except StopIteration:
                 break
             except pa.ArrowInvalid as exc:
-                _classify(exc, exact=exact, malformed=malformed, open_stream=open_stream)
+                _classify(exc, exact=exact, open_stream=open_stream)
             table = pa.Table.from_batches([rb]).rename_columns(
                 [mapping[n] for n in rb.schema.names]
             )
@@ -495,7 +493,7 @@ def _read(
 
 
 def _classify(
-    exc: pa.ArrowInvalid, *, exact: bool, malformed: bool, open_stream: Callable[[], IO[bytes]]
+    exc: pa.ArrowInvalid, *, exact: bool, open_stream: Callable[[], IO[bytes]]
 ) -> NoReturn:
     """Raise the exception that says what to do; never one that quotes the reader's text.
 
@@ -512,8 +510,8 @@ def _classify(
         ) from None
     if "straddl" in msg or "block size" in msg:
         raise RecordTooLargeError("a CSV record is larger than the read block") from None
-    if not exact and (malformed or "UTF8" in msg or "UTF-8" in msg or "CSV parse error" in msg):
-        # a malformed row the handler could not be given (not UTF-8), or bad bytes
+    if not exact and ("UTF8" in msg or "UTF-8" in msg or "CSV parse error" in msg):
+        # a malformed row (fast mode has no handler) or bytes that are not UTF-8
         raise NeedsExactMode from None
     raise DataError(
         f"the CSV reader failed in {'exact' if exact else 'fast'} mode "

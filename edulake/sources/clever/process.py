@@ -129,10 +129,13 @@ def process_file(
         result.status, result.error = _header_error(lake, entry, spec, exc)
         return result
     except EmptyFileError as exc:
-        result.status, result.error = "empty", str(exc)
+        result.status, result.error = "empty", safe_message(exc)
         return result
     except NotCsvError as exc:
-        result.status, result.error = "not-a-report", f"{exc}; nothing of it was written"
+        result.status, result.error = (
+            "not-a-report",
+            f"{safe_message(exc)}; nothing of it was written",
+        )
         return result
     except Exception as exc:  # any other failure names the file, never quotes row data
         # the stack without any exception text (a message may quote a row)
@@ -307,7 +310,7 @@ def _header_error(
     """
     known = exc.known
     if known * 2 >= len(spec.columns):
-        return "header-mismatch", f"{exc}; nothing of this file was written"
+        return "header-mismatch", f"{safe_message(exc)}; nothing of this file was written"
     opener, _ = decompressing(lambda: lake.open_input(Zone.STAGE1NP, entry.path), entry.size)
     with opener() as f:
         head = bytes(f.read(4096))
