@@ -46,6 +46,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -56,6 +57,8 @@ from edulake.sources.libinsight.config import DatasetConfig, load_dataset_config
 from edulake.specs import PiiOp, TableSpec, load_spec
 
 MIN_ID_LEN = 4
+# What splits tokens (the complement of _TOKEN), for RE2 over text: non-ASCII included.
+_SEPARATOR = r"[\s,;\"'|<>(){}\[\]=:\\/\x00-\x1f\x{7f}-\x{10ffff}]"
 _TOKEN = re.compile(rb"[^\s,;\"'|<>(){}\[\]=:\\/\x00-\x1f\x7f-\xff]+")
 # A phrase must not touch a word character (UTF-8 multi-byte letters included).
 _WORD = rb"A-Za-z0-9_\x80-\xff"
@@ -111,7 +114,6 @@ class Auditor:
             )
             for b in sorted(encoded - self._bytes)
         ]
-        self._array = pa.array(sorted(self.ids), pa.string())
         self._salt = secrets.token_bytes(16)  # fingerprints mean nothing outside this run
         self._seen: set[tuple[str, str]] = set()
 
@@ -164,18 +166,28 @@ class Auditor:
             return
         distinct = pc.unique(values)
         distinct = distinct.filter(pc.is_valid(distinct))
-        hits = set(distinct.filter(pc.is_in(distinct, value_set=self._array)).to_pylist())
+        hits = self.ids.intersection(distinct.to_pylist())
         for v in hits:
             self._found(location, f"value in column {column}", v)
-        # One value a line: a phrase is never made of the end of one value and the next.
-        text = "\n".join(distinct.to_pylist())
+        # Inside values: only a value with a separator can hold an id other than itself (a
+        # one-token value is its own only token, compared whole just above), so pseudonyms,
+        # dates and codes are not tokenized again. One value a line: a phrase is never
+        # made of the end of one value and the next.
+        several = distinct.filter(pc.match_substring_regex(distinct, _SEPARATOR))
+        text = "\n".join(several.to_pylist())
         for v in self.matches(text.encode("utf-8", "replace")) - hits:
             self._found(location, f"inside a value in column {column}", v)
 
-    def scan_parquet(self, location: str, data: bytes) -> None:
+    def scan_parquet(self, location: str, data: bytes, *, raw_bytes: bool = True) -> None:
+        """Values, metadata, statistics, column names and the footer; with ``raw_bytes``
+        also every byte of the file (compressed pages included: slow, rarely more)."""
         pf = pq.ParquetFile(pa.BufferReader(data))
         meta = pf.metadata
         self.scan_text(location, str(pf.schema_arrow.metadata or {}), "file metadata")
+        self.scan_text(location, "\n".join(pf.schema_arrow.names), "column names")
+        footer = int.from_bytes(data[-8:-4], "little") if data[-4:] == b"PAR1" else 0
+        if footer and not raw_bytes:
+            self.scan_bytes(location, data[-footer - 8 :], "file footer")
         for rg in range(meta.num_row_groups):
             for ci in range(meta.num_columns):
                 stats = meta.row_group(rg).column(ci).statistics
@@ -184,7 +196,8 @@ class Auditor:
         table = pf.read()
         for name in table.column_names:
             self.scan_values(location, name, table[name])
-        self.scan_bytes(location, data, "raw bytes of the file")
+        if raw_bytes or not footer:
+            self.scan_bytes(location, data, "raw bytes of the file")
 
     def scan_duckdb(self, path: str) -> None:
         import duckdb
@@ -263,13 +276,16 @@ def raw_identifiers(lake: Lake, dataset_configs: Iterable[DatasetConfig] = ()) -
     occur legitimately everywhere); a personal field is configured ``hash`` or ``mask``.
     """
     ids: set[str] = set()
+    specs: dict[tuple[str, str], TableSpec] = {}
     for obj in lake.list(Zone.STAGE1NP):
-        ids |= stage1np_csv_ids(lake, obj.key)
+        ids |= stage1np_csv_ids(lake, obj.key, specs)
     ids |= _libinsight_ids(lake, libinsight_configs(lake, dataset_configs))
     return ids
 
 
-def stage1np_csv_ids(lake: Lake, key: str) -> set[str]:
+def stage1np_csv_ids(
+    lake: Lake, key: str, specs: dict[tuple[str, str], TableSpec] | None = None
+) -> set[str]:
     """The raw identifiers of one stage1np file if it is a CSV (see :func:`_ids_in_csv`).
 
     Files of a known source folder are read with its spec (its protected columns, its
@@ -283,7 +299,13 @@ def stage1np_csv_ids(lake: Lake, key: str) -> set[str]:
     table = folders.get(parts[1]) if folders and len(parts) > 1 else None
     if table is None and not key.lower().endswith((".csv", ".csv.gz")):
         return set()
-    spec = load_spec(parts[0], table) if table else None
+    spec = None
+    if table:
+        if specs is None:
+            specs = {}
+        if (parts[0], table) not in specs:
+            specs[(parts[0], table)] = load_spec(parts[0], table)
+        spec = specs[(parts[0], table)]
     return _ids_in_csv(lake.read_bytes(Zone.STAGE1NP, key), spec)
 
 
@@ -372,14 +394,63 @@ def _texts_of(value: Any) -> set[str]:
 _PLAIN_VALUE = re.compile(r"^(true|false|yes|no|[tfyn]|[-+]?[\d.,:eE+ -]*)$", re.IGNORECASE)
 
 
-def _csv_text(data: bytes) -> str:
-    """A stage1np CSV as text (gzip files are opened: the pipeline reads them too)."""
+def _csv_bytes(data: bytes) -> bytes:
+    """A stage1np CSV's bytes (gzip files are opened: the pipeline reads them too)."""
     if compression_of(data[:8]) == "gzip":
         try:
-            data = gzip.decompress(data)
+            return gzip.decompress(data)
         except (OSError, EOFError, zlib.error):  # truncated: what can be read
-            data = _gunzip_prefix(data)
-    return data.decode("utf-8", "replace").lstrip("\ufeff")
+            return _gunzip_prefix(data)
+    return data
+
+
+def _ids_fast(data: bytes, protected: set[str], vocabulary: set[str]) -> set[str] | None:
+    """:func:`_ids_in_csv` for the common case, with pyarrow's reader: a clean header
+    (every cell a known or identifier column name, no duplicates) and every row well
+    formed UTF-8. None when the file needs the careful, row-by-row reading."""
+    first = data[: 1 << 16].split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        header = next(csv.reader([first.decode("utf-8").lstrip("\ufeff")]), [])
+    except UnicodeDecodeError:
+        return None
+    names = [h.strip().lower() for h in header]
+    if (
+        not header
+        or len(set(names)) != len(names)
+        or any(n not in vocabulary and not is_identifier_name(n) for n in names)
+    ):
+        return None  # header cells that may be data, or a headerless file
+    wanted = [
+        h for h, n in zip(header, names, strict=True) if n in protected or is_identifier_name(n)
+    ]
+    if not wanted:
+        return set()
+    invalid = 0
+
+    def on_invalid(_row: pacsv.InvalidRow) -> str:
+        nonlocal invalid
+        invalid += 1
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(data),
+            parse_options=pacsv.ParseOptions(
+                newlines_in_values=True, invalid_row_handler=on_invalid
+            ),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=wanted, column_types=dict.fromkeys(wanted, pa.string())
+            ),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None  # bytes that are not UTF-8, a malformed row the reader cannot skip
+    if invalid:
+        return None  # malformed rows: their ids are collected row by row
+    out: set[str] = set()
+    for name in table.column_names:
+        values = pc.unique(pc.utf8_trim_whitespace(table[name].combine_chunks()))
+        out.update(v for v in values.to_pylist() if v)
+    return out
 
 
 def _gunzip_prefix(data: bytes) -> bytes:
@@ -410,7 +481,11 @@ def _ids_in_csv(data: bytes, spec: TableSpec | None) -> set[str]:
                 vocabulary.add(n.lower())
                 if c.op in PROTECTED_OPS:
                     protected.add(n.lower())
-    reader = csv.reader(io.StringIO(_csv_text(data), newline=""))
+    data = _csv_bytes(data)
+    fast = _ids_fast(data, protected, vocabulary)
+    if fast is not None:
+        return fast
+    reader = csv.reader(io.StringIO(data.decode("utf-8", "replace").lstrip("\ufeff"), newline=""))
     header = next(reader, [])
     names = [h.strip().lower() for h in header]
     rows: Iterable[list[str]] = reader
@@ -538,10 +613,11 @@ def audit_run(
         if entry is not None:
             sources.add((entry.name, entry.sha256))
     ids: set[str] = set()
+    cache: dict[tuple[str, str], TableSpec] = {}
     for name, sha in sorted(sources):
         entry = latest.get(name)
         if entry is not None and entry.sha256 == sha:
-            ids |= stage1np_csv_ids(lake, entry.path)
+            ids |= stage1np_csv_ids(lake, entry.path, cache)
     for spec in specs.values():
         for c in spec.lookup_columns:
             if lake.exists(Zone.STAGE2NP, lookup_key(SOURCE, c.name)):
@@ -550,7 +626,8 @@ def audit_run(
     auditor = Auditor(ids)
     for key in parquet:
         auditor.report.count("parquet files")
-        auditor.scan_parquet(key, lake.read_bytes(Zone.STAGE2P, key))
+        # the footer, not every compressed page: the values are read decoded above
+        auditor.scan_parquet(key, lake.read_bytes(Zone.STAGE2P, key), raw_bytes=False)
     for f in files:
         key = processed_key(f.name, f.sha256)
         if lake.exists(Zone.SYSTEM, key):
