@@ -574,6 +574,9 @@ def audit(
     return auditor.report
 
 
+_COUNT = re.compile(r"(?<![A-Za-z0-9_.-])\d+(?![A-Za-z0-9_-])")
+
+
 def audit_run(
     lake: Lake,
     files: Iterable[Any],
@@ -634,7 +637,11 @@ def audit_run(
             auditor.report.count("processed records")
             auditor.scan_bytes(f"_system/{key}", lake.read_bytes(Zone.SYSTEM, key))
         auditor.report.count("file results")
-        auditor.scan_text(f"result of {f.name}", f"{f.name}: {f.status}: {f.error or ''}")
+        # Numbers in these messages are counts, positions and offsets (they are built by
+        # edulake.privacy.scrub's rules, which never quote a cell that is a number): masked,
+        # so "3 of 1001 rows" is not taken for the sis_id 1001 and cannot block a publish.
+        text = _COUNT.sub("#", f"{f.status}: {f.error or ''}")
+        auditor.scan_text(f"result of {f.name}", text)
     for location, text in texts:
         auditor.report.count("logs and artifacts")
         auditor.scan_text(location, text)

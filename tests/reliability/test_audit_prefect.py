@@ -207,3 +207,21 @@ def test_the_scoped_audit_is_clean_on_a_clean_run(glued_lake, tmp_path, pseudony
     report = audit_run(glued_lake, processed.files, processed.changed)
     assert report.findings == []
     assert report.scanned["parquet files"] == 1 and report.ids_checked >= 2
+
+
+def test_the_scoped_audit_reads_the_run_messages_but_not_their_counts(glued_lake):
+    from types import SimpleNamespace
+
+    assert "1001" in raw_identifiers(glued_lake)  # a numeric sis_id
+    from edulake.core.landing import Ledger
+
+    ((name, entry),) = Ledger(glued_lake, "clever").latest().items()
+
+    def result(error: str) -> SimpleNamespace:
+        return SimpleNamespace(name=name, sha256=entry.sha256, status="failed", error=error)
+
+    counts = result("3 of 1001 rows (0.3%) failed validation; column 9 (unrecognised, 11 chars)")
+    assert audit_run(glued_lake, [counts], {}).findings == []
+    leak = result("unknown columns: LEAKSIS0002")
+    (finding,) = audit_run(glued_lake, [leak], {}).findings
+    assert finding.location == f"result of {name}" and "LEAKSIS0002" not in str(finding)
