@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     max_quarantine_rows_floor: int = Field(
         10,
         description="A file of fewer than 1,000 rows may have up to this many quarantined "
-        "rows whatever max_quarantine_share says.",
+        "rows (fewer than half of its rows) whatever max_quarantine_share says.",
     )
 
 

@@ -160,10 +160,7 @@ def test_wrong_field_count_is_quarantined(tmp_path, lake, pseudonymizer):
     ]
 
 
-def test_unterminated_quote_quarantines_the_swallowed_lines(
-    tmp_path, lake, pseudonymizer, monkeypatch
-):
-    monkeypatch.setenv("EDULAKE_MAX_QUARANTINE_ROWS_FLOOR", "0")  # the share alone decides
+def test_unterminated_quote_quarantines_the_swallowed_lines(tmp_path, lake, pseudonymizer):
     content = DP_HEADER + f'\n{GOOD}\n2022-01-03,1002,c002,s1,"A,True,1,1\n{GOOD}\n{GOOD}\n'
     res = _one(tmp_path, lake, pseudonymizer, content)
     (row,) = _quarantine(lake, res)
@@ -404,6 +401,15 @@ def test_a_small_file_may_have_a_few_bad_rows(tmp_path, lake, pseudonymizer):
     bad = ["2022-01-03,1002,c002,s1,A,True,1"] * 3
     res = _one(tmp_path, lake, pseudonymizer, DP_HEADER + "\n" + "\n".join(good + bad) + "\n", 0.01)
     assert (res.status, res.rows_written, res.rows_quarantined) == ("processed", 30, 3)
+    # ... but never a file that is mostly bad: 3 bad of 5 stays a failure
+    res = _one(
+        tmp_path / "2",
+        lake.__class__(str(tmp_path / "l2")),
+        pseudonymizer,
+        DP_HEADER + "\n" + "\n".join(good[:2] + bad) + "\n",
+        0.01,
+    )
+    assert (res.status, res.rows_written) == ("too-many-bad-rows", 0)
 
 
 def test_too_many_bad_rows_names_the_settings_and_the_quarantine_file(
@@ -419,7 +425,7 @@ def test_too_many_bad_rows_names_the_settings_and_the_quarantine_file(
         "EDULAKE_MAX_QUARANTINE_SHARE",
         "max_quarantine_share",
         "EDULAKE_MAX_QUARANTINE_ROWS_FLOOR",
-        "up to 2 bad rows",
+        "up to 2 bad rows, if fewer than half",
         res.quarantine_file,
     ):
         assert text in res.error

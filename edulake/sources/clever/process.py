@@ -111,7 +111,7 @@ def process_file(
     A file fails (nothing of it written) when its quarantined share is above
     ``max_quarantine_share``, unless it has fewer than :data:`SMALL_FILE_ROWS` rows and
     at most ``max_quarantine_rows_floor`` bad ones (default: the setting
-    ``EDULAKE_MAX_QUARANTINE_ROWS_FLOOR``). Every error message comes from
+    ``EDULAKE_MAX_QUARANTINE_ROWS_FLOOR``), fewer than half of its rows. Every error message comes from
     :mod:`edulake.privacy.scrub`: no row data, ever.
     """
     floor = (
@@ -155,7 +155,9 @@ def process_file(
     lost = result.rows_quarantined + rejected.extra_lines
     total = result.rows_read + rejected.extra_lines
     share = lost / total if total else 0.0
-    small_enough = total < SMALL_FILE_ROWS and lost <= floor
+    # the floor lets a small file through with a few bad rows, never one that is mostly
+    # bad (half or more of its rows: a format change, not a few bad rows)
+    small_enough = total < SMALL_FILE_ROWS and lost <= floor and 2 * lost < total
     if share > max_quarantine_share and not small_enough:
         writer.abort()
         result.status = "too-many-bad-rows"
@@ -163,7 +165,8 @@ def process_file(
             f"{lost} of {total} rows ({share:.1%}) failed validation, above the limit of "
             f"{max_quarantine_share:.1%} (setting EDULAKE_MAX_QUARANTINE_SHARE or the flow "
             f"parameter max_quarantine_share; a file of fewer than {SMALL_FILE_ROWS} rows "
-            f"may have up to {floor} bad rows: EDULAKE_MAX_QUARANTINE_ROWS_FLOOR); "
+            f"may have up to {floor} bad rows, if fewer than half: "
+            "EDULAKE_MAX_QUARANTINE_ROWS_FLOOR); "
             f"nothing of it was written; the bad rows are in {result.quarantine_file} in "
             "the protected quarantine zone"
         )
