@@ -429,3 +429,16 @@ def test_too_many_bad_rows_names_the_settings_and_the_quarantine_file(
         res.quarantine_file,
     ):
         assert text in res.error
+
+
+def test_gzip_that_expands_too_far_is_refused(tmp_path, lake, pseudonymizer, monkeypatch):
+    import gzip
+
+    import edulake.core.csvproc as csvproc
+
+    monkeypatch.setattr(csvproc, "MIN_GZIP_LIMIT", 1 << 16)  # small, so the test stays small
+    data = gzip.compress((DP_HEADER + "\n" + (GOOD + "\n") * 20_000).encode())
+    assert 200 * len(data) < 20_000 * len(GOOD)  # compresses better than 200x
+    res = _one(tmp_path, lake, pseudonymizer, data)
+    assert res.status == "not-a-report" and "decompression bomb" in res.error
+    assert lake.list(Zone.STAGE2P) == []
