@@ -607,6 +607,9 @@ def audit_run(
         for part in parts:
             objs = lake.list(Zone.STAGE2P, f"{SOURCE}/{table}/{column}={part}")
             parquet += [o.key for o in objs if o.key.endswith(".parquet")]
+    texts = list(texts)
+    if not (parquet or files or texts):
+        return AuditReport()  # nothing new: nothing to read the identifiers for
     # The stage1np versions behind what is scanned: this run's files, and the source
     # files of every stage2p file scanned (a partition a failed run left unpublished).
     sources = {(f.name, f.sha256) for f in files}
