@@ -1,59 +1,101 @@
-"""Column names that hold personal identifiers, whatever a spec says about them.
+"""Names that identify a person: never kept in clear in stage2p without an explicit override.
 
-The PII audit does not trust the specs: it collects the values of every column whose
-name says "identifier" (:func:`is_identifier_name`), beside the columns the specs hash.
-A name is normalised first (lower case, spaces and hyphens as ``_``, leading ``_``
-dropped: ``_entered_by``, ``Entered By`` and ``entered-by`` are all ``entered_by``) and
-matched whole against :data:`IDENTIFIER_PATTERNS` (regular expressions).
-
-Deliberately not identifiers: ``school_name``, ``resource_name``, ``clever_school_id``
-and other names of things that are not people (they are published on purpose).
+A bundled list matched on the normalized snake_case name (``Entered By`` ->
+``entered_by``, ``Student ID`` -> ``student_id``). A spec column or dataset field whose
+name is on it may be ``hash``, ``hash-no-lookup``, ``mask`` or ``drop``, but never
+``keep`` (nor added by schema drift as an unknown field) unless it says
+``allow_identifier: true``: a field that only looks like one (a library's "Name of
+database") is then a reviewed, written-down decision, not a default.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
-IDENTIFIER_PATTERNS: tuple[str, ...] = (
-    # ids of people
-    r"sis_id",
-    r"student_(id|number)",
-    r"staff_id",
-    r"teacher_id",
-    r"user_id",
-    r"clever_(user_)?id",
-    r"state_id",
-    r"patron_id",
-    # e-mail addresses and user names
-    r"e_?mail(_address)?",
-    r"[a-z0-9_]*_e_?mail(_address)?",
-    r"user_?name",
-    r"[a-z0-9_]*_username",
-    r"login",
-    # who did something: entered_by, created_by, modified_by, ...
-    r"entered_by",
-    r"[a-z0-9_]*_by",
-    # names of people
-    r"name",
-    r"(first|last|middle|full|given|family|sur|preferred)_?name",
-    r"(student|staff|teacher|patron|person|contact|librarian)(_name|_member)?",
-    # other personal data
-    r"(phone|telephone)(_number)?",
-    r"(home_)?address",
-    r"ip(_address)?",
-    r"birth_date|date_of_birth|dob|ssn",
-    r"library_card|card_number|barcode",
+# Exact names (after normalization).
+IDENTIFIER_NAMES = frozenset(
+    {
+        "sis_id",
+        "student_id",
+        "student_number",
+        "staff_id",
+        "teacher_id",
+        "user_id",
+        "clever_user_id",
+        "clever_id",
+        "state_id",
+        "email",
+        "email_address",
+        "e_mail",
+        "entered_by",
+        "name",
+        "full_name",
+        "first_name",
+        "middle_name",
+        "last_name",
+        "surname",
+        "given_name",
+        "username",
+        "user_name",
+        "login",
+        "patron",
+        "patron_name",
+        "patron_id",
+        "patron_email",
+        "student",
+        "student_name",
+        "staff",
+        "staff_name",
+        "staff_member",
+        "librarian",
+        "librarian_name",
+        "phone",
+        "phone_number",
+        "telephone",
+        "address",
+        "home_address",
+        "ip",
+        "ip_address",
+        "birth_date",
+        "date_of_birth",
+        "dob",
+        "ssn",
+        "library_card",
+        "card_number",
+        "barcode",
+    }
 )
+# Suffixes: who did something (``entered_by``, ``created_by``, ``assigned_to``), e-mails.
+IDENTIFIER_SUFFIXES = ("_by", "_email", "_e_mail", "_email_address", "_username")
 
-_COMPILED = tuple(re.compile(p) for p in IDENTIFIER_PATTERNS)
+
+def normalize(name: str) -> str:
+    """A display label or column name as snake_case ASCII (``Entered By`` -> ``entered_by``)."""
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text)  # camelCase -> camel_case
+    return re.sub(r"[^0-9a-zA-Z]+", "_", text).strip("_").lower()
 
 
-def normalise(name: str) -> str:
-    """``_Entered By`` -> ``entered_by``."""
-    return re.sub(r"[\s\-]+", "_", name.strip().lower()).lstrip("_")
+def is_identifier(name: str) -> bool:
+    """Whether ``name`` (a label or column name) is on the bundled list of identifiers."""
+    n = normalize(name)
+    return n in IDENTIFIER_NAMES or n.endswith(IDENTIFIER_SUFFIXES)
+
+
+def identifier_names(*names: str) -> list[str]:
+    """The names among ``names`` that are identifiers (for error messages: names only)."""
+    return [n for n in names if n and is_identifier(n)]
+
+
+# For the PII audit (edulake/privacy/audit.py), which collects the values of every column
+# named like an identifier whatever a spec says: the same list, as whole-name patterns
+# over normalize()d names, and the test by that name.
+IDENTIFIER_PATTERNS: tuple[str, ...] = tuple(
+    re.escape(n) for n in sorted(IDENTIFIER_NAMES)
+) + tuple(r"[a-z0-9_]*" + re.escape(s) for s in IDENTIFIER_SUFFIXES)
 
 
 def is_identifier_name(name: str) -> bool:
-    """True when a column called ``name`` holds identifiers of people."""
-    n = normalise(name)
-    return any(p.fullmatch(n) for p in _COMPILED)
+    """True when a column called ``name`` holds identifiers of people (see is_identifier)."""
+    return is_identifier(name)
