@@ -404,6 +404,11 @@ def _texts_of(value: Any) -> set[str]:
 
 
 # Header cells that are values, not names, yet not identifiers: booleans, numbers, dates.
+# ... and a header cell is taken for an id only if it looks like one: a digit or an @
+# (sis ids, Clever ids, e-mails). Words ("not,a,clever,header") are not: they would match
+# the same words everywhere. A glued name (no digit) is not collected: Clever reports
+# carry no names, and a proper header's name columns are collected by name.
+_ID_LIKE = re.compile(r"[0-9@]")
 _PLAIN_VALUE = re.compile(r"^(true|false|yes|no|[tfyn]|[-+]?[\d.,:eE+ -]*)$", re.IGNORECASE)
 
 
@@ -480,7 +485,8 @@ def _ids_in_csv(data: bytes, spec: TableSpec | None) -> set[str]:
     * the values of every column the spec hashes or masks, and of every column whose
       name is an identifier name (:func:`edulake.privacy.identifiers.is_identifier_name`);
     * the cells of the header line that are not column names (a first data row glued to
-      the header, a headerless file's first row), except values that are plainly not
+      the header, a headerless file's first row) that look like ids (a digit or an
+      ``@``), except values that are plainly not
       identifiers (booleans, numbers, dates) and values this file carries in its other,
       non-identifier columns (a school name);
     * a headerless file of a known spec (no cell of line 1 is a column name, and it has
@@ -514,6 +520,7 @@ def _ids_in_csv(data: bytes, spec: TableSpec | None) -> set[str]:
             and n not in vocabulary
             and not is_identifier_name(n)
             and not _PLAIN_VALUE.match(h.strip())
+            and _ID_LIKE.search(h)
         }
     idx = [i for i, n in enumerate(names) if n in protected or is_identifier_name(n)]
     others = [i for i in range(len(names)) if i not in idx] if candidates else []
