@@ -136,14 +136,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
     for path in args.log or []:
         with open(path, encoding="utf-8", errors="replace") as fh:
             texts.append((f"log file {path}", fh.read()))
-    if args.flow_run:
-        from tasks.audit import prefect_texts
+    blobs: list[tuple[str, bytes]] = []
+    if args.flow_run or args.prefect_storage:
+        from tasks.audit import prefect_storage_files, prefect_texts
 
-        texts += prefect_texts(args.flow_run)
+        # logs, state messages, artifacts, events; and the pickled results and exceptions
+        texts += prefect_texts(args.flow_run or [])
+        for folder in args.prefect_storage or [None]:
+            blobs += prefect_storage_files(folder)
     report = audit(
         Lake(args.lake_root, args.np_root),
         catalog_paths=args.catalog or [],
         texts=texts,
+        blobs=blobs,
         dataset_configs=[load_dataset_config(c) for c in args.dataset_config or []],
     )
     print(
@@ -270,7 +275,15 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--catalog", action="append", help="a DuckDB catalog file outside the lake")
     au.add_argument("--log", action="append", help="a log file to scan (repeatable)")
     au.add_argument(
-        "--flow-run", action="append", help="a Prefect flow run id: its logs, artifacts"
+        "--flow-run",
+        action="append",
+        help="a Prefect flow run id: its logs, state messages, artifacts, events, and "
+        "Prefect's result storage",
+    )
+    au.add_argument(
+        "--prefect-storage",
+        action="append",
+        help="Prefect's result storage folder (default: PREFECT_LOCAL_STORAGE_PATH)",
     )
     au.add_argument(
         "--dataset-config",

@@ -10,6 +10,7 @@ from prefect import flow
 from edulake.core.faults import pausepoint
 from edulake.core.settings import get_settings
 from edulake.sources.clever import pipeline
+from tasks.audit import audit_before_publish
 from tasks.clever import (
     apply_skip_decisions,
     check_report_freshness,
@@ -107,6 +108,8 @@ def clever_participation(
         skipped = apply_skip_decisions(lake, skip_files or [], skip_reason)
         processed = pseudonymize_reports(lake, key, report_from, report_to, share)
         pausepoint("clever.processed")
+        # A raw id where analysts could read it fails the run here, unpublished (tasks/audit.py).
+        audit_before_publish(lake, processed)
         cat = make_catalog(lake, catalog)
         try:
             # the catalog catches up with the lake, whatever earlier runs left undone

@@ -1,18 +1,81 @@
-"""What the PII audit reads from Prefect: a flow run's logs and artifacts, as texts."""
+"""What the PII audit reads from Prefect, and the audit every Clever run does before publishing.
+
+Prefect keeps, per flow run: logs, the flow run's and its task runs' state messages, the
+artifacts, the events (state changes and our own ``edulake.*`` events, with payloads)
+and the parameters; pickled results and exceptions go to its result storage
+(``PREFECT_HOME/storage`` by default). :func:`prefect_texts` reads the database side as
+(location, text) pairs; :func:`prefect_storage_files` lists the result storage.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import json
+import os
+import time
+from typing import Any
 from uuid import UUID
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
     LogFilter,
     LogFilterFlowRunId,
 )
+from prefect.events.filters import (
+    EventAnyResourceFilter,
+    EventFilter,
+    EventOccurredFilter,
+    EventRelatedFilter,
+)
+from prefect.logging.handlers import APILogHandler
+
+from edulake.core.lake import Lake
+from edulake.privacy.audit import AuditReport, audit_run
+from edulake.sources.clever import pipeline
+from tasks.common import logger
+
+
+def _state_text(state: Any) -> str:
+    if state is None:
+        return ""
+    return f"{state.type.value} {state.name}: {state.message or ''}"
+
+
+async def _events(client: Any, run_id: UUID, since: dt.datetime) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    resource = f"prefect.flow-run.{run_id}"
+    filters = [
+        EventFilter(
+            occurred=EventOccurredFilter(since=since, until=dt.datetime.now(dt.UTC)),
+            any_resource=EventAnyResourceFilter(id=[resource]),
+        ),
+        EventFilter(
+            occurred=EventOccurredFilter(since=since, until=dt.datetime.now(dt.UTC)),
+            related=EventRelatedFilter(id=[resource]),
+        ),
+    ]
+    seen: set[str] = set()
+    for flt in filters:
+        page = await client.read_events(filter=flt, limit=50)
+        while True:
+            for ev in page.events:
+                if str(ev.id) in seen:
+                    continue
+                seen.add(str(ev.id))
+                body = json.dumps(ev.model_dump(mode="json"), default=str)
+                out.append((f"prefect event {ev.event} of flow run {run_id}", body))
+            if not page.next_page:
+                break
+            page = await client.read_events_page(page.next_page)
+    return out
 
 
 async def _texts(flow_run_ids: list[UUID]) -> list[tuple[str, str]]:
@@ -37,12 +100,79 @@ async def _texts(flow_run_ids: list[UUID]) -> list[tuple[str, str]]:
                 break
             out += [(f"prefect log of flow run {log.flow_run_id}", log.message) for log in logs]
             offset += len(logs)
+        task_runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=all_ids))
+        )
         for r in runs:
             params = json.dumps(r.parameters, default=str)
             out.append((f"prefect parameters of flow run {r.id}", params))
+            for s in await client.read_flow_run_states(r.id):
+                out.append((f"prefect state of flow run {r.id}", _state_text(s)))
+            since = (r.created or dt.datetime.now(dt.UTC)) - dt.timedelta(hours=1)
+            out += await _events(client, r.id, since)
+        for tr in task_runs:
+            for s in await client.read_task_run_states(tr.id):
+                out.append((f"prefect state of task run {tr.name}", _state_text(s)))
     return out
 
 
 def prefect_texts(flow_run_ids: list[str]) -> list[tuple[str, str]]:
-    """Logs, artifacts and parameters of the given flow runs (location, text) pairs."""
+    """Logs, state messages (flow and task runs), artifacts, events and parameters of the
+    given flow runs, as (location, text) pairs."""
+    with contextlib.suppress(Exception):  # send this process's queued logs first
+        APILogHandler().flush()
     return asyncio.run(_texts([UUID(i) for i in flow_run_ids]))
+
+
+def prefect_storage_dir() -> str:
+    """Prefect's local result storage (``PREFECT_LOCAL_STORAGE_PATH``, ``PREFECT_HOME/storage``)."""
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
+
+    return str(PREFECT_LOCAL_STORAGE_PATH.value())
+
+
+def prefect_storage_files(root: str | None = None) -> list[tuple[str, bytes]]:
+    """Every file of Prefect's result storage, as (location, bytes)."""
+    root = root or prefect_storage_dir()
+    out: list[tuple[str, bytes]] = []
+    for folder, _dirs, files in os.walk(root):
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                out.append((f"prefect result storage {os.path.relpath(path, root)}", f.read()))
+    return out
+
+
+class LeakFound(RuntimeError):
+    """The pre-publish audit found a raw identifier where analysts could read it."""
+
+
+@task(name="audit-before-publish", cache_policy=NO_CACHE)
+def audit_before_publish(lake: Lake, processed: pipeline.ProcessingResult) -> AuditReport:
+    """The scoped PII audit of what this run wrote, before anything is published.
+
+    Identifiers: the identifier columns and header cells of the stage1np files this run
+    processed, plus the stage2np lookups (every identity ever hashed). Scanned: the
+    stage2p files of every unpublished partition (this run's and any a failed run left),
+    the processed records of this run's files, and the texts this run's report will
+    publish (file statuses and errors). A finding fails the run: nothing is published,
+    the partitions stay unpublished, and every next run audits them again.
+    """
+    log = logger()
+    started = time.perf_counter()
+    report = audit_run(lake, processed.files, processed.changed)
+    log.info(
+        "pre-publish audit: %d identifiers, %s: %d finding(s) in %.1f s",
+        report.ids_checked,
+        ", ".join(f"{n} {k}" for k, n in sorted(report.scanned.items())) or "nothing scanned",
+        len(report.findings),
+        time.perf_counter() - started,
+    )
+    if report.findings:
+        where = "; ".join(f"#{f.fingerprint} in {f.location} ({f.detail})" for f in report.findings)
+        raise LeakFound(
+            f"the pre-publish PII audit found {len(report.findings)} raw identifier(s) outside "
+            f"the protected zones: {where}. Nothing was published; run `python -m edulake "
+            "audit` on the lake, fix the cause, then re-run."
+        )
+    return report

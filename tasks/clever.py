@@ -12,9 +12,13 @@ from prefect.runtime import flow_run
 
 from edulake.connectors.files import FileSource, FolderSource
 from edulake.connectors.sftp import is_retryable
-from edulake.core.lake import Lake
+from edulake.core.lake import Lake, StorageUnavailableError
 from edulake.core.landing import LandingResult, Ledger, SourceFile, summarize
-from edulake.privacy.pseudonym import Pseudonymizer, PseudonymKey
+from edulake.core.lease import LeaseError
+from edulake.privacy.keys import KeyRotationInProgress
+from edulake.privacy.lookup import KeyMismatchError
+from edulake.privacy.pseudonym import MissingKeyError, Pseudonymizer, PseudonymKey
+from edulake.privacy.scrub import mark_safe, scrubbed
 from edulake.sources.clever import decisions, pipeline
 from edulake.sources.clever.decisions import SkipDecision
 from edulake.sources.clever.freshness import CleverFreshness, check_reports
@@ -22,6 +26,11 @@ from edulake.sources.clever.names import FOLDERS, ReportName, parse_report_name
 from edulake.sources.clever.process import SOURCE
 from tasks.common import explain_storage_errors, logger
 from tasks.events import emit_source_stale
+
+# Messages built by edulake from key ids, lake names and settings only: shown as is.
+mark_safe(
+    KeyMismatchError, KeyRotationInProgress, LeaseError, MissingKeyError, StorageUnavailableError
+)
 
 
 def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -202,6 +211,7 @@ def apply_skip_decisions(
 
 
 @task(name="pseudonymize-reports", retries=1, retry_delay_seconds=30, cache_policy=NO_CACHE)
+@scrubbed  # whatever leaves this task (logs, state message, pickled result) holds no row data
 @explain_storage_errors
 def pseudonymize_reports(
     lake: Lake,

@@ -15,10 +15,16 @@ unless a quoted field holds a newline.
 
 from __future__ import annotations
 
+import codecs
+import csv
+import gzip
+import io
 import json
+import re
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any, NoReturn
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,7 +32,8 @@ import pyarrow.csv as pacsv
 
 from edulake.core.types import arrow_type
 from edulake.privacy.pseudonym import Pseudonymizer, clean_ids
-from edulake.specs import PiiOp, TableSpec
+from edulake.privacy.scrub import DataError, safe_message
+from edulake.specs import HeaderMismatch, PiiOp, TableSpec
 
 BLOCK_SIZE = 8 << 20  # ~100k rows a batch for Clever files
 MAX_BLOCK_SIZE = 64 << 20  # a record larger than this is not a Clever row
@@ -43,16 +50,38 @@ class NeedsExactMode(Exception):
     """The fast reader met a malformed row or invalid UTF-8: re-read in exact mode."""
 
 
-class EmptyFileError(ValueError):
+class EmptyFileError(DataError):
     """A file with no header at all."""
 
 
-class NotCsvError(ValueError):
+class NotCsvError(DataError):
     """A file that is not a CSV report at all (HTML, JSON, UTF-16, a runaway quote...)."""
 
 
-class RecordTooLargeError(ValueError):
+class RecordTooLargeError(DataError):
     """A CSV record larger than the read block (a runaway quoted field, or not a CSV)."""
+
+
+class HeaderError(DataError):
+    """A header that does not match the spec, described without quoting a cell that
+    could be data (see :func:`describe_header`)."""
+
+    def __init__(self, table: str, columns: int, missing: list[str], unknown: list[str]):
+        self.table, self.columns, self.missing, self.unknown = table, columns, missing, unknown
+        parts = []
+        if missing:
+            parts.append("missing columns: " + ", ".join(missing))
+        if unknown:
+            parts.append("unknown columns: " + ", ".join(unknown))
+        super().__init__(f"header does not match the {table} spec ({'; '.join(parts)})")
+
+    def __reduce__(self) -> Any:
+        return (HeaderError, (self.table, self.columns, self.missing, self.unknown))
+
+    @property
+    def known(self) -> int:
+        """How many of the spec's columns the header has."""
+        return self.columns - len(self.missing)
 
 
 def sniff(head: bytes, default: str = "not this report's CSV") -> str:
@@ -64,9 +93,233 @@ def sniff(head: bytes, default: str = "not this report's CSV") -> str:
         return "HTML or XML (an error or login page saved instead of the report?)"
     if text[:1] in (b"{", b"["):
         return "JSON (an API error response saved instead of the report?)"
+    if compression_of(head) == "gzip":
+        return "gzip-compressed data"
+    if compression_of(head) == "zip":
+        return "a zip archive"
     if b"\x00" in head[:4096]:
         return "binary data"
     return default
+
+
+# Exact mode reads a file whose bytes are not all UTF-8 through :class:`MarkedStream`:
+# every byte that is not part of valid UTF-8 becomes one code point of this range
+# (U+10FF80..U+10FFFF, the end of plane 16, private use), so pyarrow can hand every row
+# to the invalid-row handler as text (it cannot for a row that is not UTF-8: it raises a
+# "CSV parse error" that quotes the row instead) and record numbers stay exact. A row
+# holding such a code point is quarantined as "bytes that are not UTF-8".
+_MARK_BASE = 0x10FF00
+_MARKS = {0xDC00 + b: chr(_MARK_BASE + b) for b in range(0x80, 0x100)}
+_MARK_RE = "[\U0010ff80-\U0010ffff]"
+_MARK_PY = re.compile(_MARK_RE)
+_SURROGATE = re.compile("[\udc80-\udcff]")
+NOT_UTF8 = "bytes that are not UTF-8"
+
+
+class MarkedStream:
+    """A byte stream with every invalid UTF-8 byte replaced by its marker code point.
+
+    Streaming (a chunk at a time; a sequence cut by a chunk boundary is decoded with the
+    next chunk), and only newline, quote and comma bytes matter to the CSV parser: none of
+    them is ever changed, so rows and record numbers are those of the original bytes.
+    """
+
+    def __init__(self, raw: IO[bytes], chunk: int = 1 << 20) -> None:
+        self._raw, self._chunk = raw, chunk
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
+        self._buf = b""
+        self._eof = False
+        self.closed = False
+        self.marked = 0  # invalid bytes seen so far
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return False
+
+    def _fill(self, n: int) -> None:
+        while len(self._buf) < n and not self._eof:
+            data = self._raw.read(self._chunk)
+            self._eof = not data
+            text = self._decoder.decode(bytes(data), final=self._eof)
+            if _SURROGATE.search(text):
+                self.marked += len(_SURROGATE.findall(text))
+                text = text.translate(_MARKS)
+            self._buf += text.encode("utf-8")
+
+    def read(self, n: int = -1) -> bytes:
+        self._fill(n if n >= 0 else 1 << 62)
+        if n < 0:
+            n = len(self._buf)
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    def close(self) -> None:
+        self.closed = True
+        self._raw.close()
+
+
+def unmark(text: str) -> str:
+    """Row text for quarantine: marker code points back to U+FFFD."""
+    return _MARK_PY.sub("\ufffd", text)
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
+# A gzip file may expand to at most this many times its size (Clever CSVs compress about
+# 5-20x); beyond it the file is refused as a decompression bomb, not read on.
+MAX_GZIP_RATIO = 200
+MIN_GZIP_LIMIT = 64 << 20
+
+
+def compression_of(head: bytes) -> str | None:
+    """``"gzip"``, ``"zip"`` or None, from a file's first bytes (magic numbers)."""
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZIP_MAGICS):
+        return "zip"
+    return None
+
+
+class GunzipStream:
+    """A gzip file, decompressed while it is read (streaming, bounded memory).
+
+    Multi-member files are read whole. A truncated or corrupt file, or one that expands
+    beyond ``limit`` bytes, raises :class:`NotCsvError` naming the byte offset reached,
+    never any content.
+    """
+
+    def __init__(self, raw: IO[bytes], limit: int) -> None:
+        self._gz = gzip.GzipFile(fileobj=raw, mode="rb")
+        self._raw, self._limit, self._out = raw, limit, 0
+        self.closed = False
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return False
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data = self._gz.read(n)
+        except (OSError, EOFError, zlib.error):
+            raise NotCsvError(
+                f"the gzip file is truncated or corrupt (after {self._out} decompressed "
+                "bytes): deliver it again"
+            ) from None
+        self._out += len(data)
+        if self._out > self._limit:
+            raise NotCsvError(
+                f"the gzip file expands beyond {self._limit} bytes (more than "
+                f"{MAX_GZIP_RATIO} times its size): refused as a possible decompression bomb"
+            )
+        return data
+
+    def close(self) -> None:
+        self.closed = True
+        self._gz.close()
+        self._raw.close()
+
+
+def decompressing(
+    open_stream: Callable[[], IO[bytes]], size: int
+) -> tuple[Callable[[], IO[bytes]], str | None]:
+    """An opener that yields the CSV text of a file as landed, and its compression.
+
+    gzip is decompressed transparently (streaming); a zip archive raises
+    :class:`NotCsvError` saying what to do; anything else is opened as is.
+    """
+    head = _head(open_stream, 8)
+    kind = compression_of(head)
+    if kind == "zip":
+        raise NotCsvError(
+            "the file is a zip archive, not a CSV: unzip it and deliver the CSV report it "
+            "holds under this name, or remove it from the source (skip it)"
+        )
+    if kind == "gzip":
+        limit = max(MIN_GZIP_LIMIT, MAX_GZIP_RATIO * size)
+
+        def gunzip() -> IO[bytes]:
+            return GunzipStream(open_stream(), limit)  # type: ignore[return-value]
+
+        return gunzip, kind
+    return open_stream, None
+
+
+# Header cells are reported by name only when they look like a column name: lower case,
+# a letter or _ first, at most 41 characters, at most 2 digits (ids are long runs of
+# digits and hex), and not a value the file or the lake knows as data (see describe_header).
+_NAME_LIKE = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
+
+
+def looks_like_column_name(cell: str) -> bool:
+    return bool(_NAME_LIKE.match(cell)) and sum(ch.isdigit() for ch in cell) <= 2
+
+
+def describe_header(
+    header: list[str],
+    spec: TableSpec,
+    data_values: set[str] | frozenset[str] | Callable[[str], bool] = frozenset(),
+) -> HeaderError | None:
+    """The header's mismatch with ``spec`` as a :class:`HeaderError`, or None if it fits.
+
+    Missing columns are the spec's names. An unknown cell is named when it is one of the
+    spec's names or aliases (a duplicate) or looks like a column name
+    (:func:`looks_like_column_name`) and is not in ``data_values`` (values the caller
+    knows as data: the file's other cells, the lake's lookups); otherwise it is
+    described by position and length only: ``column 9 (unrecognised, 11 chars)``.
+    """
+    try:
+        mapping = spec.resolve_header(header)
+    except HeaderMismatch as exc:
+        missing = list(exc.missing)
+    else:
+        del mapping
+        return None
+    vocabulary = {n.lower() for c in spec.columns for n in (c.name, *c.aliases)}
+    is_data = data_values if callable(data_values) else data_values.__contains__
+    lookup: dict[str, str] = {}
+    for c in spec.columns:
+        for n in (c.name, *c.aliases):
+            lookup[n.strip().lower()] = c.name
+    seen: set[str] = set()
+    unknown: list[str] = []
+    for pos, cell in enumerate(header, start=1):
+        text = cell.strip()
+        canon = lookup.get(text.lower())
+        if canon is not None and canon not in seen:
+            seen.add(canon)
+            continue
+        if canon is not None or text.lower() in vocabulary:
+            unknown.append(f"{text.lower()} (column {pos}, a second time)")
+        elif looks_like_column_name(text) and not is_data(text):
+            unknown.append(text)
+        elif not text:
+            unknown.append(f"column {pos} (blank)")
+        else:
+            unknown.append(f"column {pos} (unrecognised, {len(text)} chars)")
+    return HeaderError(spec.name, len(spec.columns), missing, unknown)
+
+
+def _cells_after_header(head: bytes, limit: int = 2000) -> set[str]:
+    """The cells of the first rows after line 1 (data values, for describe_header)."""
+    text = head.decode("utf-8", "replace")
+    out: set[str] = set()
+    for i, row in enumerate(csv.reader(io.StringIO(text, newline=""))):
+        if i == 0:
+            continue
+        if i > limit:
+            break
+        out.update(cell.strip() for cell in row)
+    return out
 
 
 @dataclass
@@ -108,6 +361,7 @@ def read_batches(
     *,
     exact: bool = False,
     block_size: int = BLOCK_SIZE,
+    is_known_value: Callable[[str], bool] | None = None,
 ) -> Iterator[Batch]:
     """Validated, pseudonymized batches of a CSV file.
 
@@ -115,9 +369,19 @@ def read_batches(
     caller discards what it staged and reads again with ``exact=True``. A record larger
     than ``block_size`` raises :class:`RecordTooLargeError` (read again with a bigger
     block); a file that is not a CSV raises :class:`NotCsvError` or
-    :class:`EmptyFileError`. Error messages never quote row data.
+    :class:`EmptyFileError`; a header that does not fit the spec raises
+    :class:`HeaderError` (``is_known_value`` tells which cells are known data: they are
+    never named). Every error is a :class:`DataError`: no message quotes row data.
     """
-    return _read(open_stream, spec, pseudonymizer, extra or {}, exact=exact, block_size=block_size)
+    return _read(
+        open_stream,
+        spec,
+        pseudonymizer,
+        extra or {},
+        exact=exact,
+        block_size=block_size,
+        is_known_value=is_known_value,
+    )
 
 
 def _read(
@@ -128,51 +392,62 @@ def _read(
     *,
     exact: bool,
     block_size: int,
+    is_known_value: Callable[[str], bool] | None,
 ) -> Iterator[Batch]:
     invalid: dict[int, str] = {}  # record number -> raw text (exact mode)
 
-    malformed = False
-
     def on_invalid(row: pacsv.InvalidRow) -> str:
-        nonlocal malformed
-        if not exact:
-            malformed = True  # exceptions raised here are swallowed: make the reader fail
-            return "error"
         reason = f"expected {row.expected_columns} fields, got {row.actual_columns}"
         spans = row.text.count("\n")
         if spans:
             reason += f"; a quoted field runs over {spans + 1} lines (unterminated quote?)"
-        invalid[row.number] = f"{reason}\x00{row.text}"
+        if _MARK_PY.search(row.text):
+            reason += f"; {NOT_UTF8}"
+        invalid[row.number] = f"{reason}\x00{unmark(row.text)}"
         return "skip"
 
-    text_type = pa.binary() if exact else pa.string()
     names = {n for c in spec.columns for n in (c.name, *c.aliases)}
     names |= {n.upper() for n in names}
-    stream = open_stream()
+    raw = open_stream()
+    # exact mode: invalid UTF-8 bytes become marker code points (see MarkedStream)
+    stream: Any = MarkedStream(raw) if exact else raw
     try:
         try:
             reader = pacsv.open_csv(
                 stream,
                 read_options=pacsv.ReadOptions(use_threads=not exact, block_size=block_size),
+                # Fast mode passes no handler: pyarrow fails on the first malformed row
+                # ("CSV parse error", which quotes it: see _classify) and the file is read
+                # again in exact mode. A handler there would gain nothing and, for a row
+                # that is not UTF-8, pyarrow cannot even call it.
                 parse_options=pacsv.ParseOptions(
-                    newlines_in_values=True, invalid_row_handler=on_invalid
+                    newlines_in_values=True, invalid_row_handler=on_invalid if exact else None
                 ),
                 convert_options=pacsv.ConvertOptions(
-                    column_types=dict.fromkeys(names, text_type),
+                    column_types=dict.fromkeys(names, pa.string()),
                     strings_can_be_null=False,
                     quoted_strings_can_be_null=False,
                 ),
             )
         except pa.ArrowInvalid as exc:
-            _classify(exc, exact=exact, malformed=malformed, open_stream=open_stream)
-            raise
+            _classify(exc, exact=exact, open_stream=open_stream)
         try:
             header = reader.schema.names
         except UnicodeDecodeError:
-            raise NotCsvError(
-                f"the header row is not UTF-8 text: {_sniff_stream(open_stream)}"
-            ) from None
-        mapping = spec.resolve_header(header)
+            header = ["\U0010ff80"]  # not UTF-8: reported below
+        if any(_MARK_PY.search(h) for h in header):
+            raise NotCsvError(f"the header row is not UTF-8 text: {_sniff_stream(open_stream)}")
+        try:
+            mapping = spec.resolve_header(header)
+        except HeaderMismatch:
+            cells = _cells_after_header(_head(open_stream, 1 << 20))
+
+            def is_data(cell: str) -> bool:
+                return cell in cells or bool(is_known_value and is_known_value(cell))
+
+            err = describe_header(header, spec, is_data)
+            assert err is not None
+            raise err from None
         next_record = 2  # the header is record 1
         while True:
             try:
@@ -180,8 +455,7 @@ def _read(
             except StopIteration:
                 break
             except pa.ArrowInvalid as exc:
-                _classify(exc, exact=exact, malformed=malformed, open_stream=open_stream)
-                raise
+                _classify(exc, exact=exact, open_stream=open_stream)
             table = pa.Table.from_batches([rb]).rename_columns(
                 [mapping[n] for n in rb.schema.names]
             )
@@ -198,8 +472,8 @@ def _read(
                     next_record += 1
                 records = numbers
             rejected = Rejected()
-            if exact:
-                table, bad = _decode_utf8(table, records)
+            if exact and stream.marked:
+                table, bad = _reject_marked(table, records)
                 rejected.extend(bad)
                 dropped = set(bad.lines)
                 records = [r for r in records if r not in dropped]
@@ -219,9 +493,13 @@ def _read(
 
 
 def _classify(
-    exc: pa.ArrowInvalid, *, exact: bool, malformed: bool, open_stream: Callable[[], IO[bytes]]
-) -> None:
-    """Turn a reader error into the exception that says what to do (or return to re-raise)."""
+    exc: pa.ArrowInvalid, *, exact: bool, open_stream: Callable[[], IO[bytes]]
+) -> NoReturn:
+    """Raise the exception that says what to do; never one that quotes the reader's text.
+
+    pyarrow's messages quote the row (``CSV parse error: Expected 8 columns, got 9:
+    <row>``): they are classified here and dropped (``from None``), never passed on.
+    """
     msg = str(exc)
     if "Empty CSV" in msg:
         head = _head(open_stream)
@@ -232,14 +510,19 @@ def _classify(
         ) from None
     if "straddl" in msg or "block size" in msg:
         raise RecordTooLargeError("a CSV record is larger than the read block") from None
-    if not exact and (malformed or "UTF8" in msg or "UTF-8" in msg):
+    if not exact and ("UTF8" in msg or "UTF-8" in msg or "CSV parse error" in msg):
+        # a malformed row (fast mode has no handler) or bytes that are not UTF-8
         raise NeedsExactMode from None
+    raise DataError(
+        f"the CSV reader failed in {'exact' if exact else 'fast'} mode "
+        f"({safe_message(exc)}; its message, which may quote a row, is withheld)"
+    ) from None
 
 
-def _head(open_stream: Callable[[], IO[bytes]]) -> bytes:
+def _head(open_stream: Callable[[], IO[bytes]], size: int = 4096) -> bytes:
     stream = open_stream()
     try:
-        return bytes(stream.read(4096))
+        return bytes(stream.read(size))
     finally:
         stream.close()
 
@@ -251,28 +534,21 @@ def _sniff_stream(open_stream: Callable[[], IO[bytes]]) -> str:
     )
 
 
-def _decode_utf8(table: pa.Table, records: Sequence[int]) -> tuple[pa.Table, Rejected]:
-    """Binary columns to text; rows with bytes that are not UTF-8 are rejected."""
-    bad_rows: set[int] = set()
+def _reject_marked(table: pa.Table, records: Sequence[int]) -> tuple[pa.Table, Rejected]:
+    """Rows holding marker code points (bytes that were not UTF-8) are rejected."""
+    bad = pa.repeat(pa.scalar(False), table.num_rows)
     for col in table.columns:
-        try:
-            pc.cast(col, pa.string())
-        except pa.ArrowInvalid:
-            for i, v in enumerate(col.to_pylist()):
-                try:
-                    v.decode("utf-8")
-                except UnicodeDecodeError:
-                    bad_rows.add(i)
+        hit = pc.fill_null(pc.match_substring_regex(col, _MARK_RE), False)
+        bad = pc.or_(bad, hit)
     rejected = Rejected()
-    if bad_rows:
-        for i in sorted(bad_rows):
-            row = [c[i].as_py().decode("utf-8", "replace") for c in table.columns]
-            rejected.lines.append(records[i])
-            rejected.reasons.append("bytes that are not UTF-8")
-            rejected.raw.append(json.dumps(row, ensure_ascii=False))
-        keep = pa.array([i not in bad_rows for i in range(table.num_rows)])
-        table = table.filter(keep)
-    return table.cast(pa.schema([pa.field(n, pa.string()) for n in table.column_names])), rejected
+    if not pc.any(bad).as_py():
+        return table, rejected
+    for i in pc.indices_nonzero(bad).to_pylist():
+        row = [unmark(c[i].as_py()) for c in table.columns]
+        rejected.lines.append(records[i])
+        rejected.reasons.append(NOT_UTF8)
+        rejected.raw.append(json.dumps(row, ensure_ascii=False))
+    return table.filter(pc.invert(bad)), rejected
 
 
 def _parse(col: pa.Array, spec_type: str) -> tuple[pa.Array, pa.Array]:

@@ -92,6 +92,11 @@ class Settings(BaseSettings):
         7,
         description="A Clever run fails when its newest report on the server is older (days).",
     )
+    max_quarantine_rows_floor: int = Field(
+        10,
+        description="A file of fewer than 1,000 rows may have up to this many quarantined "
+        "rows (fewer than half of its rows) whatever max_quarantine_share says.",
+    )
 
 
 def get_settings() -> Settings:

@@ -86,3 +86,16 @@ def is_identifier(name: str) -> bool:
 def identifier_names(*names: str) -> list[str]:
     """The names among ``names`` that are identifiers (for error messages: names only)."""
     return [n for n in names if n and is_identifier(n)]
+
+
+# For the PII audit (edulake/privacy/audit.py), which collects the values of every column
+# named like an identifier whatever a spec says: the same list, as whole-name patterns
+# over normalize()d names, and the test by that name.
+IDENTIFIER_PATTERNS: tuple[str, ...] = tuple(
+    re.escape(n) for n in sorted(IDENTIFIER_NAMES)
+) + tuple(r"[a-z0-9_]*" + re.escape(s) for s in IDENTIFIER_SUFFIXES)
+
+
+def is_identifier_name(name: str) -> bool:
+    """True when a column called ``name`` holds identifiers of people (see is_identifier)."""
+    return is_identifier(name)
