@@ -7,25 +7,17 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import State, TaskRun
 from prefect.runtime import flow_run
 
 from edulake.catalog.athena import (
     AthenaConfig,
-    AthenaQueryFailed,
     AthenaRunner,
     Format,
     Mode,
     QueryRecord,
 )
 from edulake.core.settings import get_settings
-from tasks.common import logger, s3_options
-
-
-def _retry_unless_query_failed(task: Any, task_run: TaskRun, state: State) -> bool:
-    """Retry API trouble (throttling, network); a query that FAILED in Athena stays failed."""
-    exc = state.result(raise_on_failure=False)
-    return not isinstance(exc, AthenaQueryFailed | ValueError | KeyError)
+from tasks.common import logger, retry_if_transient, s3_options
 
 
 def make_runner(
@@ -51,7 +43,7 @@ def make_runner(
     name="run-athena-query",
     retries=3,
     retry_delay_seconds=[10, 60, 300],
-    retry_condition_fn=_retry_unless_query_failed,
+    retry_condition_fn=retry_if_transient,
     cache_policy=NO_CACHE,
 )
 def run_athena_query(
@@ -72,7 +64,13 @@ def run_athena_query(
     return record
 
 
-@task(name="create-athena-views", retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE)
+@task(
+    name="create-athena-views",
+    retries=2,
+    retry_delay_seconds=[10, 60],
+    retry_condition_fn=retry_if_transient,
+    cache_policy=NO_CACHE,
+)
 def create_athena_views(runner: AthenaRunner, source: str) -> list[str]:
     """(Re)create a source's Athena views."""
     from edulake.catalog.athena import create_views

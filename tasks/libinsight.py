@@ -26,7 +26,7 @@ from edulake.sources.libinsight.store import (
     write_watermark,
 )
 from edulake.sources.libinsight.windows import Window, plan_range, split_windows
-from tasks.common import logger
+from tasks.common import logger, retry_if_transient
 
 SECRET_ENV = "EDULAKE_LIBINSIGHT_CLIENT_SECRET"  # noqa: S105 - the variable's name, not a secret
 
@@ -124,7 +124,13 @@ def page_lander(lake: Lake, dataset_id: int, window: Window) -> PageLander:
     return PageLander(lake, dataset_id, window, flow_run.get_id())
 
 
-@task(name="process-pages", retries=1, retry_delay_seconds=[30], cache_policy=NO_CACHE)
+@task(
+    name="process-pages",
+    retries=1,
+    retry_delay_seconds=[30],
+    retry_condition_fn=retry_if_transient,
+    cache_policy=NO_CACHE,
+)
 def process_pages(
     lake: Lake, cfg: DatasetConfig, pages: list[LandedPage], window: Window, key: PseudonymKey
 ) -> ProcessResult:

@@ -44,6 +44,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from edulake.core.errors import TransientError
 from edulake.core.landing import SourceFile
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class SftpAuthError(SftpError):
     """The server refused the username / key / password: never retried."""
 
 
-class SftpTransientError(SftpError, ConnectionError):
+class SftpTransientError(SftpError, TransientError, ConnectionError):
     """Connection refused, timed out or dropped: worth retrying later."""
 
 

@@ -6,10 +6,20 @@ Flow parameters override these per run; secrets are never flow parameters.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, SecretStr
+from typing import Literal, get_args
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edulake.core.errors import DeterministicError
 from edulake.core.lake import S3Options
+
+CatalogKind = Literal["duckdb", "glue"]
+"""Where tables are published: the embedded DuckDB file (default) or Glue + Athena."""
+SourceKind = Literal["testdata", "folder", "sftp"]
+"""Where Clever reports come from: the bundled generator, a folder, or Clever's SFTP."""
+CATALOG_KINDS: tuple[str, ...] = get_args(CatalogKind)
+SOURCE_KINDS: tuple[str, ...] = get_args(SourceKind)
 
 
 class LakeSettings(BaseModel):
@@ -46,7 +56,7 @@ class S3Settings(BaseModel):
 class CatalogSettings(BaseModel):
     """Which SQL catalog tables are published to."""
 
-    kind: str = Field("duckdb", description="duckdb (embedded, default) or glue (Athena).")
+    kind: CatalogKind = Field("duckdb", description="duckdb (embedded, default) or glue (Athena).")
     duckdb_path: str | None = Field(
         None, description="DuckDB database file; defaults to <lake root>/catalog/edulake.duckdb."
     )
@@ -73,6 +83,40 @@ class Settings(BaseSettings):
     )
 
 
+class ConfigError(DeterministicError, ValueError):
+    """A setting or parameter no run can work with: fixed by the operator, never retried."""
+
+
+_SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSWORD")
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    return "EDULAKE_" + "__".join(str(p).upper() for p in loc)
+
+
+def explain_settings_error(exc: ValidationError) -> ConfigError:
+    """A pydantic error as one line per bad variable, naming it (values of secrets never shown)."""
+    parts = []
+    for err in exc.errors():
+        name = _env_name(tuple(err.get("loc", ())))
+        value = err.get("input")
+        shown = (
+            f"={value!r}"
+            if isinstance(value, str | int | float)
+            and not any(w in name for w in _SECRET_WORDS)
+            and len(str(value)) <= 80
+            else ""
+        )
+        parts.append(f"{name}{shown}: {err.get('msg', 'invalid')}")
+    return ConfigError("invalid edulake setting: " + "; ".join(parts))
+
+
 def get_settings() -> Settings:
-    """Settings as the environment says now (read afresh: tests change the environment)."""
-    return Settings()
+    """Settings as the environment says now (read afresh: tests change the environment).
+
+    A bad value raises :class:`ConfigError`, one line naming the variable.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise explain_settings_error(exc) from None
