@@ -6,10 +6,11 @@ Flow parameters override these per run; secrets are never flow parameters.
 
 from __future__ import annotations
 
+import re
 from typing import Literal, get_args
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from edulake.core.errors import DeterministicError
 from edulake.core.lake import S3Options
@@ -120,3 +121,10 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         raise explain_settings_error(exc) from None
+    except SettingsError as exc:  # a nested setting given as a value that is not JSON
+        field = re.search(r'field "([^"]+)"', str(exc))
+        name = _env_name((field.group(1),)) if field else "an EDULAKE_* variable"
+        raise ConfigError(
+            f"invalid edulake setting: {name} does not parse (a nested setting takes JSON, "
+            f"or set its fields one by one: {name}__<FIELD>)"
+        ) from None

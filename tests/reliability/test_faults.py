@@ -296,3 +296,100 @@ def test_every_retried_task_uses_the_one_retry_condition():
                 retried.append(obj.name)
                 assert obj.retry_condition_fn is retry_if_transient, obj.name
     assert {"land-files", "pseudonymize-reports", "publish-tables", "fetch-pages"} <= set(retried)
+
+
+# -- validate before the first write ------------------------------------------------------
+def _nothing_under(root) -> bool:
+    return not root.exists() or not any(root.rglob("*"))
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_catalog_kind_typo_fails_the_clever_flow_before_any_write(tmp_path, monkeypatch):
+    from edulake.core.settings import ConfigError
+    from flows.clever_participation import clever_participation
+
+    monkeypatch.setenv("EDULAKE_CATALOG__KIND", "glu")
+    lake_root = tmp_path / "lake"
+    with pytest.raises(ConfigError) as err:
+        clever_participation(
+            source="testdata", lake_root=str(lake_root), demo=True, testdata={"days": 1}
+        )
+    msg = str(err.value)
+    assert "\n" not in msg  # one line
+    assert "EDULAKE_CATALOG__KIND='glu'" in msg and "'duckdb' or 'glue'" in msg
+    assert _nothing_under(lake_root)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_catalog_kind_typo_fails_the_libinsight_flow_before_any_write(tmp_path, monkeypatch):
+    from edulake.core.settings import ConfigError
+    from flows.libinsight_dataset import libinsight_dataset
+
+    monkeypatch.setenv("EDULAKE_CATALOG__KIND", "glu")
+    lake_root = tmp_path / "lake"
+    with pytest.raises(ConfigError, match="EDULAKE_CATALOG__KIND"):
+        libinsight_dataset(
+            base_url="http://127.0.0.1:9", dataset_id=1, client_id="x", lake_root=str(lake_root)
+        )
+    assert _nothing_under(lake_root)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_catalog_parameter_typo_is_refused_before_the_flow_starts(tmp_path):
+    from flows.clever_participation import clever_participation
+
+    lake_root = tmp_path / "lake"
+    state = clever_participation(
+        source="testdata", lake_root=str(lake_root), demo=True, catalog="glu", return_state=True
+    )
+    assert state.is_failed()
+    assert "catalog" in (state.message or "")
+    assert _nothing_under(lake_root)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_missing_source_folder_fails_before_any_write(tmp_path):
+    from edulake.core.settings import ConfigError
+    from flows.clever_participation import clever_participation
+
+    lake_root = tmp_path / "lake"
+    with pytest.raises(ConfigError, match="is not a folder"):
+        clever_participation(
+            source="folder", source_path=str(tmp_path / "nope"), lake_root=str(lake_root), demo=True
+        )
+    assert _nothing_under(lake_root)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_an_s3_lake_without_credentials_fails_at_once(tmp_path, monkeypatch):
+    from edulake.core.settings import ConfigError
+    from flows.forget import forget_flow
+
+    for name in [v for v in list(__import__("os").environ) if v.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    ids = tmp_path / "ids.txt"
+    ids.write_text("nobody\n")
+    with pytest.raises(ConfigError, match="needs AWS credentials and none were found"):
+        forget_flow(ids_file=str(ids), lake_root="s3://edulake-lake/lake", demo=True)
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable_and_never_a_secret(monkeypatch):
+    from edulake.core.settings import ConfigError, get_settings
+
+    monkeypatch.setenv("EDULAKE_MAX_QUARANTINE_SHARE", "lots")
+    monkeypatch.setenv("EDULAKE_CATALOG__KIND", "glu")
+    with pytest.raises(ConfigError) as err:
+        get_settings()
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "EDULAKE_MAX_QUARANTINE_SHARE='lots'" in msg and "EDULAKE_CATALOG__KIND='glu'" in msg
+    monkeypatch.delenv("EDULAKE_MAX_QUARANTINE_SHARE")
+    monkeypatch.delenv("EDULAKE_CATALOG__KIND")
+    monkeypatch.setenv("EDULAKE_S3__SECRET_ACCESS_KEY", "[1, 2]")
+    monkeypatch.setenv("EDULAKE_S3", "not-json-secret-value")
+    with pytest.raises(ConfigError) as err:
+        get_settings()
+    assert "not-json-secret-value" not in str(err.value)
