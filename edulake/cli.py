@@ -17,6 +17,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+# edulake's own log lines (HTTP retries, SFTP reconnects, per-file errors) reach the
+# Prefect UI only when Prefect ships their logger. Prefect reads this when it is imported,
+# and everything below imports it lazily: set here, unless the user chose otherwise.
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "edulake")
+
 DEMO_QUERIES = {
     "Active students per school (first day)": """
         SELECT school_name, active_students FROM clever.active_students_per_school_day
