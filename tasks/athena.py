@@ -36,12 +36,18 @@ def make_runner(
     """The runner for the configured catalog: DuckDB (embedded default) or Athena (glue).
 
     On duckdb the named SQL runs on the lake's DuckDB catalog and the results go to the
-    lake's exports zone; the Athena settings (workgroup, results bucket) are not used.
+    lake's exports zone (or the ``output_location`` parameter, a local folder); the
+    Athena settings (workgroup, results bucket) are not used.
     """
     settings = get_settings()
     if (catalog or settings.catalog.kind) == "duckdb":
         lake = make_lake(lake_root, np_root, aws_credentials_block)
-        runner = DuckDBQueryRunner(lake, settings.catalog.duckdb_path)
+        if output_location and "://" in output_location:
+            raise ConfigError(
+                "on the duckdb catalog, output_location is a local folder (default: the "
+                "lake's exports/athena/); S3 results need the glue catalog"
+            )
+        runner = DuckDBQueryRunner(lake, settings.catalog.duckdb_path, output_location)
         if not runner.catalog_exists(runner.catalog_path):
             raise ConfigError(
                 f"no DuckDB catalog at {runner.catalog_path}: run a pipeline (clever or "

@@ -373,16 +373,20 @@ class DuckDBQueryRunner:
     attached). ``select`` writes ``exports/athena/<name>.csv`` (header row, like Athena's
     result file), ``unload`` ``exports/athena/<name>.csv|.parquet``, ``ctas`` a table
     ``exports.<name>`` in the catalog. A file has a fixed name (a re-run replaces it, so a
-    Tableau data source keeps its path) and is committed atomically.
+    Tableau data source keeps its path) and is committed atomically. ``output_dir`` (a
+    local folder) replaces the exports zone as the place for the files.
     """
 
     workgroup = "duckdb"
 
-    def __init__(self, lake: Lake, catalog_path: str | None = None) -> None:
+    def __init__(
+        self, lake: Lake, catalog_path: str | None = None, output_dir: str | None = None
+    ) -> None:
         from edulake.catalog.duckdb import DuckDBCatalog
 
         self.lake = lake
         self.catalog_path = catalog_path or DuckDBCatalog.default_path(lake)
+        self.output_dir = output_dir
         self.config = AthenaConfig(workgroup=self.workgroup, database_prefix="")
 
     def _export_key(self, name: str, ext: str) -> str:
@@ -430,13 +434,7 @@ class DuckDBQueryRunner:
                 con.close()
             rows = table.num_rows
             ext = "parquet" if mode == "unload" and fmt == "parquet" else "csv"
-            key = self._export_key(name, ext)
-            with self.lake.atomic_write(Zone.EXPORTS, key) as out:
-                if ext == "parquet":
-                    pq.write_table(table, out)
-                else:
-                    pacsv.write_csv(csv_ready(table), out)
-            location = self.lake.uri(Zone.EXPORTS, key)
+            location = self._write(table, name, ext)
         return QueryRecord(
             name=name,
             query_id=f"duckdb-{token[:16]}",
@@ -450,6 +448,32 @@ class DuckDBQueryRunner:
             mode=mode,
             rows=rows,
         )
+
+    def _write(self, table: pa.Table, name: str, ext: str) -> str:
+        """Commit the result file atomically; where it is."""
+
+        def write(out: Any) -> None:
+            if ext == "parquet":
+                pq.write_table(table, out)
+            else:
+                pacsv.write_csv(csv_ready(table), out)
+
+        if self.output_dir is None:
+            key = self._export_key(name, ext)
+            with self.lake.atomic_write(Zone.EXPORTS, key) as out:
+                write(out)
+            return self.lake.uri(Zone.EXPORTS, key)
+        os.makedirs(self.output_dir, exist_ok=True)
+        final = os.path.join(self.output_dir, safe_key(f"{name}.{ext}"))
+        staged = os.path.join(self.output_dir, f".{name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(staged, "wb") as out:
+                write(out)
+            os.replace(staged, final)  # readers see the old file or the new, never half
+        finally:
+            if os.path.exists(staged):
+                os.remove(staged)
+        return final
 
     def close(self) -> None:
         """Nothing held: each query opens and closes its own connection."""

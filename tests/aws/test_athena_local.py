@@ -104,3 +104,15 @@ def test_no_catalog_yet_fails_once_and_clearly(tmp_path, no_aws):
     with pytest.raises(ConfigError, match="no DuckDB catalog"):
         athena_query(query_names=[QUERY], lake_root=str(tmp_path / "empty"))
     assert not (tmp_path / "empty" / "catalog").exists()  # no empty catalog file created
+
+
+def test_the_output_location_parameter_is_a_local_folder(libinsight_lake, no_aws, tmp_path):
+    root, ids = libinsight_lake
+    folder = tmp_path / "tableau"
+    summary = athena_query(query_names=[QUERY], lake_root=str(root), output_location=str(folder))
+    out = folder / f"{QUERY}.csv"
+    assert summary["queries"][0]["results"] == str(out)
+    with out.open(newline="", encoding="utf-8") as f:
+        assert {int(r["id"]) for r in csv.DictReader(f)} == ids
+    assert sorted(p.name for p in folder.iterdir()) == [f"{QUERY}.csv"]  # no staging left
+    assert not (root / "exports" / "athena").exists()
