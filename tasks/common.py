@@ -24,6 +24,7 @@ from edulake.core.settings import (
     SOURCE_KINDS,
     ConfigError,
     Settings,
+    check_setting_names,
     get_settings,
 )
 from edulake.privacy.pseudonym import PseudonymKey
@@ -173,11 +174,13 @@ def validate_run(
 ) -> Settings:
     """Every check that needs no write, before the first write: a bad run fails here, at once.
 
-    Settings parse (a bad ``EDULAKE_*`` value is one line naming the variable), the catalog
+    Settings parse (a bad ``EDULAKE_*`` value is one line naming the variable; a misspelt
+    ``EDULAKE_<SECTION>__<FIELD>`` name is refused instead of silently ignored), the catalog
     kind, the Clever source and its folder, and, for an S3 lake or the Glue catalog, that
     AWS credentials can be found. Raises :class:`ConfigError` (never retried).
     """
     settings = get_settings()
+    check_setting_names(dict(os.environ))
     kind = catalog or settings.catalog.kind
     if kind not in CATALOG_KINDS:
         raise ConfigError(f"unknown catalog {kind!r}: use {' or '.join(CATALOG_KINDS)}")

@@ -112,6 +112,49 @@ def explain_settings_error(exc: ValidationError) -> ConfigError:
     return ConfigError("invalid edulake setting: " + "; ".join(parts))
 
 
+def _sections() -> dict[str, type[BaseModel]]:
+    """The nested sections of the settings: ``{"CATALOG": CatalogSettings, ...}``."""
+    sections: dict[str, type[BaseModel]] = {}
+    for name, info in Settings.model_fields.items():
+        model = info.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            sections[name.upper()] = model
+    return sections
+
+
+def unknown_setting_names(environ: dict[str, str]) -> list[str]:
+    """``EDULAKE_<SECTION>__<FIELD>`` variables whose field does not exist (typos).
+
+    pydantic ignores them, so ``EDULAKE_CATALOG__KNID=glue`` would silently publish to
+    DuckDB. Only the nested sections are checked: other ``EDULAKE_*`` names belong to
+    other readers (LibInsight settings, crash points, deployment variables).
+    """
+    sections = _sections()
+    unknown = []
+    for var in sorted(environ):
+        head, sep, field = var.removeprefix("EDULAKE_").partition("__")
+        if not var.startswith("EDULAKE_") or not sep or head not in sections:
+            continue
+        if field.split("__")[0].lower() not in sections[head].model_fields:
+            unknown.append(var)
+    return unknown
+
+
+def check_setting_names(environ: dict[str, str]) -> None:
+    """Refuse misspelt nested setting names (names only: their values are never shown)."""
+    unknown = unknown_setting_names(environ)
+    if unknown:
+        sections = sorted({v.removeprefix("EDULAKE_").split("__")[0] for v in unknown})
+        models = _sections()
+        known = "; ".join(
+            ", ".join(f"EDULAKE_{section}__{f.upper()}" for f in models[section].model_fields)
+            for section in sections
+        )
+        raise ConfigError(
+            f"unknown edulake setting(s) {', '.join(unknown)} (a typo?); known: {known}"
+        )
+
+
 def get_settings() -> Settings:
     """Settings as the environment says now (read afresh: tests change the environment).
 

@@ -393,3 +393,18 @@ def test_a_bad_setting_is_one_line_naming_the_variable_and_never_a_secret(monkey
     with pytest.raises(ConfigError) as err:
         get_settings()
     assert "not-json-secret-value" not in str(err.value)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_misspelt_setting_name_fails_before_any_write(tmp_path, monkeypatch):
+    """EDULAKE_CATALOG__KNID=glue would be ignored and the run would publish to DuckDB."""
+    from edulake.core.settings import ConfigError
+    from flows.clever_participation import clever_participation
+
+    monkeypatch.setenv("EDULAKE_CATALOG__KNID", "glue")
+    lake_root = tmp_path / "lake"
+    with pytest.raises(ConfigError) as err:
+        clever_participation(source="testdata", lake_root=str(lake_root), demo=True)
+    assert "EDULAKE_CATALOG__KNID" in str(err.value) and "EDULAKE_CATALOG__KIND" in str(err.value)
+    assert "glue" not in str(err.value).replace("EDULAKE_CATALOG__GLUE", "")  # no values
+    assert _nothing_under(lake_root)
