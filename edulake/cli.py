@@ -244,8 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from edulake.core.settings import ConfigError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:  # a setting or parameter to fix: one line, no traceback
+        print(f"edulake: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

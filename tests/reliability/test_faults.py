@@ -408,3 +408,31 @@ def test_a_misspelt_setting_name_fails_before_any_write(tmp_path, monkeypatch):
     assert "EDULAKE_CATALOG__KNID" in str(err.value) and "EDULAKE_CATALOG__KIND" in str(err.value)
     assert "glue" not in str(err.value).replace("EDULAKE_CATALOG__GLUE", "")  # no values
     assert _nothing_under(lake_root)
+
+
+@pytest.mark.slow  # a subprocess with Prefect's temporary server
+def test_the_cli_reports_a_bad_setting_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDULAKE_", "PREFECT_API"))}
+    env.update({"EDULAKE_CATALOG__KIND": "glu", "PREFECT_HOME": str(tmp_path / "home")})
+    lake_root = tmp_path / "lake"
+    done = subprocess.run(
+        [sys.executable, "-m", "edulake", "demo", "--lake-root", str(lake_root)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    # Prefect logs the flow run's failure (with its traceback); the CLI's own word on it
+    # is one line.
+    ours = [line for line in done.stderr.splitlines() if line.startswith("edulake: ")]
+    assert ours == [
+        "edulake: invalid edulake setting: EDULAKE_CATALOG__KIND='glu': "
+        "Input should be 'duckdb' or 'glue'"
+    ]
+    assert _nothing_under(lake_root)
