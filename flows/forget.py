@@ -8,7 +8,8 @@ from prefect import flow
 
 from edulake.core.settings import CatalogKind
 from tasks.common import make_catalog, make_lake, resolve_key, validate_run
-from tasks.maintenance import forget_people, republish
+from tasks.lease import hold_lake_lease
+from tasks.maintenance import forget_people, republish, verify_forgotten
 
 
 @flow(name="forget")
@@ -34,10 +35,14 @@ def forget_flow(
     )
     lake = make_lake(lake_root, np_root, aws_credentials_block)
     key = resolve_key(hmac_key_block, demo)
-    result = forget_people(lake, key, ids_file)
-    cat = make_catalog(lake, catalog)
-    try:
-        republish(cat, lake, key.key_id, full=False)
-    finally:
-        cat.close()
+    # The suppression list, stage2p rewrites, lookups and catalog change under the lake
+    # lease, so a daily run can neither write the person back nor clear forget's work.
+    with hold_lake_lease(lake, "forget"):
+        result = forget_people(lake, key, ids_file)
+        cat = make_catalog(lake, catalog)
+        try:
+            republish(cat, lake, key.key_id, full=False)
+            verify_forgotten(cat, lake, key)
+        finally:
+            cat.close()
     return result.to_json()

@@ -61,6 +61,8 @@ DETERMINISTIC_CLASS_NAMES = frozenset(
         "edulake.connectors.aws.S3AccessError",
         # an Athena query that ran and FAILED: running it again fails again
         "edulake.catalog.athena.AthenaQueryFailed",
+        # LibInsight schema drift the config must classify: it would recur on every retry
+        "edulake.sources.libinsight.pipeline.DriftError",
         # botocore: no credentials, no region, a bad parameter
         "botocore.exceptions.NoCredentialsError",
         "botocore.exceptions.PartialCredentialsError",
