@@ -7,6 +7,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
+# edulake's own log lines (HTTP retries, SFTP reconnects, per-file errors) in the Prefect UI.
+export PREFECT_LOGGING_EXTRA_LOGGERS ?= edulake
 
 .PHONY: demo demo-libinsight test check bench setup setup-test clean
 

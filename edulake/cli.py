@@ -19,6 +19,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+# edulake's own log lines (HTTP retries, SFTP reconnects, per-file errors) reach the
+# Prefect UI only when Prefect ships their logger. Prefect reads this when it is imported,
+# and everything below imports it lazily: set here, unless the user chose otherwise.
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "edulake")
+
 DEMO_QUERIES = {
     "Active students per school (first day)": """
         SELECT school_name, active_students FROM clever.active_students_per_school_day
@@ -336,8 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from edulake.core.settings import ConfigError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:  # a setting or parameter to fix: one line, no traceback
+        print(f"edulake: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

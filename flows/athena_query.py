@@ -1,4 +1,8 @@
-"""Athena queries: the repo's named SQL into the results bucket (BI extracts), and views."""
+"""Athena queries: the repo's named SQL into the results bucket (BI extracts), and views.
+
+On the embedded default catalog (duckdb) the same SQL runs on the DuckDB catalog and the
+extract is written to the lake's exports zone (``exports/athena/<name>.csv``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ from typing import Any
 from prefect import flow
 
 from edulake.catalog.athena import Format, Mode, list_queries
+from edulake.core.settings import CatalogKind
 from tasks.athena import create_athena_views, make_runner, report_athena_run, run_athena_query
+from tasks.common import validate_run
 
 
 @flow(name="athena-query")
@@ -20,6 +26,9 @@ def athena_query(
     workgroup: str | None = None,
     output_location: str | None = None,
     database_prefix: str | None = None,
+    catalog: CatalogKind | None = None,
+    lake_root: str | None = None,
+    np_root: str | None = None,
 ) -> dict[str, Any]:
     """Run named Athena queries (``edulake/sql/athena/*.sql``) and refresh views.
 
@@ -30,8 +39,25 @@ def athena_query(
         views_for: sources whose Athena views to (re)create first, e.g. ["clever"].
         aws_credentials_block: prefect-aws AwsCredentials block (default: AWS chain).
         workgroup / output_location / database_prefix: override EDULAKE_CATALOG__*.
+        catalog: duckdb (run on the DuckDB catalog, results to <lake>/exports/athena/) or
+            glue (Athena); default: EDULAKE_CATALOG__KIND.
+        lake_root / np_root: the lake (duckdb only), overriding EDULAKE_LAKE__*.
     """
-    runner = make_runner(aws_credentials_block, workgroup, output_location, database_prefix)
+    validate_run(
+        lake_root=lake_root,
+        np_root=np_root,
+        catalog=catalog,
+        aws_credentials_block=aws_credentials_block,
+    )
+    runner = make_runner(
+        aws_credentials_block,
+        workgroup,
+        output_location,
+        database_prefix,
+        catalog=catalog,
+        lake_root=lake_root,
+        np_root=np_root,
+    )
     try:
         views = [v for source in views_for or [] for v in create_athena_views(runner, source)]
         names = query_names if query_names is not None else list_queries()

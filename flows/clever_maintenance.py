@@ -6,8 +6,8 @@ from typing import Any
 
 from prefect import flow
 
-from edulake.core.settings import get_settings
-from tasks.common import make_catalog, make_lake, resolve_key
+from edulake.core.settings import CatalogKind, get_settings
+from tasks.common import make_catalog, make_lake, resolve_key, validate_run
 from tasks.lease import hold_lake_lease
 from tasks.maintenance import finish, republish, rotate
 
@@ -18,7 +18,7 @@ def clever_rotate_key(
     np_root: str | None = None,
     hmac_key_block: str = "edulake-hmac-key",
     aws_credentials_block: str | None = None,
-    catalog: str | None = None,
+    catalog: CatalogKind | None = None,
     max_quarantine_share: float | None = None,
 ) -> dict[str, Any]:
     """Re-pseudonymize stage2p and rebuild stage2np from stage1np with the configured key.
@@ -26,6 +26,12 @@ def clever_rotate_key(
     First store the new key in the Secret block (or EDULAKE_HMAC_KEY); ordinary runs then
     refuse to start until this flow has finished. If it is interrupted, run it again.
     """
+    validate_run(
+        lake_root=lake_root,
+        np_root=np_root,
+        catalog=catalog,
+        aws_credentials_block=aws_credentials_block,
+    )
     lake = make_lake(lake_root, np_root, aws_credentials_block)
     key = resolve_key(hmac_key_block, demo=False)
     share = (

@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow
 
 from edulake.core.faults import pausepoint
-from edulake.core.settings import get_settings
+from edulake.core.settings import CatalogKind, SourceKind, get_settings
 from edulake.sources.clever import pipeline
 from tasks.audit import audit_before_publish
 from tasks.clever import (
@@ -20,7 +20,7 @@ from tasks.clever import (
     pseudonymize_reports,
     report_run,
 )
-from tasks.common import make_catalog, make_lake, resolve_key
+from tasks.common import make_catalog, make_lake, resolve_key, validate_run
 from tasks.events import emit_data_committed
 from tasks.lease import hold_lake_lease
 from tasks.publish import publish_tables, results_rows
@@ -36,7 +36,7 @@ class SourceStale(RuntimeError):
 
 @flow(name="clever-participation")
 def clever_participation(
-    source: str = "testdata",
+    source: SourceKind = "testdata",
     source_path: str | None = None,
     sftp_block: str = "edulake-clever-sftp",
     lake_root: str | None = None,
@@ -46,7 +46,7 @@ def clever_participation(
     demo: bool = False,
     hmac_key_block: str = "edulake-hmac-key",
     aws_credentials_block: str | None = None,
-    catalog: str | None = None,
+    catalog: CatalogKind | None = None,
     max_concurrent_downloads: int = 4,
     max_quarantine_share: float | None = None,
     max_report_age_days: int = 2,
@@ -78,6 +78,14 @@ def clever_participation(
         skip_reason: why (required with skip_files; kept with the decision).
         testdata: generator parameters for source=testdata (days, students, ...).
     """
+    validate_run(
+        lake_root=lake_root,
+        np_root=np_root,
+        catalog=catalog,
+        source=source,
+        source_path=source_path,
+        aws_credentials_block=aws_credentials_block,
+    )
     lake = make_lake(lake_root, np_root, aws_credentials_block)
     key = resolve_key(hmac_key_block, demo)
     share = (

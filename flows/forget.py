@@ -6,7 +6,8 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.common import make_catalog, make_lake, resolve_key
+from edulake.core.settings import CatalogKind
+from tasks.common import make_catalog, make_lake, resolve_key, validate_run
 from tasks.lease import hold_lake_lease
 from tasks.maintenance import forget_people, republish, verify_forgotten
 
@@ -19,13 +20,19 @@ def forget_flow(
     demo: bool = False,
     hmac_key_block: str = "edulake-hmac-key",
     aws_credentials_block: str | None = None,
-    catalog: str | None = None,
+    catalog: CatalogKind | None = None,
 ) -> dict[str, Any]:
     """Forget the people whose raw ids are listed in ``ids_file`` (one a line).
 
     The ids are read from a file (on the protected side) and never passed as parameters,
     so they never reach Prefect's database, logs or artifacts; only counts are reported.
     """
+    validate_run(
+        lake_root=lake_root,
+        np_root=np_root,
+        catalog=catalog,
+        aws_credentials_block=aws_credentials_block,
+    )
     lake = make_lake(lake_root, np_root, aws_credentials_block)
     key = resolve_key(hmac_key_block, demo)
     # The suppression list, stage2p rewrites, lookups and catalog change under the lake

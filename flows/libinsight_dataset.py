@@ -8,9 +8,10 @@ from typing import Any, Literal
 from prefect import flow
 
 from edulake.catalog import CatalogTable
+from edulake.core.settings import CatalogKind
 from edulake.sources.libinsight.config import load_dataset_config
 from edulake.sources.libinsight.store import LandedPage
-from tasks.common import make_catalog, make_lake, resolve_key
+from tasks.common import make_catalog, make_lake, resolve_key, validate_run
 from tasks.events import emit_data_committed, emit_source_stale
 from tasks.lease import hold_lake_lease
 from tasks.libinsight import (
@@ -43,7 +44,7 @@ def libinsight_dataset(
     requests_per_second: float | None = None,
     lake_root: str | None = None,
     np_root: str | None = None,
-    catalog: str | None = None,
+    catalog: CatalogKind | None = None,
     demo: bool = False,
     hmac_key_block: str = "edulake-hmac-key",
     aws_credentials_block: str | None = None,
@@ -66,6 +67,12 @@ def libinsight_dataset(
         lake_root / np_root / catalog / aws_credentials_block: where it goes.
         demo / hmac_key_block: pseudonymization key (demo: the public demo key).
     """
+    validate_run(
+        lake_root=lake_root,
+        np_root=np_root,
+        catalog=catalog,
+        aws_credentials_block=aws_credentials_block,
+    )
     cfg = load_dataset_config(dataset_config)
     table_name = cfg.table_name(dataset_id)  # a config bound to another dataset: refused here
     lake = make_lake(lake_root, np_root, aws_credentials_block)

@@ -7,25 +7,20 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import State, TaskRun
 from prefect.runtime import flow_run
 
 from edulake.catalog.athena import (
     AthenaConfig,
-    AthenaQueryFailed,
     AthenaRunner,
+    DuckDBQueryRunner,
     Format,
     Mode,
     QueryRecord,
 )
-from edulake.core.settings import get_settings
-from tasks.common import logger, s3_options
+from edulake.core.settings import ConfigError, get_settings
+from tasks.common import logger, make_lake, retry_if_transient, s3_options
 
-
-def _retry_unless_query_failed(task: Any, task_run: TaskRun, state: State) -> bool:
-    """Retry API trouble (throttling, network); a query that FAILED in Athena stays failed."""
-    exc = state.result(raise_on_failure=False)
-    return not isinstance(exc, AthenaQueryFailed | ValueError | KeyError)
+Runner = AthenaRunner | DuckDBQueryRunner
 
 
 def make_runner(
@@ -33,9 +28,32 @@ def make_runner(
     workgroup: str | None = None,
     output_location: str | None = None,
     database_prefix: str | None = None,
-) -> AthenaRunner:
-    """An Athena runner from settings, flow parameters overriding them."""
+    *,
+    catalog: str | None = None,
+    lake_root: str | None = None,
+    np_root: str | None = None,
+) -> Runner:
+    """The runner for the configured catalog: DuckDB (embedded default) or Athena (glue).
+
+    On duckdb the named SQL runs on the lake's DuckDB catalog and the results go to the
+    lake's exports zone (or the ``output_location`` parameter, a local folder); the
+    Athena settings (workgroup, results bucket) are not used.
+    """
     settings = get_settings()
+    if (catalog or settings.catalog.kind) == "duckdb":
+        lake = make_lake(lake_root, np_root, aws_credentials_block)
+        if output_location and "://" in output_location:
+            raise ConfigError(
+                "on the duckdb catalog, output_location is a local folder (default: the "
+                "lake's exports/athena/); S3 results need the glue catalog"
+            )
+        runner = DuckDBQueryRunner(lake, settings.catalog.duckdb_path, output_location)
+        if not runner.catalog_exists(runner.catalog_path):
+            raise ConfigError(
+                f"no DuckDB catalog at {runner.catalog_path}: run a pipeline (clever or "
+                "libinsight) first, or set EDULAKE_CATALOG__DUCKDB_PATH"
+            )
+        return runner
     s3 = s3_options(aws_credentials_block, settings)
     config = AthenaConfig.from_settings(
         settings.catalog,
@@ -51,16 +69,19 @@ def make_runner(
     name="run-athena-query",
     retries=3,
     retry_delay_seconds=[10, 60, 300],
-    retry_condition_fn=_retry_unless_query_failed,
+    retry_condition_fn=retry_if_transient,
     cache_policy=NO_CACHE,
 )
 def run_athena_query(
-    runner: AthenaRunner, name: str, mode: Mode = "select", fmt: Format = "csv"
+    runner: Runner, name: str, mode: Mode = "select", fmt: Format = "csv"
 ) -> QueryRecord:
     """Run one named query; a retry of the same flow run re-attaches to its execution."""
     log = logger()
     run_key = str(flow_run.get_id() or "")
     record = runner.run_named(name, mode=mode, fmt=fmt, run_key=run_key)
+    if isinstance(runner, DuckDBQueryRunner):
+        log.info("DuckDB %s: %s rows, results at %s", name, record.rows, record.output_location)
+        return record
     log.info(
         "Athena %s %s: %s, %s bytes scanned, results at %s",
         name,
@@ -72,13 +93,19 @@ def run_athena_query(
     return record
 
 
-@task(name="create-athena-views", retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE)
-def create_athena_views(runner: AthenaRunner, source: str) -> list[str]:
-    """(Re)create a source's Athena views."""
-    from edulake.catalog.athena import create_views
-
-    views = create_views(runner, source, runner.config.database_prefix)
-    logger().info("Athena views for %s: %s", source, ", ".join(views) or "none")
+@task(
+    name="create-athena-views",
+    retries=2,
+    retry_delay_seconds=[10, 60],
+    retry_condition_fn=retry_if_transient,
+    cache_policy=NO_CACHE,
+)
+def create_athena_views(runner: Runner, source: str) -> list[str]:
+    """(Re)create a source's views (in Athena, or in the DuckDB catalog)."""
+    views = runner.create_views(source)
+    logger().info(
+        "%s views for %s: %s", runner.config.workgroup, source, ", ".join(views) or "none"
+    )
     return views
 
 
@@ -94,6 +121,7 @@ def report_athena_run(records: list[QueryRecord], views: list[str]) -> dict[str,
             "results": r.output_location,
             "mode": r.mode,
             "workgroup": r.workgroup,
+            "rows": r.rows,
         }
         for r in records
     ]

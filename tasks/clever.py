@@ -11,7 +11,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from edulake.connectors.files import FileSource, FolderSource
-from edulake.connectors.sftp import is_retryable
 from edulake.core.lake import Lake, StorageUnavailableError
 from edulake.core.landing import LandingResult, Ledger, SourceFile, summarize
 from edulake.core.lease import LeaseError
@@ -24,7 +23,7 @@ from edulake.sources.clever.decisions import SkipDecision
 from edulake.sources.clever.freshness import CleverFreshness, check_reports
 from edulake.sources.clever.names import FOLDERS, ReportName, parse_report_name
 from edulake.sources.clever.process import SOURCE
-from tasks.common import explain_storage_errors, logger
+from tasks.common import explain_storage_errors, logger, retry_if_transient
 from tasks.events import emit_source_stale
 
 # Messages built by edulake from key ids, lake names and settings only: shown as is.
@@ -32,16 +31,7 @@ mark_safe(
     KeyMismatchError, KeyRotationInProgress, LeaseError, MissingKeyError, StorageUnavailableError
 )
 
-
-def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Task retry condition: never retry what retrying cannot fix (login, host key, config)."""
-    exc = state.data
-    # Look through wrappers (LandingFailed keeps the first file's error as its cause).
-    while isinstance(exc, BaseException):
-        if not is_retryable(exc):
-            return False
-        exc = exc.__cause__
-    return True
+__all__ = ["retry_if_transient"]  # the one retry condition, from tasks.common
 
 
 def open_source(
@@ -210,7 +200,13 @@ def apply_skip_decisions(
     return decisions.skipped(lake)
 
 
-@task(name="pseudonymize-reports", retries=1, retry_delay_seconds=30, cache_policy=NO_CACHE)
+@task(
+    name="pseudonymize-reports",
+    retries=1,
+    retry_delay_seconds=30,
+    retry_condition_fn=retry_if_transient,
+    cache_policy=NO_CACHE,
+)
 @scrubbed  # whatever leaves this task (logs, state message, pickled result) holds no row data
 @explain_storage_errors
 def pseudonymize_reports(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -16,8 +17,16 @@ from prefect.blocks.system import Secret
 from prefect.exceptions import MissingContextError
 
 from edulake.catalog import Catalog, open_catalog
+from edulake.core.errors import is_transient
 from edulake.core.lake import Lake, S3Options, StorageUnavailableError, explain_storage_error
-from edulake.core.settings import Settings, get_settings
+from edulake.core.settings import (
+    CATALOG_KINDS,
+    SOURCE_KINDS,
+    ConfigError,
+    Settings,
+    check_setting_names,
+    get_settings,
+)
 from edulake.privacy.pseudonym import PseudonymKey
 
 
@@ -30,6 +39,38 @@ def logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _failure(state: Any) -> BaseException | None:
+    """The exception a failed task state holds (or None)."""
+    data = getattr(state, "data", None)
+    if isinstance(data, BaseException):
+        return data
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception as raised:  # a result that cannot be read raises its own error
+        exc = raised
+    return exc if isinstance(exc, BaseException) else None
+
+
+def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """The one task retry condition: retry only what retrying can fix.
+
+    Transient (throttling, 5xx, 429/408, dropped connections, timeouts) is retried;
+    deterministic (a wrong key, a bad setting, missing credentials, another 4xx, a bug)
+    and unknown errors fail at once. See :func:`edulake.core.errors.is_transient`.
+    """
+    exc = _failure(state)
+    retry = exc is not None and is_transient(exc)
+    if exc is not None:
+        # The exception type only: a message may quote a path or a server's answer.
+        logging.getLogger("edulake.retry").info(
+            "%s failed with %s: %s",
+            getattr(task, "name", "task"),
+            type(exc).__name__,
+            "transient, retrying" if retry else "not retried (no retry can fix it)",
+        )
+    return retry
 
 
 def _is_storage_error(exc: BaseException) -> bool:
@@ -116,3 +157,63 @@ def make_catalog(lake: Lake, catalog: str | None = None) -> Catalog:
         duckdb_path=c.duckdb_path,
         database_prefix=c.glue_database_prefix,
     )
+
+
+def _is_s3(root: str | None) -> bool:
+    return bool(root) and str(root).startswith("s3://")
+
+
+def validate_run(
+    *,
+    lake_root: str | None = None,
+    np_root: str | None = None,
+    catalog: str | None = None,
+    source: str | None = None,
+    source_path: str | None = None,
+    aws_credentials_block: str | None = None,
+) -> Settings:
+    """Every check that needs no write, before the first write: a bad run fails here, at once.
+
+    Settings parse (a bad ``EDULAKE_*`` value is one line naming the variable; a misspelt
+    ``EDULAKE_<SECTION>__<FIELD>`` name is refused instead of silently ignored), the catalog
+    kind, the Clever source and its folder, and, for an S3 lake or the Glue catalog, that
+    AWS credentials can be found. Raises :class:`ConfigError` (never retried).
+    """
+    settings = get_settings()
+    check_setting_names(dict(os.environ))
+    kind = catalog or settings.catalog.kind
+    if kind not in CATALOG_KINDS:
+        raise ConfigError(f"unknown catalog {kind!r}: use {' or '.join(CATALOG_KINDS)}")
+    if source is not None:
+        if source not in SOURCE_KINDS:
+            raise ConfigError(f"unknown source {source!r}: use {', '.join(SOURCE_KINDS)}")
+        if source == "folder":
+            if not source_path:
+                raise ConfigError(
+                    "source='folder' needs source_path: a folder laid out like Clever's SFTP"
+                )
+            if not os.path.isdir(source_path):
+                raise ConfigError(f"source_path {source_path!r} is not a folder")
+    roots = [lake_root or settings.lake.root, np_root or settings.lake.np_root]
+    if any(_is_s3(r) for r in roots) or kind == "glue":
+        _check_aws_credentials(aws_credentials_block, settings, kind)
+    return settings
+
+
+def _check_aws_credentials(block: str | None, settings: Settings, kind: str) -> None:
+    """AWS credentials must be resolvable (keys, a block, or the default chain)."""
+    from edulake.connectors.aws import boto3_session
+
+    try:
+        options = s3_options(block, settings)
+    except ValueError as exc:  # no such block, or a block that does not load
+        raise ConfigError(f"the AwsCredentials block {block!r} cannot be loaded") from exc
+    if options is not None and options.access_key_id:
+        return
+    if boto3_session(options).get_credentials() is None:
+        needs = "the Glue catalog" if kind == "glue" else "an s3:// lake root"
+        raise ConfigError(
+            f"{needs} needs AWS credentials and none were found: set EDULAKE_S3__ACCESS_KEY_ID "
+            "and EDULAKE_S3__SECRET_ACCESS_KEY, pass aws_credentials_block, or give the worker "
+            "a role (AWS default chain)"
+        )

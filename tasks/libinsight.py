@@ -7,11 +7,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from prefect import Task, task
+from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import State, TaskRun
 from prefect.runtime import flow_run
 
 from edulake.core.lake import Lake, Zone
@@ -31,7 +30,7 @@ from edulake.sources.libinsight.store import (
 )
 from edulake.sources.libinsight.windows import Window, plan_range, split_windows
 from edulake.specs import TableSpec
-from tasks.common import logger
+from tasks.common import logger, retry_if_transient
 
 SECRET_ENV = "EDULAKE_LIBINSIGHT_CLIENT_SECRET"  # noqa: S105 - the variable's name, not a secret
 
@@ -207,17 +206,6 @@ def page_lander(lake: Lake, dataset_id: int, window: Window) -> PageLander:
     return PageLander(lake, dataset_id, window, flow_run.get_id())
 
 
-def retry_unless_drift(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry processing after a storage hiccup, never after a drift error (it would recur)."""
-    try:
-        state.result()
-    except DriftError:
-        return False
-    except Exception:
-        return True
-    return False
-
-
 def drift_artifact(rows: list[dict[str, str]]) -> None:
     create_table_artifact(
         rows or [{"kind": "none", "field": "-", "detail": "no schema drift"}],
@@ -249,7 +237,7 @@ def held_artifact(held: dict[str, int], since: dict[str, str], hints: list[str])
     name="process-pages",
     retries=1,
     retry_delay_seconds=[30],
-    retry_condition_fn=retry_unless_drift,
+    retry_condition_fn=retry_if_transient,
     cache_policy=NO_CACHE,
 )
 def process_pages(

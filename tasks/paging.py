@@ -3,33 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from prefect import Task, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import State, TaskRun
 
-from edulake.connectors.http.client import HttpClient, TransientHttpError
+from edulake.connectors.http.client import HttpClient
 from edulake.connectors.http.paging import FetchStats, Page, Paginator, fetch_consistent
-from tasks.common import logger
-
-
-def retry_transient_only(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry the task only when the client gave up on transient errors (not 4xx, not envelopes)."""
-    try:
-        state.result()
-    except TransientHttpError:
-        return True
-    except Exception:  # any other failure is permanent: fail fast
-        return False
-    return False
+from tasks.common import logger, retry_if_transient
 
 
 @task(
     name="fetch-pages",
     retries=2,
     retry_delay_seconds=[30, 120],
-    retry_condition_fn=retry_transient_only,
+    retry_condition_fn=retry_if_transient,
     cache_policy=NO_CACHE,
 )
 def fetch_all_pages(

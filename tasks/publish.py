@@ -8,10 +8,16 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from edulake.catalog import Catalog, CatalogTable, PublishResult, publish_all
-from tasks.common import logger
+from tasks.common import logger, retry_if_transient
 
 
-@task(name="publish-tables", retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE)
+@task(
+    name="publish-tables",
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=retry_if_transient,
+    cache_policy=NO_CACHE,
+)
 def publish_tables(
     catalog: Catalog,
     tables: list[CatalogTable],

@@ -24,6 +24,7 @@ from deployments.project import PREFECT_FILE, REPO_ROOT, write_local_variant
 HOST = "127.0.0.1"
 LOCAL_POOL = "edulake-local"
 POOL_VARIABLE = "edulake_work_pool"
+EXTRA_LOGGERS = "edulake"  # PREFECT_LOGGING_EXTRA_LOGGERS: ship edulake.* records to the API
 
 
 def free_port() -> int:
@@ -88,6 +89,8 @@ class LocalStack:
                 "PREFECT_API_URL": self.api_url,
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                 "DO_NOT_TRACK": "1",
+                # edulake's own loggers (retries, reconnects, per-file errors) reach the UI.
+                "PREFECT_LOGGING_EXTRA_LOGGERS": EXTRA_LOGGERS,
                 "PREFECT_UI_ENABLED": "true" if self.ui else "false",
                 "PREFECT_UI_API_URL": self.api_url,
                 # Flow runs import edulake/tasks/flows from the checkout.

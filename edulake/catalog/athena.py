@@ -11,11 +11,16 @@
   retried task that lost its connection while polling re-attaches to the same execution
   instead of paying for the query twice.
 - Polling backs off exponentially (pyathena's fixed interval, replaced).
+- On the embedded default catalog (``duckdb``) :class:`DuckDBQueryRunner` runs the same
+  named SQL on the DuckDB catalog file (transpiled with sqlglot) and writes the result
+  into the lake's exports zone (``exports/athena/<name>.csv``), so the local
+  ``athena-query`` deployment produces the Tableau extract without AWS.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -24,12 +29,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import sqlglot
 from pyathena.cursor import Cursor
 from pyathena.error import OperationalError
 from sqlglot import exp
 
-from edulake.core.lake import S3Options
+from edulake.core.lake import Lake, S3Options, Zone, safe_key
 
 Mode = Literal["select", "unload", "ctas"]
 Format = Literal["parquet", "csv"]
@@ -87,6 +94,7 @@ class QueryRecord:
     workgroup: str
     token: str
     mode: str = "select"
+    rows: int | None = None  # rows written (known for local DuckDB runs; Athena: not read)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -326,10 +334,153 @@ class AthenaRunner:
             mode=mode,
         )
 
+    def create_views(self, source: str) -> list[str]:
+        """(Re)create a source's views in Athena."""
+        return create_views(self, source, self.config.database_prefix)
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _athena_text(value: Any) -> str | None:
+    """A nested value as Athena writes it in a result CSV: ``[a, b]``, ``{k=v}``."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return "[" + ", ".join("null" if v is None else str(_athena_text(v)) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={_athena_text(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def csv_ready(table: pa.Table) -> pa.Table:
+    """Nested columns (lists, structs, maps) as text, as Athena's CSV shows them."""
+    nested = (pa.types.is_list, pa.types.is_large_list, pa.types.is_struct, pa.types.is_map)
+    for i, field in enumerate(table.schema):
+        if any(is_type(field.type) for is_type in nested):
+            texts = pa.array([_athena_text(v) for v in table.column(i).to_pylist()], pa.string())
+            table = table.set_column(i, pa.field(field.name, pa.string()), texts)
+    return table
+
+
+class DuckDBQueryRunner:
+    """The named Athena SQL on the embedded DuckDB catalog, results into the lake's exports.
+
+    Same interface as :class:`AthenaRunner` (``run_named``, ``create_views``, ``close``).
+    The query reads the analysts' catalog file (read-only, no protected ``_np`` file
+    attached). ``select`` writes ``exports/athena/<name>.csv`` (header row, like Athena's
+    result file), ``unload`` ``exports/athena/<name>.csv|.parquet``, ``ctas`` a table
+    ``exports.<name>`` in the catalog. A file has a fixed name (a re-run replaces it, so a
+    Tableau data source keeps its path) and is committed atomically. ``output_dir`` (a
+    local folder) replaces the exports zone as the place for the files.
+    """
+
+    workgroup = "duckdb"
+
+    def __init__(
+        self, lake: Lake, catalog_path: str | None = None, output_dir: str | None = None
+    ) -> None:
+        from edulake.catalog.duckdb import DuckDBCatalog
+
+        self.lake = lake
+        self.catalog_path = catalog_path or DuckDBCatalog.default_path(lake)
+        self.output_dir = output_dir
+        self.config = AthenaConfig(workgroup=self.workgroup, database_prefix="")
+
+    def _export_key(self, name: str, ext: str) -> str:
+        return safe_key("athena", f"{name}.{ext}")
+
+    def create_views(self, source: str) -> list[str]:
+        """(Re)create a source's views in the DuckDB catalog (as publishing does)."""
+        from edulake.catalog.duckdb import DuckDBCatalog
+
+        catalog = DuckDBCatalog(self.catalog_path, self.lake)
+        try:
+            return catalog.create_views(source)
+        finally:
+            catalog.close()
+
+    def run_named(
+        self,
+        name: str,
+        mode: Mode = "select",
+        fmt: Format = "csv",
+        run_key: str = "",
+        sql: str | None = None,
+    ) -> QueryRecord:
+        """Run a bundled query (Athena SQL, transpiled) on the catalog; where its result is."""
+        import duckdb
+
+        select = to_duckdb(sql if sql is not None else load_query(name))
+        token = request_token(name, run_key or uuid.uuid4().hex)
+        started = time.perf_counter()
+        if mode == "ctas":
+            con = duckdb.connect(self.catalog_path)
+            try:
+                con.execute("CREATE SCHEMA IF NOT EXISTS exports")
+                con.execute(f'CREATE OR REPLACE TABLE exports."{name}" AS {select}')
+                row = con.execute(f'SELECT count(*) FROM exports."{name}"').fetchone()
+            finally:
+                con.close()
+            rows = int(row[0]) if row else 0
+            location = f"{self.catalog_path}#exports.{name}"
+        else:
+            con = duckdb.connect(self.catalog_path, read_only=True)
+            try:
+                table = con.sql(select).to_arrow_table()
+            finally:
+                con.close()
+            rows = table.num_rows
+            ext = "parquet" if mode == "unload" and fmt == "parquet" else "csv"
+            location = self._write(table, name, ext)
+        return QueryRecord(
+            name=name,
+            query_id=f"duckdb-{token[:16]}",
+            state=TERMINAL_OK,
+            state_reason=None,
+            data_scanned_bytes=None,
+            engine_ms=int((time.perf_counter() - started) * 1000),
+            output_location=location,
+            workgroup=self.workgroup,
+            token=token,
+            mode=mode,
+            rows=rows,
+        )
+
+    def _write(self, table: pa.Table, name: str, ext: str) -> str:
+        """Commit the result file atomically; where it is."""
+
+        def write(out: Any) -> None:
+            if ext == "parquet":
+                pq.write_table(table, out)
+            else:
+                pacsv.write_csv(csv_ready(table), out)
+
+        if self.output_dir is None:
+            key = self._export_key(name, ext)
+            with self.lake.atomic_write(Zone.EXPORTS, key) as out:
+                write(out)
+            return self.lake.uri(Zone.EXPORTS, key)
+        os.makedirs(self.output_dir, exist_ok=True)
+        final = os.path.join(self.output_dir, safe_key(f"{name}.{ext}"))
+        staged = os.path.join(self.output_dir, f".{name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(staged, "wb") as out:
+                write(out)
+            os.replace(staged, final)  # readers see the old file or the new, never half
+        finally:
+            if os.path.exists(staged):
+                os.remove(staged)
+        return final
+
+    def close(self) -> None:
+        """Nothing held: each query opens and closes its own connection."""
+
+    @staticmethod
+    def catalog_exists(path: str) -> bool:
+        return os.path.isfile(path)
 
 
 def create_views(

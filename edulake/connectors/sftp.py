@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from edulake.connectors.files import SCAN_DEPTH, SourceRootError, Tree
+from edulake.core.errors import TransientError
 from edulake.core.landing import SourceFile
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class SftpAuthError(SftpError):
     """The server refused the username / key / password: never retried."""
 
 
-class SftpTransientError(SftpError, ConnectionError):
+class SftpTransientError(SftpError, TransientError, ConnectionError):
     """Connection refused, timed out or dropped: worth retrying later."""
 
 

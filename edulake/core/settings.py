@@ -6,10 +6,21 @@ Flow parameters override these per run; secrets are never flow parameters.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import re
+from typing import Literal, get_args
 
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from edulake.core.errors import DeterministicError
 from edulake.core.lake import S3Options
+
+CatalogKind = Literal["duckdb", "glue"]
+"""Where tables are published: the embedded DuckDB file (default) or Glue + Athena."""
+SourceKind = Literal["testdata", "folder", "sftp"]
+"""Where Clever reports come from: the bundled generator, a folder, or Clever's SFTP."""
+CATALOG_KINDS: tuple[str, ...] = get_args(CatalogKind)
+SOURCE_KINDS: tuple[str, ...] = get_args(SourceKind)
 
 
 class LakeSettings(BaseModel):
@@ -46,7 +57,7 @@ class S3Settings(BaseModel):
 class CatalogSettings(BaseModel):
     """Which SQL catalog tables are published to."""
 
-    kind: str = Field("duckdb", description="duckdb (embedded, default) or glue (Athena).")
+    kind: CatalogKind = Field("duckdb", description="duckdb (embedded, default) or glue (Athena).")
     duckdb_path: str | None = Field(
         None, description="DuckDB database file; defaults to <lake root>/catalog/edulake.duckdb."
     )
@@ -99,6 +110,90 @@ class Settings(BaseSettings):
     )
 
 
+class ConfigError(DeterministicError, ValueError):
+    """A setting or parameter no run can work with: fixed by the operator, never retried."""
+
+
+_SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSWORD")
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    return "EDULAKE_" + "__".join(str(p).upper() for p in loc)
+
+
+def explain_settings_error(exc: ValidationError) -> ConfigError:
+    """A pydantic error as one line per bad variable, naming it (values of secrets never shown)."""
+    parts = []
+    for err in exc.errors():
+        name = _env_name(tuple(err.get("loc", ())))
+        value = err.get("input")
+        shown = (
+            f"={value!r}"
+            if isinstance(value, str | int | float)
+            and not any(w in name for w in _SECRET_WORDS)
+            and len(str(value)) <= 80
+            else ""
+        )
+        parts.append(f"{name}{shown}: {err.get('msg', 'invalid')}")
+    return ConfigError("invalid edulake setting: " + "; ".join(parts))
+
+
+def _sections() -> dict[str, type[BaseModel]]:
+    """The nested sections of the settings: ``{"CATALOG": CatalogSettings, ...}``."""
+    sections: dict[str, type[BaseModel]] = {}
+    for name, info in Settings.model_fields.items():
+        model = info.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            sections[name.upper()] = model
+    return sections
+
+
+def unknown_setting_names(environ: dict[str, str]) -> list[str]:
+    """``EDULAKE_<SECTION>__<FIELD>`` variables whose field does not exist (typos).
+
+    pydantic ignores them, so ``EDULAKE_CATALOG__KNID=glue`` would silently publish to
+    DuckDB. Only the nested sections are checked: other ``EDULAKE_*`` names belong to
+    other readers (LibInsight settings, crash points, deployment variables).
+    """
+    sections = _sections()
+    unknown = []
+    for var in sorted(environ):
+        head, sep, field = var.removeprefix("EDULAKE_").partition("__")
+        if not var.startswith("EDULAKE_") or not sep or head not in sections:
+            continue
+        if field.split("__")[0].lower() not in sections[head].model_fields:
+            unknown.append(var)
+    return unknown
+
+
+def check_setting_names(environ: dict[str, str]) -> None:
+    """Refuse misspelt nested setting names (names only: their values are never shown)."""
+    unknown = unknown_setting_names(environ)
+    if unknown:
+        sections = sorted({v.removeprefix("EDULAKE_").split("__")[0] for v in unknown})
+        models = _sections()
+        known = "; ".join(
+            ", ".join(f"EDULAKE_{section}__{f.upper()}" for f in models[section].model_fields)
+            for section in sections
+        )
+        raise ConfigError(
+            f"unknown edulake setting(s) {', '.join(unknown)} (a typo?); known: {known}"
+        )
+
+
 def get_settings() -> Settings:
-    """Settings as the environment says now (read afresh: tests change the environment)."""
-    return Settings()
+    """Settings as the environment says now (read afresh: tests change the environment).
+
+    A bad value raises :class:`ConfigError`, one line naming the variable.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise explain_settings_error(exc) from None
+    except SettingsError as exc:  # a nested setting given as a value that is not JSON
+        field = re.search(r'field "([^"]+)"', str(exc))
+        name = _env_name((field.group(1),)) if field else "an EDULAKE_* variable"
+        raise ConfigError(
+            f"invalid edulake setting: {name} does not parse (a nested setting takes JSON, "
+            f"or set its fields one by one: {name}__<FIELD>)"
+        ) from None

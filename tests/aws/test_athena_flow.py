@@ -45,6 +45,7 @@ async def _artifact(key: str, flow_run_id: Any) -> Any:
 def athena_env(moto: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Settings and boto3's own endpoint variable pointing Athena at moto."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_ATHENA", moto)
+    monkeypatch.setenv("EDULAKE_CATALOG__KIND", "glue")  # the duckdb default runs locally
     monkeypatch.setenv("EDULAKE_CATALOG__ATHENA_WORKGROUP", "bi")
     monkeypatch.setenv("EDULAKE_CATALOG__ATHENA_OUTPUT_LOCATION", RESULTS)
     monkeypatch.setenv("EDULAKE_CATALOG__GLUE_DATABASE_PREFIX", "prod")

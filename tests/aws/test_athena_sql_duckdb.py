@@ -183,3 +183,18 @@ def test_clever_views_run_in_duckdb(con, view):
     """Each Clever dashboard view (Athena SQL) runs over the lake and returns rows."""
     rows = con.execute(to_duckdb(load_views("clever")[view])).fetchall()
     assert rows
+
+
+def test_nested_values_in_the_local_csv_look_like_athenas():
+    """Multi-value LibInsight fields are arrays: the local CSV writes them as Athena does."""
+    from edulake.catalog.athena import csv_ready
+
+    table = pa.table(
+        {
+            "id": [1, 2, 3],
+            "topics": pa.array([["a", "b"], None, []], pa.list_(pa.string())),
+        }
+    )
+    out = csv_ready(table)
+    assert out.column("topics").to_pylist() == ["[a, b]", None, "[]"]
+    assert out.column("id").to_pylist() == [1, 2, 3]  # flat columns untouched

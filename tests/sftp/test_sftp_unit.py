@@ -169,6 +169,8 @@ def test_task_retry_condition_skips_permanent_errors() -> None:
     from tasks.clever import retry_if_transient
 
     assert retry_if_transient(None, None, Failed(data=SftpTransientError("dropped")))
-    assert retry_if_transient(None, None, Failed(data=OSError("disk")))
+    assert retry_if_transient(None, None, Failed(data=ConnectionResetError(104, "reset")))
+    # An error of unknown kind is not retried (edulake.core.errors: never silently green).
+    assert not retry_if_transient(None, None, Failed(data=OSError("disk")))
     assert not retry_if_transient(None, None, Failed(data=SftpAuthError("no")))
     assert not retry_if_transient(None, None, Failed(data=HostKeyError("no")))

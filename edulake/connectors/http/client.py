@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import httpx
 
 from edulake.connectors.http.redaction import SecretScrubber, redact_url
+from edulake.core.errors import TransientError
 
 log = logging.getLogger("edulake.connectors.http")
 
@@ -70,7 +71,7 @@ class HttpError(RuntimeError):
         self.url = url
 
 
-class TransientHttpError(HttpError):
+class TransientHttpError(HttpError, TransientError):
     """A request kept failing with retriable errors until the attempts ran out."""
 
 
