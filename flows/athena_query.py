@@ -29,6 +29,7 @@ def athena_query(
     catalog: CatalogKind | None = None,
     lake_root: str | None = None,
     np_root: str | None = None,
+    table: str | None = None,
 ) -> dict[str, Any]:
     """Run named Athena queries (``edulake/sql/athena/*.sql``) and refresh views.
 
@@ -42,6 +43,9 @@ def athena_query(
         catalog: duckdb (run on the DuckDB catalog, results to <lake>/exports/athena/) or
             glue (Athena); default: EDULAKE_CATALOG__KIND.
         lake_root / np_root: the lake (duckdb only), overriding EDULAKE_LAKE__*.
+        table: for per-table queries (the Tableau extract: one LibInsight table per
+            dataset), the table, or the ``edulake.table.<db>.<table>`` resource id the
+            trigger passes; the result is named ``<query>-<table>``.
     """
     validate_run(
         lake_root=lake_root,
@@ -61,7 +65,7 @@ def athena_query(
     try:
         views = [v for source in views_for or [] for v in create_athena_views(runner, source)]
         names = query_names if query_names is not None else list_queries()
-        records = [run_athena_query(runner, name, mode, fmt) for name in names]
+        records = [run_athena_query(runner, name, mode, fmt, table) for name in names]
     finally:
         runner.close()
     return report_athena_run(records, views)

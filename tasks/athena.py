@@ -16,6 +16,8 @@ from edulake.catalog.athena import (
     Format,
     Mode,
     QueryRecord,
+    load_query,
+    output_name,
 )
 from edulake.core.settings import ConfigError, get_settings
 from tasks.common import logger, make_lake, retry_if_transient, s3_options
@@ -73,12 +75,22 @@ def make_runner(
     cache_policy=NO_CACHE,
 )
 def run_athena_query(
-    runner: Runner, name: str, mode: Mode = "select", fmt: Format = "csv"
+    runner: Runner,
+    name: str,
+    mode: Mode = "select",
+    fmt: Format = "csv",
+    table: str | None = None,
 ) -> QueryRecord:
-    """Run one named query; a retry of the same flow run re-attaches to its execution."""
+    """Run one named query; a retry of the same flow run re-attaches to its execution.
+
+    ``table``: for a per-table query, the table (or the ``edulake.table.<db>.<table>``
+    resource of the event that triggered the run); its result is named ``<query>-<table>``.
+    """
     log = logger()
     run_key = str(flow_run.get_id() or "")
-    record = runner.run_named(name, mode=mode, fmt=fmt, run_key=run_key)
+    sql = load_query(name, table)
+    name = output_name(name, table)
+    record = runner.run_named(name, mode=mode, fmt=fmt, run_key=run_key, sql=sql)
     if isinstance(runner, DuckDBQueryRunner):
         log.info("DuckDB %s: %s rows, results at %s", name, record.rows, record.output_location)
         return record

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -111,11 +112,41 @@ def list_queries() -> list[str]:
     return sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".sql"))
 
 
-def load_query(name: str) -> str:
-    """The SQL text of a bundled query."""
+TABLE_PLACEHOLDER = "${table}"
+_DEFAULT_TABLE = re.compile(r"^--\s*default table:\s*([a-z][a-z0-9_]*)\s*$", re.M)
+_TABLE = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
+
+
+def table_name(value: str) -> str:
+    """A table name from a name or an event resource id (``edulake.table.<db>.<table>``)."""
+    name = value.rsplit(".", 1)[-1].strip()
+    if not _TABLE.match(name):
+        raise ValueError(f"not a table name: {name[:40]!r} (lowercase letters, digits, _)")
+    return name
+
+
+def load_query(name: str, table: str | None = None) -> str:
+    """The SQL of a bundled query; a per-table query (``${table}``) gets ``table``.
+
+    Per-table queries (one LibInsight table per dataset) name a default table in a
+    ``-- default table: <name>`` line, used when no table is given.
+    """
     if name not in list_queries():
         raise KeyError(f"no Athena query {name!r}; known: {', '.join(list_queries())}")
-    return str(_sql_root().joinpath("athena", f"{name}.sql").read_text("utf-8"))
+    sql = str(_sql_root().joinpath("athena", f"{name}.sql").read_text("utf-8"))
+    if TABLE_PLACEHOLDER not in sql:
+        return sql
+    if table is None:
+        default = _DEFAULT_TABLE.search(sql)
+        if default is None:
+            raise ValueError(f"query {name} runs per table: pass table=<table name>")
+        table = default.group(1)
+    return sql.replace(TABLE_PLACEHOLDER, table_name(table))
+
+
+def output_name(name: str, table: str | None) -> str:
+    """The result's name: ``<query>`` or, for a per-table run, ``<query>-<table>``."""
+    return f"{name}-{table_name(table)}" if table else name
 
 
 def load_views(source: str, views_dir: str | None = None) -> dict[str, str]:

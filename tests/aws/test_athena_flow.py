@@ -16,6 +16,7 @@ from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 from prefect.events.utilities import emit_event
 from prefect.events.worker import EventsWorker
 
+from edulake.catalog.athena import table_name
 from flows.athena_query import athena_query
 from tasks.events import DATA_COMMITTED, emit_data_committed
 
@@ -121,7 +122,12 @@ def test_committed_libinsight_data_fires_the_athena_trigger(captured_events):
 
     trigger = _trigger()
     assert _fires(trigger, event)
-    assert trigger.parameters == {"query_names": ["libinsight_tableau_extract"], "mode": "select"}
+    assert trigger.parameters == {
+        "query_names": ["libinsight_tableau_extract"],
+        "mode": "select",
+        "table": "{{ event.resource.id }}",  # the committed table gets its own extract
+    }
+    assert table_name(event.resource.id) == "reference_desk"
     assert set(trigger.parameters) <= set(athena_query.parameters.properties)
 
 

@@ -24,6 +24,7 @@ from tests.servers.libinsight import libinsight_server
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 D = dt.date
 QUERY = "libinsight_tableau_extract"
+TABLE = "reference_desk_12345"  # the dataset's own table: its extract is per table
 
 
 @pytest.fixture
@@ -60,12 +61,12 @@ def libinsight_lake(tmp_path: Path) -> tuple[Path, set[int]]:
 
 def test_the_local_flow_writes_the_tableau_csv_from_duckdb(libinsight_lake, no_aws):
     root, ids = libinsight_lake
-    summary = athena_query(query_names=[QUERY], mode="select", lake_root=str(root))
+    summary = athena_query(query_names=[QUERY], table=TABLE, mode="select", lake_root=str(root))
 
     (row,) = summary["queries"]
-    assert row["query"] == QUERY and row["state"] == "SUCCEEDED"
+    assert row["query"] == f"{QUERY}-{TABLE}" and row["state"] == "SUCCEEDED"
     assert row["workgroup"] == "duckdb"
-    out = root / "exports" / "athena" / f"{QUERY}.csv"
+    out = root / "exports" / "athena" / f"{QUERY}-{TABLE}.csv"
     assert row["results"] == str(out)
     with out.open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -81,7 +82,7 @@ def test_the_local_flow_writes_the_tableau_csv_from_duckdb(libinsight_lake, no_a
     con = duckdb.connect(str(root / "catalog" / "edulake.duckdb"), read_only=True)
     try:
         (count,) = con.execute(
-            "SELECT count(*) FROM libinsight.reference_desk WHERE start_date IS NOT NULL"
+            "SELECT count(*) FROM libinsight.reference_desk_12345 WHERE start_date IS NOT NULL"
         ).fetchone()
     finally:
         con.close()
@@ -90,9 +91,9 @@ def test_the_local_flow_writes_the_tableau_csv_from_duckdb(libinsight_lake, no_a
 
 def test_a_rerun_replaces_the_file(libinsight_lake, no_aws):
     root, ids = libinsight_lake
-    athena_query(query_names=[QUERY], lake_root=str(root))
-    second = athena_query(query_names=[QUERY], lake_root=str(root))
-    out = root / "exports" / "athena" / f"{QUERY}.csv"
+    athena_query(query_names=[QUERY], table=TABLE, lake_root=str(root))
+    second = athena_query(query_names=[QUERY], table=TABLE, lake_root=str(root))
+    out = root / "exports" / "athena" / f"{QUERY}-{TABLE}.csv"
     with out.open(newline="", encoding="utf-8") as f:
         assert len(list(csv.DictReader(f))) == len(ids)  # replaced, not appended
     assert second["queries"][0]["rows"] == len(ids)
@@ -102,17 +103,19 @@ def test_no_catalog_yet_fails_once_and_clearly(tmp_path, no_aws):
     from edulake.core.settings import ConfigError
 
     with pytest.raises(ConfigError, match="no DuckDB catalog"):
-        athena_query(query_names=[QUERY], lake_root=str(tmp_path / "empty"))
+        athena_query(query_names=[QUERY], table=TABLE, lake_root=str(tmp_path / "empty"))
     assert not (tmp_path / "empty" / "catalog").exists()  # no empty catalog file created
 
 
 def test_the_output_location_parameter_is_a_local_folder(libinsight_lake, no_aws, tmp_path):
     root, ids = libinsight_lake
     folder = tmp_path / "tableau"
-    summary = athena_query(query_names=[QUERY], lake_root=str(root), output_location=str(folder))
-    out = folder / f"{QUERY}.csv"
+    summary = athena_query(
+        query_names=[QUERY], table=TABLE, lake_root=str(root), output_location=str(folder)
+    )
+    out = folder / f"{QUERY}-{TABLE}.csv"
     assert summary["queries"][0]["results"] == str(out)
     with out.open(newline="", encoding="utf-8") as f:
         assert {int(r["id"]) for r in csv.DictReader(f)} == ids
-    assert sorted(p.name for p in folder.iterdir()) == [f"{QUERY}.csv"]  # no staging left
+    assert sorted(p.name for p in folder.iterdir()) == [f"{QUERY}-{TABLE}.csv"]  # no staging left
     assert not (root / "exports" / "athena").exists()

@@ -81,8 +81,11 @@ def test_a_libinsight_commit_fires_a_local_athena_query_that_writes_the_csv(
         (run,) = [r for r in runs if r["state_type"] in TERMINAL]
         assert run["state_type"] == "COMPLETED", (run["state_name"], stack.log_tail("worker"))
         assert run["parameters"]["query_names"] == ["libinsight_tableau_extract"]
+        # the trigger rendered the committed table's resource id into the run's parameters
+        table = run["parameters"]["table"].rsplit(".", 1)[-1]
+        assert table.startswith("reference_desk_")
 
-    out = lake / "exports" / "athena" / "libinsight_tableau_extract.csv"
+    out = lake / "exports" / "athena" / f"libinsight_tableau_extract-{table}.csv"
     with out.open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert rows and {"id", "start_day", "start_weekday"} <= set(rows[0])
