@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
-from edulake.core.faults import pausepoint
+from edulake.core.faults import notepoint, pausepoint
 from edulake.core.lake import Lake
 from edulake.core.lease import LakeLease, LeaseConfig
 from edulake.core.settings import get_settings
@@ -31,6 +31,7 @@ def hold_lake_lease(lake: Lake, purpose: str) -> Iterator[LakeLease]:
     limit = settings.prefect_limit
     with contextlib.ExitStack() as stack:
         if limit:
+            notepoint("lease.queued")  # tests: about to ask Prefect for a slot
             stack.enter_context(
                 concurrency(limit, occupy=1, timeout_seconds=settings.wait_s, strict=False)
             )

@@ -33,6 +33,7 @@ def up(stack: LocalStack) -> None:
     stack.start_server()
     try:
         stack.create_pool()
+        stack.create_lake_limit()
         if not os.environ.get("EDULAKE_LIBINSIGHT_BASE_URL"):
             demo = stack.start_libinsight_demo()
             stack.extra_env.update({k: v for k, v in demo.items() if k not in os.environ})

@@ -45,6 +45,11 @@ def prefect_executable() -> str:
     return found
 
 
+# Writing flows take a slot of it before the lake lease (tasks/lease.py): deployments queue
+# in the UI instead of waiting inside a Running state (EDULAKE_LEASE__PREFECT_LIMIT).
+LAKE_LIMIT = "edulake-lake"
+
+
 class StackError(RuntimeError):
     """The local Prefect stack could not be started or used."""
 
@@ -245,6 +250,12 @@ class LocalStack:
         """Create (or reset) the process work pool and point the pool variable at it."""
         self.prefect("work-pool", "create", self.pool, "--type", "process", "--overwrite")
         self.prefect("variable", "set", POOL_VARIABLE, self.pool, "--overwrite")
+
+    def create_lake_limit(self, name: str = LAKE_LIMIT) -> None:
+        """The global concurrency limit writing runs share (one writer per lake, queued)."""
+        existing = self.prefect("gcl", "ls")
+        if name not in existing:
+            self.prefect("gcl", "create", name, "--limit", "1")
 
     def create_blocks(self, *flags: str) -> str:
         """Blocks and variables from the environment (`python -m deployments.blocks`).

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import glob
 import os
+import time
 
 import duckdb
 import pyarrow.dataset as ds
@@ -353,3 +354,55 @@ def test_libinsight_killed_while_holding_the_lease(tmp_path, launcher, libinsigh
     assert b.finish() == 0, b.err[-3000:]
     launcher.run("libinsight", lake, np_root, url, *first, env=env)
     assert libinsight_state(lake, np_root) == reference
+
+
+def test_deployments_queue_on_prefect_s_limit_before_the_lease(
+    tmp_path, launcher, source, prefect_api, clever_reference
+):
+    """With the global concurrency limit on the server, the second run waits for a slot
+    (visible in Prefect) and never even finds the lake lease busy."""
+    import subprocess
+
+    import httpx
+
+    from deployments.local.stack import prefect_executable
+
+    limit = f"edulake-lake-{os.urandom(3).hex()}"
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    subprocess.run(
+        [prefect_executable(), "gcl", "create", limit, "--limit", "1"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+    def active_slots() -> int:
+        r = httpx.get(f"{prefect_api}/v2/concurrency_limits/{limit}", timeout=10)
+        r.raise_for_status()
+        return int(r.json()["active_slots"])
+
+    lake, np_root = roots(tmp_path / "x")
+    with_limit = {"EDULAKE_LEASE__PREFECT_LIMIT": limit}
+    a = launcher.start(
+        "clever", lake, np_root, source, *SECOND_HALF, pause="lease.acquired", env=with_limit
+    )
+    a.wait_reached("lease.acquired")
+    assert active_slots() == 1  # the holder's slot, shown by Prefect
+    b = launcher.start(
+        "clever",
+        lake,
+        np_root,
+        source,
+        *FIRST_HALF,
+        env=with_limit,
+        note="lease.waiting,lease.queued",
+    )
+    b.wait_reached("lease.queued")
+    time.sleep(2)  # let it ask for the slot (a faster release would only weaken the test)
+    assert active_slots() == 1
+    a.release("lease.acquired")
+    assert a.finish() == 0, a.err[-3000:]
+    assert b.finish() == 0, b.err[-3000:]
+    assert not b.reached("lease.waiting")  # it queued at Prefect's limit, not at the lease
+    assert active_slots() == 0
+    assert everything(lake, np_root) == clever_reference
