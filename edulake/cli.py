@@ -6,6 +6,7 @@ python -m edulake query "SELECT ..."   # against the DuckDB catalog
 python -m edulake audit [--lake-root ...] [--np-root ...]   # PII audit: exit 1 on findings
 python -m edulake forget --ids-file FILE                     # erasure request
 python -m edulake rotate-key                                 # re-pseudonymize with a new key
+python -m edulake keygen                                     # print a new key (64 hex)
 """
 
 from __future__ import annotations
@@ -174,6 +175,21 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from edulake.privacy.pseudonym import PseudonymKey, generate_key_text
+
+    text = generate_key_text()
+    print(text)
+    # stderr, so `python -m edulake keygen > keyfile` stores the key alone
+    print(
+        f"a new pseudonymization key (32 random bytes, hex; key_id "
+        f"{PseudonymKey.from_text(text).key_id}): store it in the Secret block or "
+        "EDULAKE_HMAC_KEY, keep a copy offline - losing it means a full rotation",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edulake", description=__doc__.splitlines()[0] if __doc__ else ""
@@ -235,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     rk.add_argument("--lake-root")
     rk.add_argument("--np-root")
     rk.set_defaults(func=cmd_rotate_key)
+
+    kg = sub.add_parser("keygen", help="print a new pseudonymization key (32 random bytes, hex)")
+    kg.set_defaults(func=cmd_keygen)
     return p
 
 

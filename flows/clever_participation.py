@@ -8,6 +8,7 @@ from typing import Any
 from prefect import flow
 
 from edulake.core.settings import get_settings
+from edulake.privacy.keys import demo_refusal
 from edulake.sources.clever import pipeline
 from tasks.clever import (
     check_report_freshness,
@@ -63,7 +64,9 @@ def clever_participation(
         testdata: generator parameters for source=testdata (days, students, ...).
     """
     lake = make_lake(lake_root, np_root, aws_credentials_block)
-    key = resolve_key(hmac_key_block, demo)
+    key = resolve_key(
+        hmac_key_block, demo, demo_refusal=demo_refusal(source), lake=lake, source="clever"
+    )
     share = (
         max_quarantine_share
         if max_quarantine_share is not None

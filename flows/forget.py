@@ -26,7 +26,7 @@ def forget_flow(
     so they never reach Prefect's database, logs or artifacts; only counts are reported.
     """
     lake = make_lake(lake_root, np_root, aws_credentials_block)
-    key = resolve_key(hmac_key_block, demo)
+    key = resolve_key(hmac_key_block, demo, lake=lake, source="clever")
     result = forget_people(lake, key, ids_file)
     cat = make_catalog(lake, catalog)
     try:

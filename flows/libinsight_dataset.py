@@ -8,6 +8,7 @@ from typing import Any, Literal
 from prefect import flow
 
 from edulake.catalog import CatalogTable
+from edulake.privacy.keys import demo_refusal
 from edulake.sources.libinsight.config import load_dataset_config
 from edulake.sources.libinsight.store import LandedPage
 from tasks.common import make_catalog, make_lake, resolve_key
@@ -61,7 +62,8 @@ def libinsight_dataset(
     """
     cfg = load_dataset_config(dataset_config)
     lake = make_lake(lake_root, np_root, aws_credentials_block)
-    key = resolve_key(hmac_key_block, demo)
+    refusal = demo_refusal("libinsight", base_url=base_url, client_id=client_id)
+    key = resolve_key(hmac_key_block, demo, demo_refusal=refusal, lake=lake, source=cfg.source)
     lake.sweep_tmp()
     plan = plan_run(lake, cfg, dataset_id, from_date, to_date, lookback_days)
     pages: dict[str, list[LandedPage]] = {}

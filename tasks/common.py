@@ -18,6 +18,7 @@ from prefect.exceptions import MissingContextError
 from edulake.catalog import Catalog, open_catalog
 from edulake.core.lake import Lake, S3Options, StorageUnavailableError, explain_storage_error
 from edulake.core.settings import Settings, get_settings
+from edulake.privacy.keys import DemoKeyError, refuse_real_key_on_demo_lake
 from edulake.privacy.pseudonym import PseudonymKey
 
 
@@ -82,19 +83,50 @@ def make_lake(
     )
 
 
-def resolve_key(hmac_key_block: str | None, demo: bool) -> PseudonymKey:
-    """The pseudonymization key: Secret block, else EDULAKE_HMAC_KEY, else demo key (demo only)."""
+def _block_secret(block_name: str) -> str | None:
+    """The key text in the block of that name: a Prefect ``Secret``, else a prefect-aws
+    ``AwsSecret`` (AWS Secrets Manager, read with the block's credentials); None when
+    neither type has a block of that name."""
+    from prefect_aws.secrets_manager import AwsSecret
+
+    try:
+        return str(Secret.load(block_name, _sync=True).get())  # type: ignore[call-arg,union-attr]
+    except (ValueError, RuntimeError):
+        pass  # not a Secret block
+    try:
+        aws = AwsSecret.load(block_name, _sync=True)  # type: ignore[call-arg]
+    except (ValueError, RuntimeError):
+        return None
+    value = aws.read_secret(_sync=True)  # type: ignore[union-attr]
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def resolve_key(
+    hmac_key_block: str | None,
+    demo: bool,
+    *,
+    demo_refusal: str | None = None,
+    lake: Lake | None = None,
+    source: str | None = None,
+) -> PseudonymKey:
+    """The pseudonymization key: the block (a Prefect ``Secret`` or a prefect-aws
+    ``AwsSecret``, by name), else EDULAKE_HMAC_KEY, else the demo key (demo only).
+
+    ``demo_refusal`` (from :func:`edulake.privacy.keys.demo_refusal`) refuses demo mode on
+    a source that may hold real data; with ``lake`` and ``source``, a real key is refused on
+    a lake that ever held the demo key. The key text is 32 bytes in hex or base64; errors
+    never show it."""
+    if demo and demo_refusal:
+        raise DemoKeyError(demo_refusal)
     secret: str | None = None
     if hmac_key_block:
-        try:
-            block = Secret.load(hmac_key_block, _sync=True)  # type: ignore[call-arg]
-            secret = str(block.get())  # type: ignore[union-attr]
-        except (ValueError, RuntimeError):
-            secret = None  # no such block: fall back to the environment
+        secret = _block_secret(hmac_key_block)  # no such block: fall back to the environment
     if not secret:
         env = get_settings().hmac_key
         secret = env.get_secret_value() if env else None
     key = PseudonymKey.resolve(secret, demo=demo and not secret)
+    if lake is not None and source is not None:
+        refuse_real_key_on_demo_lake(lake, source, key.key_id)
     if key.demo:
         logger().warning(
             "DEMO MODE: pseudonyms use the public demo key (key_id %s); they protect nothing. "
