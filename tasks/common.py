@@ -17,7 +17,7 @@ from prefect.exceptions import MissingContextError
 
 from edulake.catalog import Catalog, open_catalog
 from edulake.core.lake import Lake, S3Options, StorageUnavailableError, explain_storage_error
-from edulake.core.settings import Settings, get_settings
+from edulake.core.settings import Settings, get_settings, resolve_np_root
 from edulake.privacy.keys import DemoKeyError, refuse_real_key_on_demo_lake
 from edulake.privacy.pseudonym import PseudonymKey
 
@@ -74,13 +74,18 @@ def make_lake(
     from edulake.connectors.aws import connect_lake
 
     settings = get_settings()
+    root = lake_root or settings.lake.root
+    protected = resolve_np_root(root, np_root or settings.lake.np_root)
+    if protected is None:
+        logger().warning(
+            "NO NP ROOT: the protected zones (stage2np lookups, quarantine) share the lake "
+            "root %s with the analysts' tables; keep analysts out of them by IAM prefix, or "
+            "set EDULAKE_LAKE__NP_ROOT / np_root to a separate bucket (see docs/aws.md)",
+            root,
+        )
     # An S3 lake's access is checked here: a wrong key fails at once, naming the bucket,
     # endpoint and key id (never the secret), not deep inside a task.
-    return connect_lake(
-        lake_root or settings.lake.root,
-        np_root or settings.lake.np_root,
-        s3_options(aws_credentials_block, settings),
-    )
+    return connect_lake(root, protected, s3_options(aws_credentials_block, settings))
 
 
 def _block_secret(block_name: str) -> str | None:
