@@ -41,8 +41,14 @@ def default_np_root(root: str) -> str | None:
 
 
 def resolve_np_root(root: str, np_root: str | None) -> str | None:
-    """The protected root to use: the one configured, else :func:`default_np_root`."""
-    return np_root or default_np_root(root)
+    """The protected root to use: the one configured, else :func:`default_np_root`.
+
+    None means one root for both sides: an S3 root without an np root, or an np root set
+    to the root itself (the explicit, not recommended, one-root layout)."""
+    protected = np_root or default_np_root(root)
+    if protected is not None and protected.rstrip("/") == root.rstrip("/"):
+        return None
+    return protected
 
 
 class S3Settings(BaseModel):

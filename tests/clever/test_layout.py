@@ -34,6 +34,7 @@ def _files(root: str) -> set[str]:
 def test_default_np_root(root, expected):
     assert default_np_root(root) == expected
     assert resolve_np_root(root, "/elsewhere/np") == "/elsewhere/np"
+    assert resolve_np_root(root, root) is None  # np root = root: one root, on request
 
 
 @pytest.fixture(scope="module")
