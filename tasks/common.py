@@ -19,7 +19,7 @@ from edulake.catalog import Catalog, open_catalog
 from edulake.core.lake import Lake, S3Options, StorageUnavailableError, explain_storage_error
 from edulake.core.settings import Settings, get_settings, resolve_np_root
 from edulake.privacy.keys import DemoKeyError, refuse_real_key_on_demo_lake
-from edulake.privacy.pseudonym import PseudonymKey
+from edulake.privacy.pseudonym import PseudonymKey, WeakKeyError
 
 
 def logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
@@ -124,12 +124,17 @@ def resolve_key(
     if demo and demo_refusal:
         raise DemoKeyError(demo_refusal)
     secret: str | None = None
+    origin = f"block {hmac_key_block!r}"
     if hmac_key_block:
         secret = _block_secret(hmac_key_block)  # no such block: fall back to the environment
     if not secret:
         env = get_settings().hmac_key
         secret = env.get_secret_value() if env else None
-    key = PseudonymKey.resolve(secret, demo=demo and not secret)
+        origin = "EDULAKE_HMAC_KEY"
+    try:
+        key = PseudonymKey.resolve(secret, demo=demo and not secret)
+    except WeakKeyError as exc:  # say where it came from; the message never holds the key
+        raise WeakKeyError(f"{origin}: {exc}") from None
     if lake is not None and source is not None:
         refuse_real_key_on_demo_lake(lake, source, key.key_id)
     if key.demo:

@@ -47,7 +47,7 @@ def test_key_from_a_prefect_secret_block(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_a_weak_key_in_secrets_manager_is_refused_without_echo(moto: str) -> None:
     weak = "aaaaaaaaaaaaaaaa"
     _aws_secret(moto, "edulake/weak", weak, "test-aws-weak-key")
-    with pytest.raises(WeakKeyError) as info:
+    with pytest.raises(WeakKeyError, match="block 'test-aws-weak-key'") as info:
         resolve_key("test-aws-weak-key", demo=False)
     assert weak not in str(info.value)
 
