@@ -20,6 +20,7 @@ is unset):
   Variables       EDULAKE_WORK_POOL -> edulake_work_pool,
   (prefect.yaml   EDULAKE_LIBINSIGHT_BASE_URL -> libinsight_base_url,
   reads them)     EDULAKE_LIBINSIGHT_DATASET_ID -> libinsight_dataset_id (a number),
+                  EDULAKE_LIBINSIGHT_INSTRUCTION_DATASET_ID -> libinsight_instruction_dataset_id,
                   EDULAKE_LIBINSIGHT_CLIENT_ID -> libinsight_client_id
 
 Block names can be changed with EDULAKE_<GROUP>_BLOCK (e.g. EDULAKE_SFTP_BLOCK); pass the
@@ -53,6 +54,7 @@ VARIABLES: dict[str, tuple[str, type[str] | type[int]]] = {
     "EDULAKE_WORK_POOL": ("edulake_work_pool", str),
     "EDULAKE_LIBINSIGHT_BASE_URL": ("libinsight_base_url", str),
     "EDULAKE_LIBINSIGHT_DATASET_ID": ("libinsight_dataset_id", int),
+    "EDULAKE_LIBINSIGHT_INSTRUCTION_DATASET_ID": ("libinsight_instruction_dataset_id", int),
     "EDULAKE_LIBINSIGHT_CLIENT_ID": ("libinsight_client_id", str),
 }
 

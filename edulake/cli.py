@@ -7,6 +7,8 @@ python -m edulake audit [--lake-root ...] [--np-root ...]   # PII audit: exit 1 
 python -m edulake forget --ids-file FILE                     # erasure request
 python -m edulake rotate-key                                 # re-pseudonymize with a new key
 python -m edulake keygen                                     # print a new key (64 hex)
+python -m edulake clever-skip FILE --reason "..."            # accept a bad Clever file
+python -m edulake libinsight-watermark --dataset-id N --set YYYY-MM-DD | --clear
 """
 
 from __future__ import annotations
@@ -218,6 +220,59 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_clever_skip(args: argparse.Namespace) -> int:
+    import getpass
+
+    from edulake.sources.clever.decisions import SkipError, skip_file
+    from tasks.common import make_lake
+
+    lake = make_lake(args.lake_root, args.np_root)  # settings as the flow reads them
+    try:
+        decision, new = skip_file(lake, args.file, args.reason, by=args.by or getpass.getuser())
+    except SkipError as exc:
+        print(f"clever-skip: {exc}", file=sys.stderr)
+        return 2
+    print(
+        ("recorded" if new else "already recorded (unchanged)")
+        + f": skipped by decision {decision.line()}\n"
+        "Runs no longer process or fail on this version; it stays in stage1np and every "
+        "run summary lists it. A new version of the file is processed normally."
+    )
+    return 0
+
+
+def cmd_libinsight_watermark(args: argparse.Namespace) -> int:
+    from edulake.core.lake import Lake
+    from edulake.sources.libinsight.config import load_dataset_config
+    from edulake.sources.libinsight.store import (
+        clear_watermark,
+        read_watermark,
+        write_watermark,
+    )
+
+    yesterday = dt.date.today() - dt.timedelta(days=1)
+    if args.set is not None and args.set > yesterday:
+        raise SystemExit(
+            f"--set {args.set} is after yesterday ({yesterday}): a watermark in the future "
+            "makes every run 'up to date'"
+        )
+    table = args.table or load_dataset_config(args.dataset_config).table_name(args.dataset_id)
+    lake = Lake(args.lake_root, args.np_root)
+    before = read_watermark(lake, table, args.dataset_id)
+    if args.clear:
+        clear_watermark(lake, table, args.dataset_id)
+        after = None
+    else:
+        write_watermark(lake, table, args.dataset_id, args.set, "cli:libinsight-watermark")
+        after = args.set
+    print(
+        f"watermark of LibInsight dataset {args.dataset_id} (table libinsight.{table}): "
+        f"{before} -> {after}"
+        + ("" if after else "; the next run starts at the config's backfill_from")
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edulake", description=__doc__.splitlines()[0] if __doc__ else ""
@@ -289,6 +344,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     kg = sub.add_parser("keygen", help="print a new pseudonymization key (32 random bytes, hex)")
     kg.set_defaults(func=cmd_keygen)
+
+    sk = sub.add_parser(
+        "clever-skip", help="accept a bad Clever file: skip its current version, by decision"
+    )
+    sk.add_argument("file", help="report file name (or FILE@<sha256 prefix> for one version)")
+    sk.add_argument("--reason", required=True, help="why skipping it is right (kept, shown)")
+    sk.add_argument("--by", help="who decides (default: this user's login name)")
+    sk.add_argument("--lake-root")
+    sk.add_argument("--np-root")
+    sk.set_defaults(func=cmd_clever_skip)
+
+    wm = sub.add_parser(
+        "libinsight-watermark", help="set or clear a LibInsight dataset's watermark"
+    )
+    wm.add_argument("--dataset-id", type=int, required=True)
+    wm.add_argument(
+        "--dataset-config", default="reference_desk", help="the dataset's config (name or YAML)"
+    )
+    wm.add_argument(
+        "--table", help="the table's state to edit, overriding the config's (repairs only)"
+    )
+    wm.add_argument("--lake-root", default="./lake")
+    wm.add_argument("--np-root")
+    what = wm.add_mutually_exclusive_group(required=True)
+    what.add_argument(
+        "--set", type=dt.date.fromisoformat, metavar="YYYY-MM-DD", help="last day committed"
+    )
+    what.add_argument("--clear", action="store_true", help="forget it (next run: backfill)")
+    wm.set_defaults(func=cmd_libinsight_watermark)
     return p
 
 

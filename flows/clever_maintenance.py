@@ -8,6 +8,7 @@ from prefect import flow
 
 from edulake.core.settings import get_settings
 from tasks.common import make_catalog, make_lake, resolve_key
+from tasks.lease import hold_lake_lease
 from tasks.maintenance import finish, republish, rotate
 
 
@@ -32,15 +33,17 @@ def clever_rotate_key(
         if max_quarantine_share is not None
         else get_settings().max_quarantine_share
     )
-    result = rotate(lake, key, share)
-    if result.nothing_to_do:
-        return {"rotated": False, "key_id": key.key_id}
-    cat = make_catalog(lake, catalog)
-    try:
-        republish(cat, lake, key.key_id, full=True)
-    finally:
-        cat.close()
-    finish(lake, key)
+    # Rotation rewrites every stage2p file and lookup: one writer at a time.
+    with hold_lake_lease(lake, "clever-rotate-key"):
+        result = rotate(lake, key, share)
+        if result.nothing_to_do:
+            return {"rotated": False, "key_id": key.key_id}
+        cat = make_catalog(lake, catalog)
+        try:
+            republish(cat, lake, key.key_id, full=True)
+        finally:
+            cat.close()
+        finish(lake, key)
     return {
         "rotated": True,
         "from_key_id": result.from_key_id,

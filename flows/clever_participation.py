@@ -7,10 +7,12 @@ from typing import Any
 
 from prefect import flow
 
+from edulake.core.faults import pausepoint
 from edulake.core.settings import get_settings
 from edulake.privacy.keys import demo_refusal
 from edulake.sources.clever import pipeline
 from tasks.clever import (
+    apply_skip_decisions,
     check_report_freshness,
     discover_reports,
     land_files,
@@ -20,11 +22,16 @@ from tasks.clever import (
 )
 from tasks.common import make_catalog, make_lake, resolve_key
 from tasks.events import emit_data_committed
+from tasks.lease import hold_lake_lease
 from tasks.publish import publish_tables, results_rows
 
 
 class FilesFailed(RuntimeError):
     """Some files could not be processed; the rest of the run was committed."""
+
+
+class SourceStale(RuntimeError):
+    """The newest Clever report is older than fail_report_age_days (or there is none)."""
 
 
 @flow(name="clever-participation")
@@ -43,6 +50,9 @@ def clever_participation(
     max_concurrent_downloads: int = 4,
     max_quarantine_share: float | None = None,
     max_report_age_days: int = 2,
+    fail_report_age_days: int | None = None,
+    skip_files: list[str] | None = None,
+    skip_reason: str | None = None,
     testdata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Land Clever reports, pseudonymize them and publish them for BI tools.
@@ -59,8 +69,13 @@ def clever_participation(
         catalog: duckdb or glue (default: EDULAKE_CATALOG__KIND).
         max_concurrent_downloads: parallel transfers when many files are due.
         max_quarantine_share: a file fails above this share of bad rows.
-        max_report_age_days: warn when the newest report on the server is older (not
-            checked for source=testdata, whose dates are fixed).
+        max_report_age_days: warn, and emit edulake.source.stale, when the newest report
+            on the server is older (not checked for source=testdata, whose dates are fixed).
+        fail_report_age_days: fail the run when it is older than this (default:
+            EDULAKE_FAIL_REPORT_AGE_DAYS, 7), after everything else is committed.
+        skip_files: report files (``FILE`` or ``FILE@<sha256 prefix>``) whose newest
+            version is acknowledged as bad: recorded as skipped by decision, not processed.
+        skip_reason: why (required with skip_files; kept with the decision).
         testdata: generator parameters for source=testdata (days, students, ...).
     """
     lake = make_lake(lake_root, np_root, aws_credentials_block)
@@ -72,38 +87,55 @@ def clever_participation(
         if max_quarantine_share is not None
         else (get_settings().max_quarantine_share)
     )
-    lake.sweep_tmp()
-    src = open_source(source, source_path, sftp_block, testdata)
-    try:
-        found = discover_reports(src, report_from, report_to)
-        landed = land_files(lake, src, found.reports, max_concurrent_downloads)
-    finally:
-        src.close()
-    fresh = (
-        check_report_freshness(lake, found, max_report_age_days) if source != "testdata" else None
+    fail_age = (
+        fail_report_age_days
+        if fail_report_age_days is not None
+        else get_settings().fail_report_age_days
     )
-    processed = pseudonymize_reports(lake, key, report_from, report_to, share)
-    cat = make_catalog(lake, catalog)
-    try:
-        tables = [
-            (table, processed.changed.get(table.name, []) if incremental else None)
-            for table, incremental in pipeline.catalog_tables(lake, key.key_id)
-        ]
-        published = publish_tables(cat, tables, views_for="clever")
-    finally:
-        cat.close()
-    pipeline.mark_published(lake)
-    changed = sorted(t for t, parts in processed.changed.items() if parts)
-    if changed:
-        # After commit and publish: deployment triggers may react to it.
-        rows: dict[str, int] = {}
-        for f in processed.files:
-            rows[f.table] = rows.get(f.table, 0) + f.rows_written
-        emit_data_committed("clever", changed, rows)
-    summary = report_run(found, landed, processed, results_rows(published), demo, fresh)
+    lake.sweep_tmp()
+    # One writer at a time: landing (the ledger's skip check must see every landing),
+    # processing (lookups, suppression read at commit time), publishing.
+    with hold_lake_lease(lake, "clever-participation"):
+        src = open_source(source, source_path, sftp_block, testdata)
+        try:
+            found = discover_reports(src, report_from, report_to)
+            landed = land_files(lake, src, found.reports, max_concurrent_downloads)
+        finally:
+            src.close()
+        fresh = (
+            check_report_freshness(lake, found, max_report_age_days, fail_age_days=fail_age)
+            if source != "testdata"
+            else None
+        )
+        skipped = apply_skip_decisions(lake, skip_files or [], skip_reason)
+        processed = pseudonymize_reports(lake, key, report_from, report_to, share)
+        pausepoint("clever.processed")
+        cat = make_catalog(lake, catalog)
+        try:
+            tables = [
+                (table, processed.changed.get(table.name, []) if incremental else None)
+                for table, incremental in pipeline.catalog_tables(lake, key.key_id)
+            ]
+            published = publish_tables(cat, tables, views_for="clever")
+        finally:
+            cat.close()
+        pipeline.mark_published(lake)
+        changed = sorted(t for t, parts in processed.changed.items() if parts)
+        if changed:
+            # After commit and publish: deployment triggers may react to it.
+            rows: dict[str, int] = {}
+            for f in processed.files:
+                rows[f.table] = rows.get(f.table, 0) + f.rows_written
+            emit_data_committed("clever", changed, rows)
+    summary = report_run(found, landed, processed, results_rows(published), demo, fresh, skipped)
+    stale = fresh.failure_message() if fresh else None
     if processed.failed:
         raise FilesFailed(
             f"{len(processed.failed)} file(s) not processed (the rest was committed): "
             + "; ".join(f"{f.name}: {f.error}" for f in processed.failed)
+            + ". To accept a bad file: python -m edulake clever-skip FILE --reason '...'."
+            + (f" Also: {stale}" if stale else "")
         )
+    if stale:
+        raise SourceStale(stale)
     return summary

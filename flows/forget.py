@@ -7,7 +7,8 @@ from typing import Any
 from prefect import flow
 
 from tasks.common import make_catalog, make_lake, resolve_key
-from tasks.maintenance import forget_people, republish
+from tasks.lease import hold_lake_lease
+from tasks.maintenance import forget_people, republish, verify_forgotten
 
 
 @flow(name="forget")
@@ -27,10 +28,14 @@ def forget_flow(
     """
     lake = make_lake(lake_root, np_root, aws_credentials_block)
     key = resolve_key(hmac_key_block, demo, lake=lake, source="clever")
-    result = forget_people(lake, key, ids_file)
-    cat = make_catalog(lake, catalog)
-    try:
-        republish(cat, lake, key.key_id, full=False)
-    finally:
-        cat.close()
+    # The suppression list, stage2p rewrites, lookups and catalog change under the lake
+    # lease, so a daily run can neither write the person back nor clear forget's work.
+    with hold_lake_lease(lake, "forget"):
+        result = forget_people(lake, key, ids_file)
+        cat = make_catalog(lake, catalog)
+        try:
+            republish(cat, lake, key.key_id, full=False)
+            verify_forgotten(cat, lake, key)
+        finally:
+            cat.close()
     return result.to_json()

@@ -12,8 +12,10 @@ from edulake.privacy.keys import demo_refusal
 from edulake.sources.libinsight.config import load_dataset_config
 from edulake.sources.libinsight.store import LandedPage
 from tasks.common import make_catalog, make_lake, resolve_key
-from tasks.events import emit_data_committed
+from tasks.events import emit_data_committed, emit_source_stale
+from tasks.lease import hold_lake_lease
 from tasks.libinsight import (
+    check_staleness,
     commit_watermark,
     open_client,
     page_lander,
@@ -37,6 +39,7 @@ def libinsight_dataset(
     from_date: dt.date | None = None,
     to_date: dt.date | None = None,
     lookback_days: int = 14,
+    stale_after_days: int = 14,
     concurrency: int = 8,
     requests_per_second: float | None = None,
     lake_root: str | None = None,
@@ -54,18 +57,23 @@ def libinsight_dataset(
         client_id: API client id; the secret comes from the ``client_secret_block`` Secret
             block (or EDULAKE_LIBINSIGHT_CLIENT_SECRET), never from a parameter.
         auth_mode: send the client credentials as form fields or HTTP Basic.
-        dataset_config: bundled config name (reference_desk) or a YAML path.
+        dataset_config: bundled config name (reference_desk) or a YAML path. The table is
+            the dataset's own: ``<config name>_<dataset_id>``, or the config's name when
+            the config is bound to this dataset (``dataset_id:``; another id is refused).
         from_date / to_date: a backfill range; default: watermark - lookback_days .. yesterday.
+            A to_date after yesterday is capped at yesterday.
+        stale_after_days: no record for this many days -> an ``edulake.source.stale`` event.
         concurrency / requests_per_second: politeness towards the API.
         lake_root / np_root / catalog / aws_credentials_block: where it goes.
         demo / hmac_key_block: pseudonymization key (demo: the public demo key).
     """
     cfg = load_dataset_config(dataset_config)
+    table_name = cfg.table_name(dataset_id)  # a config bound to another dataset: refused here
     lake = make_lake(lake_root, np_root, aws_credentials_block)
     refusal = demo_refusal("libinsight", base_url=base_url, client_id=client_id)
     key = resolve_key(hmac_key_block, demo, demo_refusal=refusal, lake=lake, source=cfg.source)
     lake.sweep_tmp()
-    plan = plan_run(lake, cfg, dataset_id, from_date, to_date, lookback_days)
+    plan = plan_run(lake, cfg, table_name, dataset_id, from_date, to_date, lookback_days)
     pages: dict[str, list[LandedPage]] = {}
     fetch: dict[str, Any] = {}
     checks = {"duplicate_ids": 0, "empty_pages": 0, "fetches_started_over": 0}
@@ -100,18 +108,29 @@ def libinsight_dataset(
             }
         finally:
             client.close()
-        landed = [p for ps in pages.values() for p in ps]
-        processed = process_pages(lake, cfg, landed, plan.window, key)
-        cat = make_catalog(lake, catalog)
-        try:
-            table = CatalogTable.from_spec(
-                lake, processed.spec, {"key_id": key.key_id, "source": "LibInsight"}
-            )
-            published = results_rows(publish_tables(cat, [(table, sorted(processed.months))]))
-        finally:
-            cat.close()
-        if processed.months:
-            # After commit and publish: the athena-query deployment's trigger reacts to it.
-            emit_data_committed(processed.spec.source, [processed.spec.name], processed.rows)
-    after = commit_watermark(lake, cfg, dataset_id, plan)
-    return report_run(dataset_id, plan, pages, fetch, processed, published, after)
+    # Fetching and landing the raw pages (immutable, unique keys) ran outside the lease;
+    # rewriting months, lookups, the export, the catalog and the watermark run inside it,
+    # so two runs over one dataset end as if they ran one after the other.
+    with hold_lake_lease(lake, f"libinsight-dataset-{dataset_id}"):
+        if plan.window is not None:
+            landed = [p for ps in pages.values() for p in ps]
+            processed = process_pages(lake, cfg, table_name, landed, plan.window, key)
+            cat = make_catalog(lake, catalog)
+            try:
+                table = CatalogTable.from_spec(
+                    lake, processed.spec, {"key_id": key.key_id, "source": "LibInsight"}
+                )
+                published = results_rows(publish_tables(cat, [(table, sorted(processed.months))]))
+            finally:
+                cat.close()
+            if processed.months:
+                # After commit and publish: the athena-query deployment's trigger reacts.
+                emit_data_committed(processed.spec.source, [processed.spec.name], processed.rows)
+        after = commit_watermark(lake, table_name, dataset_id, plan)
+    spec = cfg.table_spec(table=table_name)
+    staleness = check_staleness(lake, spec, after, stale_after_days, dataset_id)
+    if staleness.stale:
+        emit_source_stale(cfg.source, f"dataset-{dataset_id}", staleness.payload(dataset_id))
+    return report_run(
+        dataset_id, plan, pages, fetch, processed, published, after, table_name, staleness
+    )

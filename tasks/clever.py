@@ -15,11 +15,13 @@ from edulake.connectors.sftp import is_retryable
 from edulake.core.lake import Lake
 from edulake.core.landing import LandingResult, Ledger, SourceFile, summarize
 from edulake.privacy.pseudonym import Pseudonymizer, PseudonymKey
-from edulake.sources.clever import pipeline
-from edulake.sources.clever.freshness import FreshnessReport, check_freshness
-from edulake.sources.clever.names import ReportName, parse_report_name
+from edulake.sources.clever import decisions, pipeline
+from edulake.sources.clever.decisions import SkipDecision
+from edulake.sources.clever.freshness import CleverFreshness, check_reports
+from edulake.sources.clever.names import FOLDERS, ReportName, parse_report_name
 from edulake.sources.clever.process import SOURCE
 from tasks.common import explain_storage_errors, logger
+from tasks.events import emit_source_stale
 
 
 def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -80,6 +82,15 @@ def discover_reports(
     )
     for name, why in found.ignored[:20]:
         log.info("ignored %r: %s", name, why)
+    if found.missing_folders:
+        log.warning(
+            "%s has no %s folder: no such reports can be landed",
+            source.label,
+            ", ".join(f"{f}/" for f in found.missing_folders),
+        )
+    misplaced = found.misplaced_message()
+    if misplaced:
+        log.warning("%s", misplaced)
     return found
 
 
@@ -123,29 +134,71 @@ def land_files(
 
 @task(name="check-freshness", cache_policy=NO_CACHE)
 def check_report_freshness(
-    lake: Lake, discovery: pipeline.Discovery, max_age_days: int, today: dt.date | None = None
-) -> FreshnessReport:
-    """Warn when the server's newest report is old or report days are missing from the lake."""
-    landed: set[dt.date] = set()
+    lake: Lake,
+    discovery: pipeline.Discovery,
+    max_age_days: int,
+    today: dt.date | None = None,
+    fail_age_days: int = 7,
+) -> CleverFreshness:
+    """Per report: warn when the newest report is old or days are missing, and emit
+    ``edulake.source.stale`` when stale or days are about to fall off the server.
+
+    Failing the run (past ``fail_age_days``) is the flow's job, after everything else
+    is committed.
+    """
+    landed: dict[str, set[dt.date]] = {}
     for name in Ledger(lake, SOURCE).latest():
         try:
-            landed.add(parse_report_name(name).report_date)
+            parsed = parse_report_name(name)
         except ValueError:
             continue
-    available = {name.report_date for _f, name in discovery.reports}
-    report = check_freshness(
-        available, landed, today or dt.datetime.now(dt.UTC).date(), max_age_days
+        landed.setdefault(parsed.report, set()).add(parsed.report_date)
+    fresh = check_reports(
+        discovery.available,  # a backfill's date range does not make the server look stale
+        landed,
+        today or dt.datetime.now(dt.UTC).date(),
+        FOLDERS,
+        max_age_days,
+        fail_age_days,
     )
     log = logger()
-    log.info(
-        "newest report on the server: %s (%s days old); last landed: %s",
-        report.newest_available,
-        report.age_days,
-        report.last_landed,
-    )
-    for warning in report.warnings:
-        log.warning("freshness: %s", warning)
-    return report
+    for report in fresh.reports.values():
+        log.info(
+            "%s: newest report on the server: %s (%s days old); last landed: %s",
+            report.report,
+            report.newest_available,
+            report.age_days,
+            report.last_landed,
+        )
+        for warning in report.warnings:
+            log.warning("freshness: %s: %s", report.report, warning)
+        if report.needs_event:
+            emit_source_stale(SOURCE, report.report or "reports", report.event_payload())
+    return fresh
+
+
+@task(name="apply-skip-decisions", cache_policy=NO_CACHE)
+def apply_skip_decisions(
+    lake: Lake, skip_files: list[str], skip_reason: str | None
+) -> list[SkipDecision]:
+    """Record skip decisions for ``skip_files`` (before processing); return every decision
+    covering a file's newest version, so the summary lists them all."""
+    log = logger()
+    run_id = flow_run.get_id()
+    for file in skip_files:
+        decision, new = decisions.skip_file(
+            lake,
+            file,
+            skip_reason or "",
+            by=f"flow parameter skip_files (flow run {run_id or 'local'})",
+            flow_run_id=run_id,
+        )
+        log.warning(
+            "%s skip decision: %s",
+            "recorded" if new else "already recorded",
+            decision.line(),
+        )
+    return decisions.skipped(lake)
 
 
 @task(name="pseudonymize-reports", retries=1, retry_delay_seconds=30, cache_policy=NO_CACHE)
@@ -189,15 +242,52 @@ def pseudonymize_reports(
     return result
 
 
+def run_status(
+    discovery: pipeline.Discovery,
+    processed: pipeline.ProcessingResult,
+    freshness: CleverFreshness | None,
+    skipped: list[SkipDecision],
+) -> tuple[str, str]:
+    """(ok | warning | failed, the summary's headline): what the run's first line says."""
+    failed: list[str] = []
+    warn: list[str] = []
+    if processed.failed:
+        failed.append(f"{len(processed.failed)} file(s) not processed")
+    if freshness and freshness.failing:
+        failed += [r.headline() for r in freshness.failing]
+    if freshness:
+        warn += [r.headline() for r in freshness.stale if not r.failing]
+        if any(r.at_risk for r in freshness.reports.values()):
+            warn.append("report days on the server not landed")
+    if discovery.misplaced:
+        warn.append(f"{len(discovery.misplaced)} file(s) not where Clever puts reports")
+    if discovery.missing_folders:
+        warn.append("no " + ", ".join(f"{f}/" for f in discovery.missing_folders) + " folder")
+    if skipped:
+        warn.append(f"{len(skipped)} file(s) skipped by decision")
+    if failed:
+        return "failed", "FAILED: " + "; ".join(failed + warn)
+    if warn:
+        return "warning", "WARNING: " + "; ".join(warn)
+    return "ok", "OK"
+
+
 def report_run(
     discovery: pipeline.Discovery,
     landed: list[LandingResult],
     processed: pipeline.ProcessingResult,
     published: list[dict[str, object]],
     demo: bool,
-    freshness: FreshnessReport | None = None,
+    freshness: CleverFreshness | None = None,
+    skipped: list[SkipDecision] | None = None,
 ) -> dict[str, Any]:
-    """Leave the run's report as Prefect artifacts and return its summary."""
+    """Leave the run's report as Prefect artifacts and return its summary.
+
+    The summary's first line says how the run ends (OK / WARNING / FAILED) and why:
+    a stale source or a failed file is never hidden below the counts.
+    """
+    skipped = skipped or []
+    status, headline = run_status(discovery, processed, freshness, skipped)
     create_table_artifact(
         key="clever-landing",
         table=[
@@ -246,11 +336,18 @@ def report_run(
         "partitions_changed": {t: len(p) for t, p in processed.changed.items()},
         "lookups": processed.lookups,
         "failed_files": [f.name for f in processed.failed],
+        "skipped_files": [
+            {"file": d.name, "sha256": d.sha256, "by": d.by, "at": d.at, "reason": d.reason}
+            for d in skipped
+        ],
+        "misplaced": [m.path for m in discovery.misplaced],
+        "status": status,
+        "headline": headline,
         "demo": demo,
         "freshness": freshness.as_dict() if freshness else None,
     }
     lines = [
-        "# Clever participation run",
+        f"# Clever participation run: {headline}",
         "",
         "**DEMO MODE: demo key, not for real student data.**" if demo else "",
         f"- files offered: {summary['offered']} (ignored: {summary['ignored']})",
@@ -262,9 +359,16 @@ def report_run(
     ]
     if freshness:
         lines.append(freshness.markdown())
+    misplaced = discovery.misplaced_message()
+    if misplaced:
+        lines.append(f"- **WARNING** {misplaced}")
     for f in processed.failed:
         lines.append(f"- **FAILED** `{f.name}`: {f.error}")
+    for d in skipped:
+        lines.append(f"- skipped by decision: {d.line()}")
     create_markdown_artifact(
-        key="clever-summary", markdown="\n".join(lines), description="Clever run summary."
+        key="clever-summary",
+        markdown="\n".join(line for i, line in enumerate(lines) if line or i == 1),
+        description="Clever run summary.",
     )
     return summary

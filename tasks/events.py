@@ -1,8 +1,10 @@
-"""Prefect events that chain deployments: "new data was committed to these tables"."""
+"""Prefect events: "new data was committed to these tables" (chains deployments) and
+"a source went quiet" (for a notification)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from prefect.events import emit_event
 from prefect.events.schemas.events import Event
@@ -42,3 +44,30 @@ def emit_data_committed(
         if event is not None:
             events.append(event)
     return events
+
+
+SOURCE_STALE = "edulake.source.stale"
+
+
+def source_resource_id(source: str, resource: str) -> str:
+    """``edulake.source.<source>.<resource>``, e.g. ``edulake.source.libinsight.dataset-28364``."""
+    return f"edulake.source.{source}.{resource}"
+
+
+def emit_source_stale(source: str, resource: str, payload: dict[str, Any]) -> Event | None:
+    """Emit ``edulake.source.stale``: a source (a dataset, a report) stopped delivering data.
+
+    ``resource`` names the thing within the source (LibInsight: ``dataset-<id>``; Clever:
+    a report). ``payload`` says how stale (e.g. ``days_since_last_record`` and
+    ``threshold_days``): counts and days only, never row data. An automation can turn the
+    event into a notification (docs/libinsight.md).
+    """
+    return emit_event(
+        event=SOURCE_STALE,
+        resource={
+            "prefect.resource.id": source_resource_id(source, resource),
+            "prefect.resource.name": f"{source} {resource}",
+            "edulake.source": source,
+        },
+        payload={"source": source, "resource": resource, **payload},
+    )

@@ -8,7 +8,7 @@ from prefect.cache_policies import NO_CACHE
 
 from edulake.catalog import Catalog
 from edulake.core.lake import Lake
-from edulake.privacy.forget import ForgetResult, forget
+from edulake.privacy.forget import ForgetResult, forget, suppressed_pseudonyms
 from edulake.privacy.pseudonym import Pseudonymizer, PseudonymKey
 from edulake.privacy.rotation import RotationResult, finish_rotation, rotate_key
 from edulake.sources.clever import pipeline
@@ -85,3 +85,39 @@ def republish(catalog: Catalog, lake: Lake, key_id: str, full: bool) -> list[obj
     results = publish_tables(catalog, tables, views_for="clever")
     pipeline.mark_published(lake)
     return list(results)
+
+
+class ForgetIncomplete(RuntimeError):
+    """The catalog still serves rows of a forgotten person after publishing."""
+
+
+@task(name="verify-forgotten", cache_policy=NO_CACHE)
+def verify_forgotten(catalog: Catalog, lake: Lake, key: PseudonymKey) -> int:
+    """Check that no catalog table holds a pseudonym on the suppression list; rows found.
+
+    A forget request is finished only when the person is gone everywhere, the catalog
+    included: a re-run that finds them nowhere in the lake still fails here until the
+    catalog matches (and the run's publish step repairs it first).
+    """
+    pseudonyms = sorted(suppressed_pseudonyms(lake, SOURCE, Pseudonymizer(key)))
+    if not pseudonyms:
+        return 0
+    found = 0
+    for spec in pipeline.specs().values():
+        for col in (c for c in spec.columns if c.is_hashed):
+            name = col.output_name
+            for i in range(0, len(pseudonyms), 500):
+                chunk = ", ".join(f"'{p}'" for p in pseudonyms[i : i + 500])  # hex: no quoting
+                sql = (
+                    f'SELECT COUNT(*) AS n FROM "{spec.source}"."{spec.name}" '
+                    f'WHERE "{name}" IN ({chunk})'
+                )
+                found += int(catalog.query(sql).column("n")[0].as_py() or 0)
+    if found:
+        raise ForgetIncomplete(
+            f"the catalog still serves {found} row(s) of forgotten people after publishing. "
+            "What to do: run the forget flow again; if this persists, rebuild the catalog "
+            "(python -m edulake clever on the same lake republishes from stage2p)."
+        )
+    logger().info("verified: no catalog table holds a forgotten person's pseudonym")
+    return found

@@ -183,6 +183,8 @@ class LocalStack:
         return {
             "EDULAKE_LIBINSIGHT_BASE_URL": f"http://{HOST}:{port}",
             "EDULAKE_LIBINSIGHT_DATASET_ID": str(DEMO_DATASET_ID),
+            # The server's second dataset (an instruction log), for the second deployment.
+            "EDULAKE_LIBINSIGHT_INSTRUCTION_DATASET_ID": str(DEMO_DATASET_ID + 1),
             "EDULAKE_LIBINSIGHT_CLIENT_ID": DEMO_CLIENT_ID,
             "EDULAKE_LIBINSIGHT_CLIENT_SECRET": DEMO_CLIENT_SECRET,
         }

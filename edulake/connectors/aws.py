@@ -141,3 +141,16 @@ def connect_lake(
 def client_kwargs(s3: S3Options | None) -> dict[str, Any]:
     """boto3 client keyword arguments (endpoint) matching ``s3``."""
     return {"endpoint_url": s3.endpoint_url} if s3 and s3.endpoint_url else {}
+
+
+def boto3_s3_client(s3: S3Options | None) -> Any:
+    """A boto3 S3 client for ``s3`` (conditional writes: pyarrow.fs has no If-Match)."""
+    from botocore.config import Config
+
+    config = Config(
+        retries={"max_attempts": s3.max_attempts if s3 else 8, "mode": "standard"},
+        s3={"addressing_style": "path"} if s3 and s3.endpoint_url else {},
+        connect_timeout=10,
+        read_timeout=30,
+    )
+    return boto3_session(s3).client("s3", config=config, **client_kwargs(s3))

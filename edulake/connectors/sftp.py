@@ -44,6 +44,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from edulake.connectors.files import SCAN_DEPTH, SourceRootError, Tree
 from edulake.core.landing import SourceFile
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def is_retryable(exc: BaseException) -> bool:
     """Whether retrying could help (for a task's retry condition)."""
     if isinstance(exc, SftpTransientError):
         return True
-    return not isinstance(exc, SftpError)
+    return not isinstance(exc, (SftpError, SourceRootError))
 
 
 # -- settings ---------------------------------------------------------------------------
@@ -303,6 +304,14 @@ def check_segment(name: str) -> str:
     ):
         raise UnsafeRemoteName(f"unsafe remote name {name!r}")
     return name
+
+
+def _safe(name: str) -> bool:
+    try:
+        check_segment(name)
+    except UnsafeRemoteName:
+        return False
+    return True
 
 
 def check_relative(name: str) -> tuple[str, str]:
@@ -564,6 +573,75 @@ class SftpSource:
     def _path(self, *parts: str) -> str:
         return posixpath.join(self._root, *parts) if self._root else posixpath.join(*parts)
 
+    def scan(self, max_depth: int = SCAN_DEPTH) -> Tree:
+        """Check the remote root exists, is readable and is not empty; list files shallowly.
+
+        A missing, unreadable or empty root is a :class:`SourceRootError` (not retried)
+        naming the server and the path.
+        """
+        top = self._retrying("listing the root", self._list_root)
+        tree = Tree(f"{self.settings.address}:{self._root or '.'}", server=True)
+        self._walk_remote(top, (), 1, max_depth, tree)
+        tree.folders.extend(
+            a.filename
+            for a in top
+            if a.st_mode is not None and stat.S_ISDIR(a.st_mode) and _safe(a.filename)
+        )
+        return tree
+
+    def _list_root(self) -> list[paramiko.SFTPAttributes]:
+        where = f"{self.settings.address}:{self._root or '(login folder)'}"
+        sftp = self._pool.checkout()
+        broken = False
+        try:
+            mode = sftp.stat(self._root or ".").st_mode
+            if mode is not None and not stat.S_ISDIR(mode):
+                raise SourceRootError(f"the SFTP root {where} is not a folder")
+            attrs = sftp.listdir_attr(self._root or ".")
+            for a in attrs:  # top-level links to folders count as folders (as when listing)
+                if a.st_mode is not None and stat.S_ISLNK(a.st_mode) and _safe(a.filename):
+                    with suppress(OSError):
+                        a.st_mode = sftp.stat(self._path(a.filename)).st_mode
+        except FileNotFoundError:
+            raise SourceRootError(f"the SFTP root {where} does not exist") from None
+        except PermissionError:
+            raise SourceRootError(f"the SFTP root {where} cannot be read") from None
+        except _NETWORK_ERRORS as exc:
+            broken = True
+            raise SftpTransientError(f"listing {where} failed: {_reason(exc)}") from exc
+        finally:
+            self._pool.checkin(sftp, broken=broken)
+        if not attrs:
+            raise SourceRootError(f"the SFTP root {where} is empty")
+        return sorted(attrs, key=lambda a: a.filename)
+
+    def _walk_remote(
+        self,
+        attrs: list[paramiko.SFTPAttributes],
+        parents: tuple[str, ...],
+        depth: int,
+        limit: int,
+        tree: Tree,
+    ) -> None:
+        for a in attrs:
+            if not _safe(a.filename) or a.st_mode is None:
+                continue
+            parts = (*parents, a.filename)
+            if stat.S_ISREG(a.st_mode):
+                tree.files.append("/".join(parts))
+            elif stat.S_ISDIR(a.st_mode) and depth < limit:
+                try:
+                    below = self._retrying(
+                        f"listing {'/'.join(parts)}/", partial(self._listdir, "/".join(parts))
+                    )
+                except SftpError as exc:
+                    if isinstance(exc, SftpTransientError):
+                        raise
+                    continue  # unreadable: a report folder is checked again on listing
+                self._walk_remote(
+                    sorted(below, key=lambda x: x.filename), parts, depth + 1, limit, tree
+                )
+
     def list_files(self, folders: list[str]) -> list[SourceFile]:
         """Regular files directly under each given folder (missing folders list nothing)."""
         out: list[SourceFile] = []
@@ -587,7 +665,7 @@ class SftpSource:
         sftp = self._pool.checkout()
         broken = False
         try:
-            return sftp.listdir_attr(self._path(folder))
+            return sftp.listdir_attr(self._path(*folder.split("/")))
         except FileNotFoundError:
             return []
         except PermissionError as exc:

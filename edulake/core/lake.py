@@ -20,7 +20,7 @@ import os
 import posixpath
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -182,9 +182,11 @@ class StagedFiles:
     def open(self, zone: Zone, key: str) -> Iterator[pa.NativeFile]:
         """An output stream for ``key``; the file becomes visible at :meth:`commit`."""
         store = self._lake.store(zone)
-        tmp = store.path(TMP_DIR, f"{uuid.uuid4().hex}.tmp")
+        # Each Lake object stages under its own session folder, so a run that takes over
+        # the lease from a killed holder can remove exactly what that holder left.
+        tmp = store.path(TMP_DIR, self._lake.session, f"{uuid.uuid4().hex}.tmp")
         if store.is_local:
-            store.fs.create_dir(store.path(TMP_DIR), recursive=True)
+            store.fs.create_dir(store.path(TMP_DIR, self._lake.session), recursive=True)
         key = safe_key(key)
         stream = store.fs.open_output_stream(tmp)
         try:
@@ -207,6 +209,7 @@ class StagedFiles:
 
     def commit(self) -> None:
         """Move every staged file to its final key (atomic per file)."""
+        self._lake.check_commit()
         for zone, key, tmp in self._pending:
             store = self._lake.store(zone)
             final = store.path(zone.value, key)
@@ -231,6 +234,15 @@ class Lake:
     def __init__(self, root: str, np_root: str | None = None, s3: S3Options | None = None):
         self.main = open_store(root, s3)
         self.protected = open_store(np_root, s3) if np_root else self.main
+        # Staging folder of this Lake object under _tmp/ (see StagedFiles.open).
+        self.session = uuid.uuid4().hex[:16]
+        # Set by a held lake lease: every commit first checks the lease is still ours.
+        self.commit_guard: Callable[[], None] | None = None
+
+    def check_commit(self) -> None:
+        """Raise if this run holds the lake lease and has lost it (see edulake.core.lease)."""
+        if self.commit_guard is not None:
+            self.commit_guard()
 
     def __repr__(self) -> str:
         return f"Lake(root={self.main.uri!r}, np_root={self.protected.uri!r})"
@@ -319,6 +331,22 @@ class Lake:
         for obj in files:
             self.delete(zone, obj.key)
         return len(files)
+
+    def sweep_session(self, session: str) -> int:
+        """Remove the staging files of one session (a dead lease holder's); returns how many."""
+        removed = 0
+        stores = {id(self.main): self.main, id(self.protected): self.protected}
+        for store in stores.values():
+            folder = store.path(TMP_DIR, safe_key(session))
+            selector = pafs.FileSelector(folder, recursive=True, allow_not_found=True)
+            for info in store.fs.get_file_info(selector):
+                if info.type == pafs.FileType.File:
+                    with contextlib.suppress(FileNotFoundError):
+                        store.fs.delete_file(info.path)
+                        removed += 1
+            with contextlib.suppress(OSError):  # the folder (an S3 directory marker too)
+                store.fs.delete_dir(folder)
+        return removed
 
     def sweep_tmp(self, older_than_s: float = 3600.0) -> int:
         """Remove staging files left by killed runs (older than ``older_than_s``)."""

@@ -84,6 +84,22 @@ class CatalogSettings(BaseModel):
     athena_output_location: str | None = None
 
 
+class LeaseSettings(BaseModel):
+    """The lake lease: one writer at a time (see edulake/core/lease.py)."""
+
+    wait_s: float = Field(
+        1800.0, description="How long a run waits for another run's lease before failing."
+    )
+    ttl_s: float = Field(
+        120.0, description="S3 lease lifetime without renewal: a killed holder's expires after it."
+    )
+    poll_s: float = Field(1.0, description="How often a waiting run checks the lease.")
+    prefect_limit: str | None = Field(
+        "edulake-lake",
+        description="Prefect global concurrency limit shared by writing runs ('' to not use one).",
+    )
+
+
 class Settings(BaseSettings):
     """edulake's settings."""
 
@@ -94,11 +110,16 @@ class Settings(BaseSettings):
     lake: LakeSettings = LakeSettings()
     s3: S3Settings = S3Settings()
     catalog: CatalogSettings = CatalogSettings()
+    lease: LeaseSettings = LeaseSettings()
     hmac_key: SecretStr | None = Field(
         None, description="Pseudonymization key (prefer a Prefect Secret block in production)."
     )
     max_quarantine_share: float = Field(
         0.01, description="A file fails when more than this share of its rows is quarantined."
+    )
+    fail_report_age_days: int = Field(
+        7,
+        description="A Clever run fails when its newest report on the server is older (days).",
     )
 
 

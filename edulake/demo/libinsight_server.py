@@ -7,7 +7,10 @@ Records are realistic and deterministic (same seed, same records) and carry the 
 quirks: single choices as one-element arrays, multi-selects, numbers as strings, newlines
 and mojibake in free text, an occasional record without ``_start_date``.
 
-Switches (attributes of :class:`ServerSettings`, changeable while running) inject
+Several datasets (``dataset_ids``; ``profiles`` gives a dataset other fields: the
+``instruction`` profile is an instruction log), fields an instance lacks (``omit_fields``)
+and a dataset that went quiet (``quiet_after``) model an instance as it is. Switches
+(attributes of :class:`ServerSettings`, changeable while running) inject
 latency, 429 bursts with ``Retry-After``, 500 bursts, token expiry (by time or after N
 uses, as a 401 or as an error envelope), ``type: error`` with HTTP 200, renamed fields and
 late edits, and bad bodies (``bad_pages``: HTML with HTTP 200, truncated JSON, a missing
@@ -88,6 +91,11 @@ class ServerSettings:
     empty_total_pages: int = 0  # what an empty range reports: 0 or 1 (unconfirmed upstream)
     max_span_days: int = 366
     rename: dict[str, str] = field(default_factory=dict)  # label -> new label
+    # Several datasets: dataset id -> the fields it has ("reference": the reference desk,
+    # "instruction": an instruction log with other fields). Default: "reference".
+    profiles: dict[int, str] = field(default_factory=dict)
+    omit_fields: tuple[str, ...] = ()  # labels this instance does not have (any dataset)
+    quiet_after: dict[int, dt.date] = field(default_factory=dict)  # no records after the day
     revision: int = 0  # > 0: some records show late edits
     data_from: dt.date = dt.date(2018, 1, 1)
     data_to: dt.date = dt.date(2035, 12, 31)
@@ -177,10 +185,35 @@ def damage(mode: str, body: dict[str, Any], first_records: list[dict[str, Any]])
     return {"type": "success", "payload": payload}
 
 
+PROFILES = ("reference", "instruction")
+_SESSIONS = ["One-shot class", "Workshop", "Orientation", "Consultation"]
+_COURSES = ["ENG 101", "BIO 210", "HIST 330", "NURS 402", ""]
+
+
+def _instruction_record(rng: random.Random, rid: int, start: str) -> dict[str, Any]:
+    """An instruction-log record: another dataset of the same instance, other fields."""
+    return {
+        "_id": rid,
+        "_start_date": start,
+        "_entered_by": rng.choice(_STAFF),
+        "Session Type": [rng.choice(_SESSIONS)],
+        "Attendees": rng.randint(3, 40),
+        "Course": rng.choice(_COURSES),
+        "Librarian Notes": rng.choice(_COMMENTS),
+    }
+
+
 @functools.lru_cache(maxsize=8192)
-def _day_records(day: dt.date, seed: int, per_day: int, fixed: bool) -> tuple[str, ...]:
-    """The records of one day, as JSON strings (cached: immutable, cheap to copy)."""
-    rng = random.Random(f"{seed}:{day.isoformat()}")  # noqa: S311 - test data
+def _day_records(
+    day: dt.date, seed: int, per_day: int, fixed: bool, dataset: int = 0, profile: str = "reference"
+) -> tuple[str, ...]:
+    """The records of one day, as JSON strings (cached: immutable, cheap to copy).
+
+    ``dataset`` 0 is the first dataset (the records tests have always seen); another id
+    gets records of its own.
+    """
+    salt = f"{seed}:{day.isoformat()}" if not dataset else f"{seed}:{dataset}:{day.isoformat()}"
+    rng = random.Random(salt)  # noqa: S311 - test data
     if fixed:
         n = per_day
     else:
@@ -191,6 +224,9 @@ def _day_records(day: dt.date, seed: int, per_day: int, fixed: bool) -> tuple[st
     for i in range(n):
         secs = rng.randint(8 * 3600, 21 * 3600)
         start = f"{day.isoformat()} {secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}"
+        if profile == "instruction":
+            out.append(json.dumps(_instruction_record(rng, base + i + 1, start)))
+            continue
         minutes = rng.choice([1, 2, 5, 5, 10, 15, 20, 30, 45])
         rec: dict[str, Any] = {
             "_id": base + i + 1,
@@ -273,10 +309,20 @@ class LibInsightServer:
                 if e["kind"] == kind and (status is None or e["status"] == status)
             )
 
-    def records(self, start: dt.date, end: dt.date) -> list[dict[str, Any]]:
-        """Every record of a date range, in the order the data grid serves them."""
+    def records(
+        self, start: dt.date, end: dt.date, dataset_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Every record of a date range, in the order the data grid serves them.
+
+        ``dataset_id``: which dataset (default: the first of ``dataset_ids``).
+        """
         s = self.settings
+        dataset = s.dataset_ids[0] if dataset_id is None else dataset_id
         key = (
+            dataset,
+            tuple(sorted(s.profiles.items())),
+            s.omit_fields,
+            tuple(sorted(s.quiet_after.items())),
             start,
             end,
             s.seed,
@@ -291,26 +337,33 @@ class LibInsightServer:
             hit = self._range_cache.get(key)
         if hit is not None:
             return hit  # a range is asked for once per page: build it once
-        out = self._build_records(start, end)
+        out = self._build_records(start, end, dataset)
         with self.lock:
             if len(self._range_cache) > 16:
                 self._range_cache.clear()
             self._range_cache[key] = out
         return out
 
-    def _build_records(self, start: dt.date, end: dt.date) -> list[dict[str, Any]]:
+    def _build_records(self, start: dt.date, end: dt.date, dataset: int) -> list[dict[str, Any]]:
         s = self.settings
         out: list[dict[str, Any]] = []
+        salt = 0 if dataset == s.dataset_ids[0] else dataset
+        profile = s.profiles.get(dataset, "reference")
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; one of {', '.join(PROFILES)}")
+        last = min(end, s.data_to, s.quiet_after.get(dataset, dt.date.max))
         day = max(start, s.data_from)
-        while day <= min(end, s.data_to):
-            for text in _day_records(day, s.seed, s.records_per_day, s.fixed_daily):
+        while day <= last:
+            for text in _day_records(day, s.seed, s.records_per_day, s.fixed_daily, salt, profile):
                 out.append(self._present(json.loads(text)))
             day += dt.timedelta(days=1)
         return out
 
     def _present(self, rec: dict[str, Any]) -> dict[str, Any]:
         s = self.settings
-        if s.revision and rec["_id"] % 7 == 0:
+        for label in s.omit_fields:
+            rec.pop(label, None)
+        if s.revision and rec["_id"] % 7 == 0 and "Comments/Notes" in rec:
             rec["Comments/Notes"] = f"{rec['Comments/Notes']} (edited r{s.revision})".strip()
         for old, new in s.rename.items():
             if old in rec:
@@ -423,7 +476,7 @@ class LibInsightServer:
         if end < start or (end - start).days + 1 > s.max_span_days:
             self._record(**base, status=200, ok=False)
             return 200, {"type": "error", "message": "The date range cannot exceed one year"}, {}
-        recs = self.records(start, end)
+        recs = self.records(start, end, dataset_id)
         total_pages = math.ceil(len(recs) / s.page_size) if recs else s.empty_total_pages
         chunk = recs[(page - 1) * s.page_size : page * s.page_size] if page >= 1 else []
         payload = {
@@ -542,8 +595,11 @@ def main(argv: list[str] | None = None) -> None:
         if kind not in BAD_BODIES or not number.isdigit():
             p.error(f"--bad-page {item}: expected N=KIND, KIND one of {', '.join(BAD_BODIES)}")
         bad_pages[int(number)] = kind
+    instruction = DEMO_DATASET_ID + 1  # a second dataset with fields of its own
     settings = ServerSettings(
         client_secret=os.environ.get("EDULAKE_LIBINSIGHT_CLIENT_SECRET", DEMO_CLIENT_SECRET),
+        dataset_ids=(DEMO_DATASET_ID, instruction),
+        profiles={instruction: "instruction"},
         latency_s=args.latency_ms / 1000,
         page_size=args.page_size,
         records_per_day=args.records_per_day,
@@ -555,7 +611,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     server = LibInsightServer(settings, args.host, args.port)
     print(
-        f"LibInsight-compatible server on {server.base_url} (dataset {DEMO_DATASET_ID}, "
+        f"LibInsight-compatible server on {server.base_url} (datasets {DEMO_DATASET_ID}: "
+        f"reference desk, {instruction}: instruction log; "
         f"client id {settings.client_id!r}; the client secret is the demo one unless "
         "EDULAKE_LIBINSIGHT_CLIENT_SECRET is set)",
         flush=True,

@@ -42,6 +42,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from edulake.core.lake import TMP_DIR, Lake, Zone
+from edulake.privacy.identifiers import is_identifier
 from edulake.sources.libinsight.config import DatasetConfig, load_dataset_config
 from edulake.specs import PiiOp, TableSpec, load_spec
 
@@ -259,14 +260,20 @@ def libinsight_configs(
             out.setdefault(c.dataset_id, []).append(c)
     for obj in lake.list(Zone.SYSTEM, LIBINSIGHT):
         m = _WATERMARK.match(obj.key.split("/", 1)[1])
-        if m and m.group(1) in known and known[m.group(1)] not in out.get(int(m.group(2)), []):
-            out.setdefault(int(m.group(2)), []).append(known[m.group(1)])
+        if m is None:
+            continue
+        # The table is the config's name (bound config, or older lakes) or <name>_<id>.
+        table, dataset = m.group(1), int(m.group(2))
+        cfg = known.get(table) or known.get(table.removesuffix(f"_{dataset}"))
+        if cfg is not None and cfg not in out.get(dataset, []):
+            out.setdefault(dataset, []).append(cfg)
     return out
 
 
 def _libinsight_ids(lake: Lake, configs: dict[int | None, list[DatasetConfig]]) -> set[str]:
     out: set[str] = set()
     labels_of: dict[int, set[str]] = {}  # dataset id -> labels of its protected fields
+    kept_labels: dict[int, set[str]] = {}  # dataset id -> other configured labels
     for obj in lake.list(Zone.STAGE1NP, LIBINSIGHT):
         # libinsight/dataset-<id>/landed=<day>/<from>_<to>/page-00001.json (see its store)
         m = _PAGE.match(obj.key)
@@ -282,8 +289,15 @@ def _libinsight_ids(lake: Lake, configs: dict[int | None, list[DatasetConfig]]) 
                 for label in (f.label, *f.aliases)
             }
         labels = labels_of[dataset]
+        kept = kept_labels.setdefault(
+            dataset,
+            {f.label for cfg in configs.get(dataset, configs[None]) for f in cfg.fields} - labels,
+        )
         for rec in _page_records(lake.read_bytes(Zone.STAGE1NP, obj.key)):
-            for label in labels & rec.keys():
+            # Configured protected fields, and any field named like an identifier that no
+            # config lists (a renamed `Entered By`: held back now, a column in older lakes).
+            named = {k for k in rec.keys() - kept if is_identifier(k)}
+            for label in (labels | named) & rec.keys():
                 out |= _texts_of(rec[label])
     return out
 

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, Field, field_validator
 
 from edulake.core.types import SPEC_TYPES, arrow_type
+from edulake.privacy.identifiers import is_identifier
 
 
 class PiiOp(StrEnum):
@@ -34,6 +35,9 @@ class ColumnSpec(BaseModel):
     aliases: list[str] = Field(default_factory=list, description="Other header names accepted.")
     comment: str = ""
     required: bool = True
+    allow_identifier: bool = Field(
+        False, description="Reviewed: this name looks like an identifier but may be kept."
+    )
 
     @field_validator("type")
     @classmethod
@@ -144,7 +148,44 @@ class HeaderMismatch(ValueError):
         super().__init__(f"header does not match the {table} spec ({'; '.join(parts)})")
 
 
+class IdentifierPolicyError(ValueError):
+    """A spec or config keeps in clear a field named like an identifier (names only)."""
+
+    def __init__(self, where: str, fields: list[str]):
+        self.where, self.fields = where, fields
+        super().__init__(
+            f"{where}: {', '.join(fields)} "
+            f"{'is' if len(fields) == 1 else 'are'} named like a personal identifier but "
+            "would be kept in clear (op: keep): set op to hash, hash-no-lookup, mask or drop, "
+            "or, if it is not personal data, add `allow_identifier: true` to that field"
+        )
+
+
+def kept_identifiers(columns: list[ColumnSpec]) -> list[str]:
+    """Columns kept in clear whose name or an alias is on the identifier list."""
+    return [
+        c.name
+        for c in columns
+        if c.op is PiiOp.KEEP
+        and not c.allow_identifier
+        and any(is_identifier(n) for n in (c.name, *c.aliases))
+    ]
+
+
+def check_identifiers(spec: TableSpec) -> TableSpec:
+    """Refuse a spec keeping an identifier in clear (see :mod:`edulake.privacy.identifiers`)."""
+    bad = kept_identifiers(spec.columns)
+    if bad:
+        raise IdentifierPolicyError(f"spec {spec.source}/{spec.name}", bad)
+    return spec
+
+
+def spec_from_dict(data: object) -> TableSpec:
+    """A spec from its parsed YAML, checked against the identifier policy."""
+    return check_identifiers(TableSpec.model_validate(data))
+
+
 def load_spec(source: str, name: str) -> TableSpec:
-    """Load a bundled spec: ``edulake/specs/<source>/<name>.yaml``."""
+    """Load a bundled spec: ``edulake/specs/<source>/<name>.yaml`` (identifier policy checked)."""
     text = resources.files("edulake.specs").joinpath(source, f"{name}.yaml").read_text("utf-8")
-    return TableSpec.model_validate(yaml.safe_load(text))
+    return spec_from_dict(yaml.safe_load(text))

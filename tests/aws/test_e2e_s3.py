@@ -228,7 +228,7 @@ def test_libinsight_flow_on_s3(s3_server, s3_block, tmp_path, monkeypatch):
     con = connect_catalog(db)
     try:
         rows = con.execute(
-            "SELECT COUNT(*), COUNT(DISTINCT id) FROM libinsight.reference_desk"
+            "SELECT COUNT(*), COUNT(DISTINCT id) FROM libinsight.reference_desk_12345"
         ).fetchone()
     finally:
         con.close()

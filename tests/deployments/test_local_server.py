@@ -28,6 +28,7 @@ def api_post(api_url: str, path: str, body: dict[str, object]) -> list[dict[str,
 LIBINSIGHT_VARIABLES = {
     "EDULAKE_LIBINSIGHT_BASE_URL": "https://library.example.libinsight.com",
     "EDULAKE_LIBINSIGHT_DATASET_ID": "7",
+    "EDULAKE_LIBINSIGHT_INSTRUCTION_DATASET_ID": "8",
     "EDULAKE_LIBINSIGHT_CLIENT_ID": "42",
 }
 
@@ -69,6 +70,8 @@ def test_deploy_all_and_run_clever_on_a_process_worker(stack: LocalStack, tmp_pa
     # Installation settings came from Prefect variables, typed (the flow takes an int).
     weekly = by_name["libinsight-weekly"]["parameters"]
     assert weekly["dataset_id"] == 7
+    instruction = by_name["libinsight-instruction-weekly"]["parameters"]
+    assert (instruction["dataset_id"], instruction["dataset_config"]) == (8, "instruction_log")
     assert weekly["base_url"] == LIBINSIGHT_VARIABLES["EDULAKE_LIBINSIGHT_BASE_URL"]
     (trigger,) = [
         a for a in api_post(stack.api_url, "/automations/filter", {}) if "athena" in a["name"]

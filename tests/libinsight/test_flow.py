@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from pathlib import Path
 
 import pytest
+import yaml
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 
@@ -41,6 +43,13 @@ def all_logs():
 def test_backfill_then_incremental_with_drift(tmp_path, all_logs, caplog):
     caplog.set_level(logging.DEBUG)
     root = str(tmp_path / "lake")
+    # Discovery as an explicit choice (the bundled config holds unknown fields back and
+    # fails on a rename: tests/libinsight/test_flow_safety.py).
+    cfg = yaml.safe_load(
+        (Path(__file__).parents[2] / "edulake/specs/libinsight/reference_desk.yaml").read_text()
+    )
+    cfg.update(unknown_fields="add", on_drift="warn")
+    (tmp_path / "desk.yaml").write_text(yaml.safe_dump(cfg))
     Secret(value=DEMO_CLIENT_SECRET).save("test-libinsight-secret", overwrite=True)
     with libinsight_server(token_max_uses=7) as srv:
         common = {
@@ -51,6 +60,7 @@ def test_backfill_then_incremental_with_drift(tmp_path, all_logs, caplog):
             "lake_root": root,
             "demo": True,
             "concurrency": 4,
+            "dataset_config": str(tmp_path / "desk.yaml"),
         }
         first = libinsight_dataset(**common, from_date=D(2021, 12, 1), to_date=D(2023, 1, 31))
         assert first["windows"] == 2
@@ -78,18 +88,18 @@ def test_backfill_then_incremental_with_drift(tmp_path, all_logs, caplog):
     con = connect_catalog(f"{root}/catalog/edulake.duckdb")
     try:
         n, distinct = con.execute(
-            "SELECT COUNT(*), COUNT(DISTINCT id) FROM libinsight.reference_desk"
+            "SELECT COUNT(*), COUNT(DISTINCT id) FROM libinsight.reference_desk_12345"
         ).fetchone()
-        cols = [r[0] for r in con.execute("DESCRIBE libinsight.reference_desk").fetchall()]
+        cols = [r[0] for r in con.execute("DESCRIBE libinsight.reference_desk_12345").fetchall()]
         months = con.execute(
-            "SELECT COUNT(DISTINCT month) FROM libinsight.reference_desk"
+            "SELECT COUNT(DISTINCT month) FROM libinsight.reference_desk_12345"
         ).fetchone()[0]
     finally:
         con.close()
     assert n == distinct == len(expected)  # overlap added no duplicates
     assert "patron_category" in cols and "month" in cols and "entered_by" not in cols
     assert months == 15
-    assert read_watermark(Lake(root), "reference_desk", 12345) == D(2023, 2, 28)
+    assert read_watermark(Lake(root), "reference_desk_12345", 12345) == D(2023, 2, 28)
 
     arts = asyncio.run(_artifacts(KEYS))
     assert {a.key for a in arts} >= set(KEYS)
@@ -117,7 +127,7 @@ def test_error_envelope_fails_the_flow_and_keeps_the_watermark(tmp_path, monkeyp
         srv.settings.error_200 = 1
         with pytest.raises(Exception, match="Report could not be generated"):
             libinsight_dataset(**common, to_date=D(2023, 2, 28))
-    assert read_watermark(Lake(root), "reference_desk", 12345) == D(2023, 1, 31)
+    assert read_watermark(Lake(root), "reference_desk_12345", 12345) == D(2023, 1, 31)
 
 
 def test_missing_secret_fails_clearly(tmp_path, monkeypatch):

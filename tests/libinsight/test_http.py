@@ -144,6 +144,7 @@ def test_empty_range_with_total_pages_zero_or_one(make_client, empty_total):
         assert stats.records == 0
         assert [p.number for p in pages] == [1]
         assert srv.count("data") == 1
+        assert stats.empty_pages == []  # an empty range is not an "empty page" warning
 
 
 def test_rps_cap_and_concurrency_one_still_fetch_everything(server, make_client):

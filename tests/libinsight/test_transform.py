@@ -20,6 +20,8 @@ from edulake.sources.libinsight.windows import NoStartError, Window, plan_range,
 
 D = dt.date
 CFG = load_dataset_config("reference_desk")
+# The discovery path: unknown fields become columns (an explicit choice; the default holds them).
+ADD = CFG.model_copy(update={"unknown_fields": "add", "on_drift": "warn"})
 
 
 def rec(i: int, **kw):
@@ -129,7 +131,7 @@ def test_mojibake_and_coercions():
 def test_renamed_field_is_a_new_column_and_reported(pseudonymizer):
     renamed = rec(1)
     renamed["Type of Question"] = renamed.pop("Question Type")
-    r = transform([renamed], CFG, None, pseudonymizer, today=D(2024, 5, 6))
+    r = transform([renamed], ADD, None, pseudonymizer, today=D(2024, 5, 6))
     assert r.drift.new_fields == [
         {"label": "Type of Question", "column": "type_of_question", "type": "list<string>"}
     ]
@@ -139,7 +141,7 @@ def test_renamed_field_is_a_new_column_and_reported(pseudonymizer):
     assert r.table.to_pylist()[0]["question_type"] is None
     assert [c.name for c in r.state.columns] == ["type_of_question"]
     # the next run knows the column: no longer new, still in the table
-    again = transform([renamed], CFG, r.state, pseudonymizer)
+    again = transform([renamed], ADD, r.state, pseudonymizer)
     assert again.drift.new_fields == []
     assert "type_of_question" in again.table.column_names
     assert any(c.name == "type_of_question" for c in again.spec.output_columns())
@@ -159,7 +161,7 @@ def test_alias_maps_a_renamed_label_back_to_its_column(pseudonymizer):
 
 
 def test_new_field_colliding_with_an_existing_column_gets_a_suffix(pseudonymizer):
-    r = transform([rec(1, **{"Research": "Law", "ID": "x"})], CFG, None, pseudonymizer)
+    r = transform([rec(1, **{"Research": "Law", "ID": "x"})], ADD, None, pseudonymizer)
     cols = {f["label"]: f["column"] for f in r.drift.new_fields}
     assert cols == {"Research": "research_2", "ID": "id_2"}
     row = r.table.to_pylist()[0]

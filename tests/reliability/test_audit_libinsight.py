@@ -37,7 +37,7 @@ from .test_audit import _demo_lake
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 STAFF = ["Maria Lopez", "Jamal Carter", "Anne O'Neil", "Wei Zhang", "Priya Natarajan", "Tom Berg"]
 NAME = "Anne O'Neil"  # a phrase with a separator inside: token matching alone misses it
-EXPORT = "libinsight/reference_desk.csv"
+EXPORT = "libinsight/reference_desk_12345.csv"  # the demo dataset's own table
 
 
 @dataclass
@@ -115,7 +115,8 @@ def test_dataset_is_read_with_the_config_its_watermark_names(mixed):
     lake = mixed[True].lake
     configs = libinsight_configs(lake)
     assert [c.name for c in configs[DEMO_DATASET_ID]] == ["reference_desk"]
-    assert [c.name for c in configs[None]] == ["reference_desk"]  # unmapped: every config
+    unmapped = [c.name for c in configs[None]]
+    assert unmapped == ["instruction_log", "reference_desk"]  # unmapped: every config
 
 
 def test_flow_logs_and_artifacts_hold_no_staff_name(mixed):
@@ -203,4 +204,4 @@ def test_a_config_given_by_path_is_used(mixed, tmp_path):
     cfg = cfg.model_copy(update={"dataset_id": 777})
     configs = libinsight_configs(mixed[True].lake, [cfg])
     assert [c.name for c in configs[777]] == ["desk_two"]
-    assert {c.name for c in configs[None]} == {"reference_desk", "desk_two"}
+    assert {c.name for c in configs[None]} == {"instruction_log", "reference_desk", "desk_two"}

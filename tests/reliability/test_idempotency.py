@@ -116,12 +116,12 @@ def test_libinsight_flow_n_times_same_tables(tmp_path):
             lake = Lake(root, default_np_root(root))  # the flow's default layout
             raw = sorted(o.key for o in lake.list(Zone.STAGE1NP, "libinsight"))
             export = hashlib.sha256(
-                lake.read_bytes(Zone.EXPORTS, "libinsight/reference_desk.csv")
+                lake.read_bytes(Zone.EXPORTS, "libinsight/reference_desk_12345.csv")
             ).hexdigest()
             con = connect_catalog(f"{root}/catalog/edulake.duckdb")
             try:
                 table = checksum(
-                    con.sql("SELECT * FROM libinsight.reference_desk").to_arrow_table()
+                    con.sql("SELECT * FROM libinsight.reference_desk_12345").to_arrow_table()
                 )
             finally:
                 con.close()

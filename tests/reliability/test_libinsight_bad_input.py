@@ -359,7 +359,7 @@ def test_flow_fails_clearly_keeps_the_watermark_and_a_good_run_repairs(tmp_path,
             "concurrency": 3,
         }
         libinsight_dataset(**common, from_date=D(2023, 1, 1), to_date=D(2023, 1, 31))
-        spec = CFG.table_spec()
+        spec = CFG.table_spec(table=CFG.table_name(12345))
         before = read_table(lake, spec)
         for mode, says in FLOW_ERRORS:
             srv.settings.bad_pages = {2: mode}
@@ -367,7 +367,7 @@ def test_flow_fails_clearly_keeps_the_watermark_and_a_good_run_repairs(tmp_path,
                 libinsight_dataset(**common, to_date=D(2023, 3, 31))
             assert "dataset 12345 window 2023-01-18..2023-03-31" in str(info.value), mode
             assert_clean_message(str(info.value), srv)
-            assert read_watermark(lake, "reference_desk", 12345) == D(2023, 1, 31), mode
+            assert read_watermark(lake, spec.name, 12345) == D(2023, 1, 31), mode
             assert read_table(lake, spec).equals(before), mode  # nothing of it processed
         srv.settings.bad_pages = {}
         summary = libinsight_dataset(**common, to_date=D(2023, 3, 31))
@@ -399,7 +399,7 @@ def test_flow_reports_a_fetch_started_over_and_quarantined_records(tmp_path, mon
         )
     assert summary["fetches_started_over"] == 1
     assert summary["quarantined"] >= len(QUARANTINE_REASONS) + 4
-    assert summary["quarantine"] == "libinsight/reference_desk/2022-01-01_to_2022-03-31.jsonl"
+    assert summary["quarantine"] == "libinsight/reference_desk_12345/2022-01-01_to_2022-03-31.jsonl"
     assert summary["drift"]["dropped_rows"]["bad _id"] == 2
     # quarantined records are not a failure: the range is committed
     assert summary["watermark_after"] == "2022-03-31"

@@ -59,11 +59,11 @@ def test_clever_flow_from_sftp(sshd: SshdServer, remote: Path, tmp_path: Path) -
     assert first["landing"] == {"landed": 12}
     assert first["failed_files"] == []
     assert daily_rows(f"{lake}/catalog/edulake.duckdb") == 2 * (300 + 20 + 5)
-    fresh = first["freshness"]
+    fresh = first["freshness"]["daily-participation"]
     assert fresh["newest_on_server"] == str(start + dt.timedelta(days=1))
     assert fresh["age_days"] == 2
     assert not fresh["stale"]
-    assert fresh["missing_days"] == [str(dt.date.today() - dt.timedelta(days=1))]
+    assert fresh["missing_ranges"] == [f"{dt.date.today() - dt.timedelta(days=1)} (1 day)"]
 
     second = clever_participation(source="sftp", sftp_block="test-clever-sftp", lake_root=lake)
     assert second["landing"] == {"unchanged": 12}
@@ -75,7 +75,8 @@ def test_clever_flow_from_sftp(sshd: SshdServer, remote: Path, tmp_path: Path) -
     )
     third = clever_participation(source="sftp", sftp_block="test-clever-sftp", lake_root=lake)
     assert third["landing"] == {"landed": 6, "unchanged": 12}
-    assert third["freshness"]["missing_days"] == []
+    assert third["freshness"]["daily-participation"]["missing_days"] == 0
+    assert third["freshness"]["resource-usage"]["missing_ranges"] == []
     assert daily_rows(f"{lake}/catalog/edulake.duckdb") == 3 * (300 + 20 + 5)
 
 
@@ -134,3 +135,40 @@ def test_block_cli_save_and_check(
     save_block("test-cli-bad", sshd, remote, host_key=KeyPair.generate().public_line)
     assert main(["check-sftp", "--name", "test-cli-bad"]) == 2
     assert "does not match the pinned key" in capsys.readouterr().err
+
+
+def test_flow_fails_at_once_on_a_root_without_report_folders(
+    sshd: SshdServer, remote: Path, tmp_path: Path
+) -> None:
+    from edulake.connectors.files import SourceRootError
+
+    (remote / "idm-reports").mkdir()
+    (remote / "idm-reports" / "students.csv").write_text("sis_id\nS1\n")
+    save_block("test-clever-sftp-empty", sshd, remote)
+    state = clever_participation(
+        source="sftp",
+        sftp_block="test-clever-sftp-empty",
+        lake_root=str(tmp_path / "lake"),
+        demo=True,
+        return_state=True,
+    )
+    err = state.result(raise_on_failure=False)
+    assert isinstance(err, SourceRootError)
+    assert f"{sshd.host}:{sshd.port}:{remote} holds none of Clever's report folders" in str(err)
+    assert discover_run_counts(state.state_details.flow_run_id) == [1]  # never retried
+
+
+def discover_run_counts(flow_run_id: object) -> list[int]:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async def read() -> list[int]:
+        async with get_client() as client:
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+        return [r.run_count for r in runs if r.name.startswith("discover-reports")]
+
+    return asyncio.run(read())

@@ -199,7 +199,7 @@ class PageNumberPaginator(Paginator):
             )
         recs = self.records(body)
         self.received += len(recs)
-        if not recs:
+        if not recs and self.total_records != 0:  # an empty range is not an empty page
             self.empty_pages.append(request.number)
         if self.id_key is not None:
             for r in recs:

@@ -24,6 +24,30 @@ _NAME = re.compile(
 )
 
 
+# How Clever lays out its server: shown wherever files are found in the wrong places.
+EXPECTED_LAYOUT = ", ".join(f"{f}/YYYY-MM-DD-{f}-<role>.csv" for f in FOLDERS)
+
+# A name resembling a report: any letter case, '-' '_' or ' ' between words, .csv in any
+# case (optionally compressed). Used only to spot misplaced files, never to land one.
+_LOOKS_LIKE = re.compile(
+    r"(daily[-_ ]?participation|resource[-_ ]?usage).*\.csv(\.gz|\.zip)?$", re.IGNORECASE
+)
+
+
+def is_report_path(relative: str) -> bool:
+    """``<folder>/<name>`` exactly as Clever puts a report."""
+    try:
+        parse_report_name(relative)
+    except NotAReport:
+        return False
+    return True
+
+
+def looks_like_report(file_name: str) -> bool:
+    """A file name that resembles a Clever report name (to report near misses)."""
+    return bool(_LOOKS_LIKE.search(file_name))
+
+
 @dataclass(frozen=True)
 class ReportName:
     """A parsed Clever report file name."""

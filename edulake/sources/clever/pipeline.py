@@ -16,7 +16,13 @@ from typing import Any, TypeVar
 import pyarrow as pa
 
 from edulake.catalog import CatalogTable
-from edulake.connectors.files import FileSource
+from edulake.connectors.files import (
+    FileSource,
+    Misplaced,
+    ScannableSource,
+    SourceRootError,
+    find_misplaced,
+)
 from edulake.core.faults import crashpoint
 from edulake.core.lake import Lake, Zone
 from edulake.core.landing import LandingResult, Ledger, LedgerEntry, SourceFile, land_file
@@ -24,11 +30,15 @@ from edulake.privacy.forget import suppressed_pseudonyms
 from edulake.privacy.keys import ensure_key
 from edulake.privacy.lookup import IdentityTracker, lookup_catalog_table, merge_lookup
 from edulake.privacy.pseudonym import Pseudonymizer
+from edulake.sources.clever.decisions import decided
 from edulake.sources.clever.names import (
+    EXPECTED_LAYOUT,
     FOLDERS,
     NotAReport,
     ReportName,
+    is_report_path,
     landing_key,
+    looks_like_report,
     parse_report_name,
 )
 from edulake.sources.clever.process import (
@@ -57,19 +67,62 @@ class Discovery:
     reports: list[tuple[SourceFile, ReportName]] = field(default_factory=list)
     ignored: list[tuple[str, str]] = field(default_factory=list)
     out_of_range: int = 0
+    # files that look meant for the pipeline but are not where Clever puts reports
+    misplaced: list[Misplaced] = field(default_factory=list)
+    missing_folders: list[str] = field(default_factory=list)  # report folders absent
+    # report dates on offer per report, date range or not (freshness looks at all of them)
+    available: dict[str, set[dt.date]] = field(default_factory=dict)
+
+    def misplaced_message(self, limit: int = 20) -> str | None:
+        """One line listing every misplaced file (the first ``limit``), or None."""
+        if not self.misplaced:
+            return None
+        shown = "; ".join(f"{m.path} ({m.why})" for m in self.misplaced[:limit])
+        more = len(self.misplaced) - limit
+        return (
+            f"{len(self.misplaced)} file(s) are not where Clever puts reports, so they were "
+            f"not landed: {shown}{f'; and {more} more' if more > 0 else ''}. "
+            f"Expected layout: {EXPECTED_LAYOUT}"
+        )
 
 
 def discover(
     source: FileSource, report_from: dt.date | None = None, report_to: dt.date | None = None
 ) -> Discovery:
-    """List the report folders and keep well-formed report names in the date range."""
+    """List the report folders and keep well-formed report names in the date range.
+
+    A source over a real place is scanned first: a missing, unreadable or empty root,
+    one holding none of the report folders, or an SFTP root missing any of them, is a
+    :class:`SourceRootError`; files in the wrong places are collected once in
+    ``misplaced`` (not also in ``ignored``).
+    """
     found = Discovery()
+    if isinstance(source, ScannableSource):
+        tree = source.scan()
+        found.misplaced = find_misplaced(tree.files, FOLDERS, is_report_path, looks_like_report)
+        found.missing_folders = [f for f in FOLDERS if f not in tree.folders]
+        hint = found.misplaced_message() or f"Expected layout: {EXPECTED_LAYOUT}"
+        if len(found.missing_folders) == len(FOLDERS):
+            raise SourceRootError(
+                f"{tree.root} holds none of Clever's report folders "
+                f"({', '.join(f + '/' for f in FOLDERS)}): is the path right? {hint}"
+            )
+        if found.missing_folders and tree.server:
+            # Clever's server always has both report folders: a missing one is a wrong root
+            raise SourceRootError(
+                f"{tree.root} has no {', '.join(f + '/' for f in found.missing_folders)} "
+                f"folder: Clever's server always has every report folder; is the root "
+                f"right? {hint}"
+            )
+    near = {m.path for m in found.misplaced}
     for f in source.list_files(FOLDERS):
         try:
             name = parse_report_name(f.name)
         except NotAReport as exc:
-            found.ignored.append((f.name, str(exc)))
+            if f.name not in near:
+                found.ignored.append((f.name, str(exc)))
             continue
+        found.available.setdefault(name.report, set()).add(name.report_date)
         if (report_from and name.report_date < report_from) or (
             report_to and name.report_date > report_to
         ):
@@ -149,12 +202,19 @@ def _map(fn: Callable[[_T], _R], items: list[_T], workers: int, name: str) -> li
 def pending(
     lake: Lake, report_from: dt.date | None = None, report_to: dt.date | None = None
 ) -> list[LedgerEntry]:
-    """Newest landed version of each report file that has not been processed yet."""
+    """Newest landed version of each report file that has not been processed yet.
+
+    Versions skipped by decision (:mod:`edulake.sources.clever.decisions`) are left out:
+    they stay in stage1np, unprocessed, and the run summary lists them.
+    """
     processed = {o.key for o in lake.list(Zone.SYSTEM, f"processed/{SOURCE}")}
+    skipped = decided(lake)
     out = []
     for name, entry in sorted(Ledger(lake, SOURCE).latest().items()):
         day = parse_report_name(name).report_date
         if (report_from and day < report_from) or (report_to and day > report_to):
+            continue
+        if (name, entry.sha256) in skipped:
             continue
         if processed_key(name, entry.sha256) not in processed:
             out.append(entry)

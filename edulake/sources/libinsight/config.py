@@ -19,7 +19,8 @@ import yaml
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from edulake.core.types import SPEC_TYPES
-from edulake.specs import ColumnSpec, OutputColumn, PiiOp, TableSpec
+from edulake.privacy.identifiers import is_identifier
+from edulake.specs import ColumnSpec, IdentifierPolicyError, OutputColumn, PiiOp, TableSpec
 
 SOURCE = "libinsight"
 
@@ -61,6 +62,12 @@ class FieldConfig(BaseModel):
     )
     aliases: list[str] = Field(default_factory=list, description="Former labels (renames).")
     comment: str = ""
+    expected: bool = Field(
+        True, description="false: an instance may lack this field (not reported missing)."
+    )
+    allow_identifier: bool = Field(
+        False, description="Reviewed: named like an identifier, but may be kept in clear."
+    )
 
     @field_validator("type")
     @classmethod
@@ -78,6 +85,13 @@ class FieldConfig(BaseModel):
     @property
     def column(self) -> str:
         return self.name or snake_case(self.label)
+
+    @property
+    def keeps_identifier(self) -> bool:
+        """Kept in clear although its label, column or a former label names an identifier."""
+        if self.op is not PiiOp.KEEP or self.allow_identifier:
+            return False
+        return any(is_identifier(n) for n in (self.label, self.column, *self.aliases))
 
 
 class DerivedConfig(BaseModel):
@@ -101,7 +115,13 @@ class DatasetConfig(BaseModel):
     date_field: str = "_start_date"
     newlines: Literal["space", "keep"] = "space"
     fix_mojibake: bool = True
-    unknown_fields: Literal["add", "ignore"] = "add"
+    # hold: a field the config does not know stays in stage1np and is reported until the
+    # config classifies it (closed by default); add: it becomes a column (never when it is
+    # named like an identifier); ignore: reported once per run, never written.
+    unknown_fields: Literal["hold", "add", "ignore"] = "hold"
+    # error: a configured field that stops receiving values while a new field appears
+    # (a rename) fails the run before anything is written; warn: reported, run goes on.
+    on_drift: Literal["error", "warn"] = "error"
     fields: list[FieldConfig]
     derived: list[DerivedConfig] = Field(default_factory=list)
 
@@ -118,6 +138,26 @@ class DatasetConfig(BaseModel):
         if dupes:
             raise ValueError(f"dataset {self.name}: duplicate column names {sorted(dupes)}")
         return self
+
+    def table_name(self, dataset_id: int) -> str:
+        """The table of ``dataset_id``: one per dataset, so no run touches another's rows.
+
+        A config bound to a dataset (``dataset_id:`` in the YAML) names its table and
+        refuses every other id; a shared config (no ``dataset_id``) gets ``<name>_<id>``.
+        """
+        if self.dataset_id is None:
+            return f"{self.name}_{dataset_id}"
+        if self.dataset_id != dataset_id:
+            raise DatasetMismatchError(
+                f"dataset config {self.name!r} is bound to dataset {self.dataset_id}, "
+                f"but this run is for dataset {dataset_id}: pass the config of dataset "
+                f"{dataset_id} (dataset_config=...), or a config without dataset_id"
+            )
+        return self.name
+
+    def kept_identifiers(self) -> list[str]:
+        """Labels of fields kept in clear that are named like identifiers."""
+        return [f.label for f in self.fields if f.keeps_identifier]
 
     def field_for(self, label: str) -> FieldConfig | None:
         for f in self.fields:
@@ -147,8 +187,11 @@ class DatasetConfig(BaseModel):
         }
         return out | {"month"}
 
-    def table_spec(self, discovered: list[OutputColumn] | None = None) -> TableSpec:
-        """The stage2p table: configured columns, derived ones, then what drift added."""
+    def table_spec(
+        self, discovered: list[OutputColumn] | None = None, table: str | None = None
+    ) -> TableSpec:
+        """The stage2p table (``table``, default the config's name): configured columns,
+        derived ones, then what drift added."""
         columns = [
             ColumnSpec(
                 name=f.column, type=f.type, op=f.op, comment=f.comment or f"LibInsight: {f.label}"
@@ -157,7 +200,7 @@ class DatasetConfig(BaseModel):
         ]
         extra = [OutputColumn(name=d.name, type="string", comment=d.comment) for d in self.derived]
         return TableSpec(
-            name=self.name,
+            name=table or self.name,
             source=self.source,
             description=self.description,
             columns=columns,
@@ -167,8 +210,17 @@ class DatasetConfig(BaseModel):
         )
 
 
+class DatasetMismatchError(ValueError):
+    """A config bound to one dataset used for another."""
+
+
 def load_dataset_config(name_or_path: str) -> DatasetConfig:
-    """A bundled config by name (``reference_desk``) or a YAML file path."""
+    """A bundled config by name (``reference_desk``) or a YAML file path.
+
+    A config keeping in clear a field named like an identifier is refused
+    (:class:`~edulake.specs.IdentifierPolicyError`) unless the field says
+    ``allow_identifier: true``.
+    """
     if name_or_path.endswith((".yaml", ".yml")) or "/" in name_or_path:
         text = Path(name_or_path).read_text("utf-8")
     else:
@@ -177,4 +229,8 @@ def load_dataset_config(name_or_path: str) -> DatasetConfig:
             .joinpath(SOURCE, f"{name_or_path}.yaml")
             .read_text("utf-8")
         )
-    return DatasetConfig.model_validate(yaml.safe_load(text))
+    cfg = DatasetConfig.model_validate(yaml.safe_load(text))
+    bad = cfg.kept_identifiers()
+    if bad:
+        raise IdentifierPolicyError(f"LibInsight dataset config {cfg.name!r}", bad)
+    return cfg

@@ -100,6 +100,17 @@ def fetch_and_land(
     return out
 
 
+class DriftError(RuntimeError):
+    """Schema drift that fails the run (``on_drift: error``): names fields, never values."""
+
+    def __init__(self, table: str, errors: list[str]):
+        self.table, self.errors = table, errors
+        super().__init__(
+            f"schema drift in libinsight.{table}, nothing written (the raw pages are in "
+            f"stage1np; the watermark did not move): " + " | ".join(errors)
+        )
+
+
 @dataclass
 class ProcessResult:
     """What processing a fetched range wrote."""
@@ -123,11 +134,23 @@ def process_range(
     window: Window,
     pseudonymizer: Pseudonymizer,
     today: dt.date | None = None,
+    *,
+    table: str | None = None,
 ) -> ProcessResult:
-    """Raw pages -> typed rows -> month files, lookups, schema state, CSV export."""
+    """Raw pages -> typed rows -> month files, lookups, schema state, CSV export.
+
+    ``table`` is the dataset's table (:meth:`DatasetConfig.table_name`; the flow always
+    passes it, the config's name is only a default for direct calls): its month files,
+    schema state, quarantine and export are its own. Drift errors raise
+    :class:`DriftError` before anything is written, unless the config says
+    ``on_drift: warn``.
+    """
+    table = table or cfg.name
     records = read_page_records(lake, page_keys)
-    state = read_schema_state(lake, cfg.name)
-    result = transform(records, cfg, state, pseudonymizer, today)
+    state = read_schema_state(lake, table)
+    result = transform(records, cfg, state, pseudonymizer, today, table=table)
+    if result.drift.errors and cfg.on_drift == "error":
+        raise DriftError(table, result.drift.errors)
     months = write_months(lake, result.spec, result.table, window, cfg.id_column, cfg.date_column)
     lookups = {
         col: merge_lookup(lake, cfg.source, col, seen, pseudonymizer.key_id)
@@ -135,8 +158,8 @@ def process_range(
         if seen.num_rows
     }
     crashpoint("libinsight.lookups_merged")
-    write_schema_state(lake, cfg.name, result.state)
-    quarantine_key = quarantine_records(lake, cfg.source, cfg.name, window, result.rejected)
+    write_schema_state(lake, table, result.state)
+    quarantine_key = quarantine_records(lake, cfg.source, table, window, result.rejected)
     export_key, export_rows = export_csv(lake, result.spec)
     return ProcessResult(
         spec=result.spec,

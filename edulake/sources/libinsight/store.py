@@ -157,8 +157,13 @@ def _state_key(table: str, name: str) -> str:
     return safe_key(SOURCE, table, name)
 
 
+def watermark_key(table: str, dataset_id: int) -> str:
+    """``libinsight/<table>/watermark-<dataset id>.json`` in the _system zone."""
+    return _state_key(table, f"watermark-{dataset_id}.json")
+
+
 def read_watermark(lake: Lake, table: str, dataset_id: int) -> dt.date | None:
-    key = _state_key(table, f"watermark-{dataset_id}.json")
+    key = watermark_key(table, dataset_id)
     if not lake.exists(Zone.SYSTEM, key):
         return None
     return dt.date.fromisoformat(lake.read_json(Zone.SYSTEM, key)["through"])
@@ -170,14 +175,36 @@ def write_watermark(
     """Record that every day up to ``through`` is committed (call only after the data)."""
     lake.write_json(
         Zone.SYSTEM,
-        _state_key(table, f"watermark-{dataset_id}.json"),
+        watermark_key(table, dataset_id),
         {
             "dataset_id": dataset_id,
+            "table": table,
             "through": through.isoformat(),
             "flow_run_id": run,
             "updated_at": dt.datetime.now(dt.UTC).isoformat(),
         },
     )
+
+
+def clear_watermark(lake: Lake, table: str, dataset_id: int) -> bool:
+    """Forget a dataset's watermark (the next run starts at ``backfill_from``)."""
+    key = watermark_key(table, dataset_id)
+    if not lake.exists(Zone.SYSTEM, key):
+        return False
+    lake.delete(Zone.SYSTEM, key)
+    return True
+
+
+def table_datasets(lake: Lake, table: str) -> list[int]:
+    """The dataset ids with a watermark in a table's state (the datasets it holds)."""
+    out = []
+    for obj in lake.list(Zone.SYSTEM, _state_key(table, "")):
+        name = obj.key.rsplit("/", 1)[-1]
+        if name.startswith("watermark-") and name.endswith(".json"):
+            number = name[len("watermark-") : -len(".json")]
+            if number.isdigit():
+                out.append(int(number))
+    return sorted(out)
 
 
 def read_schema_state(lake: Lake, table: str) -> SchemaState:
@@ -295,6 +322,16 @@ def write_months(
         lake.delete(Zone.STAGE2P, existing[month])
         written[month] = 0
     return written
+
+
+def last_record_day(lake: Lake, spec: TableSpec) -> dt.date | None:
+    """The day of the newest record in the table (its newest month file), None if empty."""
+    months = existing_months(lake, spec)
+    if not months or spec.partition_by is None:
+        return None
+    newest = read_month(lake, months[max(months)], [spec.partition_by])[spec.partition_by]
+    last = pc.max(newest).as_py()
+    return last.date() if isinstance(last, dt.datetime) else last
 
 
 def read_table(lake: Lake, spec: TableSpec) -> pa.Table:

@@ -6,16 +6,23 @@ multi-selects stay lists; numbers sent as strings are coerced; ``_start_date`` b
 millisecond timestamp; free text loses newlines (if configured) and mojibake; PII fields
 are pseudonymized with the project's keyed HMAC.
 
-Drift is never absorbed silently: a field the config does not know becomes a new column
-(and is remembered in the table's schema state so later runs keep it); a configured field
-absent from every record is reported missing (one missing + one new = a likely rename);
-a value that does not fit its column's type is kept in ``<column>_as_string`` and
-reported, never nulled.
+Drift is never absorbed silently. A field the config does not know is held back by
+default (``unknown_fields: hold``: it stays in the raw pages in stage1np, is counted and
+reported, and reaches no column until the config classifies it); with
+``unknown_fields: add`` it becomes a new column, remembered in the table's schema state,
+unless it is named like an identifier (:mod:`edulake.privacy.identifiers`), which is
+always held. A configured field absent from every record is reported missing (unless it
+says ``expected: false``); missing and new fields with similar names are paired as
+likely renames; a configured field that stops while a new one appears is a drift error
+(``drift.errors``; the pipeline fails the run on it unless ``on_drift: warn``). A value
+that does not fit its column's type is kept in ``<column>_as_string`` and reported,
+never nulled. Reports name fields, never values.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -25,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from edulake.core.types import arrow_type
+from edulake.privacy.identifiers import is_identifier, normalize
 from edulake.privacy.lookup import IdentityTracker
 from edulake.privacy.pseudonym import Pseudonymizer, clean_ids
 from edulake.sources.libinsight.config import DatasetConfig, FieldConfig, snake_case, unique_name
@@ -92,23 +100,38 @@ class DriftReport:
     multi_in_single: dict[str, int] = field(default_factory=dict)
     dropped_rows: dict[str, int] = field(default_factory=dict)
     duplicate_records: int = 0  # records replaced by a later one with the same id
+    held_fields: dict[str, int] = field(default_factory=dict)  # label -> records holding it
+    held_since: dict[str, str] = field(default_factory=dict)  # label -> first record's day
+    hints: list[str] = field(default_factory=list)  # one line per held field: how to classify
+    errors: list[str] = field(default_factory=list)  # drift that fails the run by default
 
     @property
     def has_drift(self) -> bool:
-        return bool(self.new_fields or self.missing_fields or self.type_changes)
+        return bool(self.new_fields or self.missing_fields or self.type_changes or self.held_fields)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     def rows(self) -> list[dict[str, str]]:
         """One row per finding (for a table artifact)."""
-        out = [
+        out = [{"kind": "drift error", "field": "-", "detail": e} for e in self.errors]
+        out += [
+            {
+                "kind": "held back",
+                "field": label,
+                "detail": f"in {n} records (first {self.held_since.get(label) or '?'}); "
+                "kept in stage1np only until the config classifies it",
+            }
+            for label, n in self.held_fields.items()
+        ]
+        out += [
             {
                 "kind": "new field",
                 "field": f["label"],
                 "detail": f"column {f['column']} ({f['type']})",
             }
             for f in self.new_fields
+            if f["label"] not in self.held_fields
         ]
         out += [
             {"kind": "missing field", "field": m, "detail": "in no record"}
@@ -161,6 +184,15 @@ class TransformResult:
     key_id: str | None
     # Records not kept (no date, no id), raw, with the reason: for the protected quarantine.
     rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def held(self) -> dict[str, int]:
+        """Fields held back (label -> records holding it): in stage1np only."""
+        return self.drift.held_fields
+
+    @property
+    def hints(self) -> list[str]:
+        return self.drift.hints
 
 
 # -- value coercion ------------------------------------------------------------------------
@@ -368,6 +400,59 @@ def _labels(records: list[dict[str, Any]]) -> list[str]:
     return list(seen)
 
 
+def classify_hint(label: str) -> str:
+    """One line saying how to classify a held field in the dataset config."""
+    op = "hash" if is_identifier(label) else "keep"
+    return (
+        f"{label}: add `- {{label: {json.dumps(label)}, op: {op}}}` to the dataset config's "
+        "fields (op: keep, hash, mask or drop), or add it to the aliases of the field it replaces"
+    )
+
+
+def _tokens(label: str) -> set[str]:
+    return {t for t in normalize(label).split("_") if t}
+
+
+def _similar(a: str, b: str) -> float:
+    """How much two labels look like one field renamed (0..1)."""
+    ta, tb = _tokens(a), _tokens(b)
+    if ta and tb and (ta <= tb or tb <= ta):
+        return 0.9 + 0.1 * len(ta & tb) / len(ta | tb)
+    return difflib.SequenceMatcher(None, normalize(a), normalize(b)).ratio()
+
+
+def rename_hints(missing: list[str], new: list[str]) -> list[dict[str, str]]:
+    """Missing and new fields paired as likely renames (works with other fields missing too).
+
+    One missing and one new: a pair. Otherwise each new field pairs with the missing field
+    whose name it resembles most (a shared token set, or similar spelling), each once.
+    """
+    if len(missing) == 1 and len(new) == 1:
+        return [{"from": missing[0], "to": new[0]}]
+    scored = sorted(((_similar(m, n), m, n) for m in missing for n in new), key=lambda t: -t[0])
+    out, used_m, used_n = [], set(), set()
+    for score, m, n in scored:
+        if score >= 0.6 and m not in used_m and n not in used_n:
+            out.append({"from": m, "to": n})
+            used_m.add(m)
+            used_n.add(n)
+    return out
+
+
+def _drift_error(stopped: list[str], new: list[str], renames: list[dict[str, str]]) -> str:
+    pairs = "; ".join(f"{r['from']} -> {r['to']}" for r in renames)
+    example = renames[0] if renames else {"from": stopped[0], "to": new[0]}
+    return (
+        f"configured field(s) {', '.join(stopped)} received no values while new field(s) "
+        f"{', '.join(new)} appeared"
+        + (f" (likely renamed: {pairs})" if pairs else "")
+        + ": classify the new field in the dataset config - add it to the aliases of the "
+        f"field it replaces (on {json.dumps(example['from'])}: "
+        f"`aliases: [{json.dumps(example['to'])}]`) or list it with its own op "
+        "(keep, hash, mask, drop); `on_drift: warn` in the config makes this a warning"
+    )
+
+
 def _plan_columns(
     cfg: DatasetConfig,
     state: SchemaState,
@@ -375,7 +460,7 @@ def _plan_columns(
     records: list[dict[str, Any]],
     today: str,
 ) -> tuple[dict[str, tuple[str, str]], SchemaState, DriftReport]:
-    """Map each seen label to (column, type); new labels become discovered columns."""
+    """Map each seen label to (column, type); unknown labels are held back or discovered."""
     drift = DriftReport()
     taken = cfg.reserved_names() | {c.name for c in state.columns}
     columns = list(state.columns)
@@ -387,9 +472,21 @@ def _plan_columns(
                 plan[label] = (f.column, f.type)
             continue
         known = state.by_label(label)
-        if known is None:
-            if cfg.unknown_fields == "ignore":
+        identifier = is_identifier(label)
+        if known is None or identifier:
+            # Closed by default: only a config decision lets an unknown field into stage2p,
+            # and never one named like an identifier (a column added before is held too).
+            if cfg.unknown_fields == "ignore" and not identifier:
                 drift.new_fields.append({"label": label, "column": "(ignored)", "type": "-"})
+                continue
+            if cfg.unknown_fields == "hold" or identifier:
+                holding = [r for r in records if label in r]
+                drift.held_fields[label] = len(holding)
+                days = [d[:10] for r in holding if isinstance(d := r.get(cfg.date_field), str)]
+                drift.held_since[label] = min((d for d in days if d.strip()), default="")
+                drift.hints.append(classify_hint(label))
+                if known is None:
+                    drift.new_fields.append({"label": label, "column": "(held back)", "type": "-"})
                 continue
             type_ = infer_type([r.get(label) for r in records])
             name = unique_name(snake_case(label), taken)
@@ -400,16 +497,18 @@ def _plan_columns(
         plan[label] = (known.name, known.type)
     if records:
         present = set(labels)
-        expected = [f.label for f in cfg.fields] + [c.label for c in state.columns if c.label]
+        configured = [f.label for f in cfg.fields if f.expected]
+        expected = configured + [c.label for c in state.columns if c.label]
         for f_label in expected:
             f = cfg.field_for(f_label)
             names = [f_label, *(f.aliases if f else [])]
             if not any(n in present for n in names):
                 drift.missing_fields.append(f_label)
-        if len(drift.missing_fields) == 1 and len(drift.new_fields) == 1:
-            drift.possible_renames.append(
-                {"from": drift.missing_fields[0], "to": drift.new_fields[0]["label"]}
-            )
+        new = [n["label"] for n in drift.new_fields]
+        drift.possible_renames = rename_hints(drift.missing_fields, new)
+        stopped = [m for m in drift.missing_fields if m in configured]
+        if stopped and new:
+            drift.errors.append(_drift_error(stopped, new, drift.possible_renames))
     return plan, SchemaState(columns), drift
 
 
@@ -419,8 +518,11 @@ def transform(
     state: SchemaState | None = None,
     pseudonymizer: Pseudonymizer | None = None,
     today: dt.date | None = None,
+    table: str | None = None,
 ) -> TransformResult:
     """Type, clean and pseudonymize records; report drift. Rows are de-duplicated by id.
+
+    ``table``: the table's name (default: the config's; a run uses the dataset's table).
 
     Records not kept go to ``rejected`` with the reason (for the protected quarantine):
     an entry that is not a JSON object, no or a bad ``_id`` or ``_start_date``, and a
@@ -501,7 +603,7 @@ def transform(
             rows[i][over.name] = overflow_text(raw)
     drift.multi_in_single = {c: n[0] for c, n in multi.items() if n[0]}
 
-    spec = cfg.table_spec(state.outputs())
+    spec = cfg.table_spec(state.outputs(), table=table)
     kept_rows = [rows[i] for i in keep]
     for d in cfg.derived:
         for row in kept_rows:

@@ -61,9 +61,12 @@ def plan_range(
 ) -> Window | None:
     """The range a run fetches: explicit dates (backfill) or watermark minus lookback to yesterday.
 
-    Returns None when there is nothing to fetch (already up to date).
+    Returns None when there is nothing to fetch (already up to date). A ``to_date`` after
+    yesterday is capped at yesterday: a range into the future would move the watermark
+    there, and every later run would find itself "up to date" while data arrives.
     """
-    end = to_date or today - dt.timedelta(days=1)  # yesterday: today's entries are not final
+    yesterday = today - dt.timedelta(days=1)  # today's entries are not final
+    end = min(to_date, yesterday) if to_date else yesterday
     if from_date is not None:
         start = from_date
     elif watermark is not None:
