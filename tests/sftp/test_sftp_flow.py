@@ -149,7 +149,6 @@ def test_flow_fails_at_once_on_a_root_without_report_folders(
         source="sftp",
         sftp_block="test-clever-sftp-empty",
         lake_root=str(tmp_path / "lake"),
-        demo=True,
         return_state=True,
     )
     err = state.result(raise_on_failure=False)
