@@ -48,4 +48,4 @@ bench: setup
 	PREFECT_HOME=$$(mktemp -d) $(PY) -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf lake .prefect .pytest_cache .mypy_cache .ruff_cache
+	rm -rf lake lake-protected .prefect .pytest_cache .mypy_cache .ruff_cache

@@ -18,6 +18,7 @@ under WORK; only the work itself is timed (imports and setup are not).
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import resource
@@ -65,7 +66,7 @@ def run_edulake(input_dir: str, work: str) -> Callable[[], int]:
     entries = pipeline.pending(lake)
     if not entries:
         raise RuntimeError("nothing landed: run `land` first")
-    pseudonymizer = Pseudonymizer(PseudonymKey(KEY.encode()))
+    pseudonymizer = Pseudonymizer(PseudonymKey(hashlib.sha256(KEY.encode()).digest()))
 
     def job() -> int:
         result = pipeline.process_pending(lake, entries, pseudonymizer)

@@ -8,6 +8,7 @@ ids only, never a secret. What is read (each group is skipped when its first var
 is unset):
 
   HMAC key        EDULAKE_HMAC_KEY (or EDULAKE_HMAC_KEY_FILE)   -> Secret edulake-hmac-key
+                  (32 random bytes as 64 hex or base64: `python -m edulake keygen`)
                   --generate-hmac-key creates a random one, only if none exists yet
   SFTP (Clever)   EDULAKE_SFTP_HOST, EDULAKE_SFTP_USERNAME, EDULAKE_SFTP_HOST_KEY(_FILE),
                   EDULAKE_SFTP_PRIVATE_KEY(_FILE) [+ _PASSPHRASE] or EDULAKE_SFTP_PASSWORD,
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -42,7 +42,7 @@ from prefect.blocks.system import Secret
 from prefect.variables import Variable
 from pydantic import SecretStr
 
-from edulake.privacy.pseudonym import PseudonymKey
+from edulake.privacy.pseudonym import PseudonymKey, generate_key_text
 
 HMAC_BLOCK = "edulake-hmac-key"
 SFTP_BLOCK = "edulake-clever-sftp"
@@ -97,7 +97,7 @@ def plan_hmac(env: Mapping[str, str]) -> Planned | None:
     if raw is None:
         return None
     key_text = raw.strip()
-    key = PseudonymKey.resolve(key_text, demo=False)  # refuses what the flows would refuse
+    key = PseudonymKey.from_text(key_text)  # refuses what the flows would refuse
     return Planned(
         env.get("EDULAKE_HMAC_KEY_BLOCK", HMAC_BLOCK),
         "Secret",
@@ -211,8 +211,8 @@ def generated_hmac(env: Mapping[str, str]) -> Planned | None:
     name = env.get("EDULAKE_HMAC_KEY_BLOCK", HMAC_BLOCK)
     if block_exists(name):
         return None
-    key_text = secrets.token_urlsafe(32)
-    key = PseudonymKey.resolve(key_text, demo=False)
+    key_text = generate_key_text()  # 32 random bytes, hex: the form the flows decode
+    key = PseudonymKey.from_text(key_text)
     return Planned(
         name, "Secret", lambda: Secret(value=SecretStr(key_text)), f"new key, key_id {key.key_id}"
     )

@@ -6,6 +6,7 @@ python -m edulake query "SELECT ..."   # against the DuckDB catalog
 python -m edulake audit [--lake-root ...] [--np-root ...]   # PII audit: exit 1 on findings
 python -m edulake forget --ids-file FILE                     # erasure request
 python -m edulake rotate-key                                 # re-pseudonymize with a new key
+python -m edulake keygen                                     # print a new key (64 hex)
 python -m edulake clever-skip FILE --reason "..."            # accept a bad Clever file
 python -m edulake libinsight-watermark --dataset-id N --set YYYY-MM-DD | --clear
 """
@@ -89,7 +90,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     show_answers(args.lake_root)
     print(
         f"\nThe lake is in {os.path.abspath(args.lake_root)}; the SQL database is "
-        f"{_catalog_path(args.lake_root)} (schema clever; the protected lookups are in clever_np.duckdb beside it).\n"
+        f"{_catalog_path(args.lake_root)} (schema clever). The protected lookups are under "
+        f"{_np_catalog_dir(args.lake_root, None)} (stewards: `edulake query --steward`).\n"
         "Run it again: nothing is landed twice and the tables stay the same."
     )
     return 0
@@ -112,12 +114,39 @@ def cmd_clever(args: argparse.Namespace) -> int:
     return 0
 
 
+def _np_catalog_dir(lake_root: str, np_root: str | None) -> str | None:
+    """The folder of the protected ``<source>_np.duckdb`` files: ``<np root>/catalog``."""
+    from edulake.core.settings import get_settings, resolve_np_root
+
+    protected = resolve_np_root(lake_root, np_root or get_settings().lake.np_root)
+    if protected is None:  # an s3:// lake with a local DuckDB file: they sit beside it
+        return os.path.dirname(_catalog_path(lake_root))
+    return os.path.join(os.path.abspath(protected), "catalog")
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     from edulake.catalog.duckdb import connect
 
-    # Protected <source>_np catalogs are attached when this user can read them.
-    np_dir = os.path.join(os.path.abspath(args.np_root), "catalog") if args.np_root else None
+    # Analysts' queries never attach the protected <source>_np catalogs; a steward asks
+    # for them with --steward, and is told on stderr which were attached.
+    if args.np_root and not args.steward:
+        print("error: --np-root is for --steward queries only", file=sys.stderr)
+        return 2
+    np_dir = _np_catalog_dir(args.lake_root, args.np_root) if args.steward else None
     con = connect(_catalog_path(args.lake_root), np_dir=np_dir)
+    if args.steward:
+        attached = [
+            r[0]
+            for r in con.execute(
+                "SELECT database_name FROM duckdb_databases() "
+                "WHERE ends_with(database_name, '_np') ORDER BY 1"
+            ).fetchall()
+        ]
+        print(
+            f"STEWARD QUERY: attached the protected catalogs {', '.join(attached) or '(none)'} "
+            f"from {np_dir}: results may hold raw identifiers",
+            file=sys.stderr,
+        )
     try:
         _print_table(args.sql.strip()[:60], con.sql(args.sql).to_arrow_table())
     finally:
@@ -183,6 +212,21 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
     from flows.clever_maintenance import clever_rotate_key
 
     print(json.dumps(clever_rotate_key(lake_root=args.lake_root, np_root=args.np_root), indent=2))
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from edulake.privacy.pseudonym import PseudonymKey, generate_key_text
+
+    text = generate_key_text()
+    print(text)
+    # stderr, so `python -m edulake keygen > keyfile` stores the key alone
+    print(
+        f"a new pseudonymization key (32 random bytes, hex; key_id "
+        f"{PseudonymKey.from_text(text).key_id}): store it in the Secret block or "
+        "EDULAKE_HMAC_KEY, keep a copy offline - losing it means a full rotation",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -271,7 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("query", help="run SQL against the DuckDB catalog")
     q.add_argument("sql")
     q.add_argument("--lake-root", default="./lake")
-    q.add_argument("--np-root", help="protected root, to query the *_np lookups (stewards)")
+    q.add_argument(
+        "--steward",
+        action="store_true",
+        help="also attach the protected *_np catalogs (raw identifiers: data stewards only)",
+    )
+    q.add_argument(
+        "--np-root", help="with --steward: the protected root (default: <root>-protected)"
+    )
     q.set_defaults(func=cmd_query)
 
     au = sub.add_parser("audit", help="PII audit: raw identifiers outside the protected zones")
@@ -308,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     rk.add_argument("--lake-root")
     rk.add_argument("--np-root")
     rk.set_defaults(func=cmd_rotate_key)
+
+    kg = sub.add_parser("keygen", help="print a new pseudonymization key (32 random bytes, hex)")
+    kg.set_defaults(func=cmd_keygen)
 
     sk = sub.add_parser(
         "clever-skip", help="accept a bad Clever file: skip its current version, by decision"

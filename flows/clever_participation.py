@@ -9,6 +9,7 @@ from prefect import flow
 
 from edulake.core.faults import pausepoint
 from edulake.core.settings import CatalogKind, SourceKind, get_settings
+from edulake.privacy.keys import demo_refusal
 from edulake.sources.clever import pipeline
 from tasks.audit import audit_before_publish
 from tasks.clever import (
@@ -87,7 +88,9 @@ def clever_participation(
         aws_credentials_block=aws_credentials_block,
     )
     lake = make_lake(lake_root, np_root, aws_credentials_block)
-    key = resolve_key(hmac_key_block, demo)
+    key = resolve_key(
+        hmac_key_block, demo, demo_refusal=demo_refusal(source), lake=lake, source="clever"
+    )
     share = (
         max_quarantine_share
         if max_quarantine_share is not None

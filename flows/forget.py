@@ -34,7 +34,7 @@ def forget_flow(
         aws_credentials_block=aws_credentials_block,
     )
     lake = make_lake(lake_root, np_root, aws_credentials_block)
-    key = resolve_key(hmac_key_block, demo)
+    key = resolve_key(hmac_key_block, demo, lake=lake, source="clever")
     # The suppression list, stage2p rewrites, lookups and catalog change under the lake
     # lease, so a daily run can neither write the person back nor clear forget's work.
     with hold_lake_lease(lake, "forget"):

@@ -9,6 +9,7 @@ from prefect import flow
 
 from edulake.catalog import CatalogTable
 from edulake.core.settings import CatalogKind
+from edulake.privacy.keys import demo_refusal
 from edulake.sources.libinsight.config import load_dataset_config
 from edulake.sources.libinsight.store import LandedPage
 from tasks.common import make_catalog, make_lake, resolve_key, validate_run
@@ -76,7 +77,8 @@ def libinsight_dataset(
     cfg = load_dataset_config(dataset_config)
     table_name = cfg.table_name(dataset_id)  # a config bound to another dataset: refused here
     lake = make_lake(lake_root, np_root, aws_credentials_block)
-    key = resolve_key(hmac_key_block, demo)
+    refusal = demo_refusal("libinsight", base_url=base_url, client_id=client_id)
+    key = resolve_key(hmac_key_block, demo, demo_refusal=refusal, lake=lake, source=cfg.source)
     lake.sweep_tmp()
     plan = plan_run(lake, cfg, table_name, dataset_id, from_date, to_date, lookback_days)
     pages: dict[str, list[LandedPage]] = {}

@@ -26,8 +26,10 @@ from edulake.core.settings import (
     Settings,
     check_setting_names,
     get_settings,
+    resolve_np_root,
 )
-from edulake.privacy.pseudonym import PseudonymKey
+from edulake.privacy.keys import DemoKeyError, refuse_real_key_on_demo_lake
+from edulake.privacy.pseudonym import PseudonymKey, WeakKeyError
 
 
 def logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
@@ -114,28 +116,69 @@ def make_lake(
     from edulake.connectors.aws import connect_lake
 
     settings = get_settings()
+    root = lake_root or settings.lake.root
+    protected = resolve_np_root(root, np_root or settings.lake.np_root)
+    if protected is None:
+        logger().warning(
+            "NO NP ROOT: the protected zones (stage2np lookups, quarantine) share the lake "
+            "root %s with the analysts' tables; keep analysts out of them by IAM prefix, or "
+            "set EDULAKE_LAKE__NP_ROOT / np_root to a separate bucket (see docs/aws.md)",
+            root,
+        )
     # An S3 lake's access is checked here: a wrong key fails at once, naming the bucket,
     # endpoint and key id (never the secret), not deep inside a task.
-    return connect_lake(
-        lake_root or settings.lake.root,
-        np_root or settings.lake.np_root,
-        s3_options(aws_credentials_block, settings),
-    )
+    return connect_lake(root, protected, s3_options(aws_credentials_block, settings))
 
 
-def resolve_key(hmac_key_block: str | None, demo: bool) -> PseudonymKey:
-    """The pseudonymization key: Secret block, else EDULAKE_HMAC_KEY, else demo key (demo only)."""
+def _block_secret(block_name: str) -> str | None:
+    """The key text in the block of that name: a Prefect ``Secret``, else a prefect-aws
+    ``AwsSecret`` (AWS Secrets Manager, read with the block's credentials); None when
+    neither type has a block of that name."""
+    from prefect_aws.secrets_manager import AwsSecret
+
+    try:
+        return str(Secret.load(block_name, _sync=True).get())  # type: ignore[call-arg,union-attr]
+    except (ValueError, RuntimeError):
+        pass  # not a Secret block
+    try:
+        aws = AwsSecret.load(block_name, _sync=True)  # type: ignore[call-arg]
+    except (ValueError, RuntimeError):
+        return None
+    value = aws.read_secret(_sync=True)  # type: ignore[union-attr]
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def resolve_key(
+    hmac_key_block: str | None,
+    demo: bool,
+    *,
+    demo_refusal: str | None = None,
+    lake: Lake | None = None,
+    source: str | None = None,
+) -> PseudonymKey:
+    """The pseudonymization key: the block (a Prefect ``Secret`` or a prefect-aws
+    ``AwsSecret``, by name), else EDULAKE_HMAC_KEY, else the demo key (demo only).
+
+    ``demo_refusal`` (from :func:`edulake.privacy.keys.demo_refusal`) refuses demo mode on
+    a source that may hold real data; with ``lake`` and ``source``, a real key is refused on
+    a lake that ever held the demo key. The key text is 32 bytes in hex or base64; errors
+    never show it."""
+    if demo and demo_refusal:
+        raise DemoKeyError(demo_refusal)
     secret: str | None = None
+    origin = f"block {hmac_key_block!r}"
     if hmac_key_block:
-        try:
-            block = Secret.load(hmac_key_block, _sync=True)  # type: ignore[call-arg]
-            secret = str(block.get())  # type: ignore[union-attr]
-        except (ValueError, RuntimeError):
-            secret = None  # no such block: fall back to the environment
+        secret = _block_secret(hmac_key_block)  # no such block: fall back to the environment
     if not secret:
         env = get_settings().hmac_key
         secret = env.get_secret_value() if env else None
-    key = PseudonymKey.resolve(secret, demo=demo and not secret)
+        origin = "EDULAKE_HMAC_KEY"
+    try:
+        key = PseudonymKey.resolve(secret, demo=demo and not secret)
+    except WeakKeyError as exc:  # say where it came from; the message never holds the key
+        raise WeakKeyError(f"{origin}: {exc}") from None
+    if lake is not None and source is not None:
+        refuse_real_key_on_demo_lake(lake, source, key.key_id)
     if key.demo:
         logger().warning(
             "DEMO MODE: pseudonyms use the public demo key (key_id %s); they protect nothing. "

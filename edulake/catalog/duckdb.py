@@ -215,14 +215,15 @@ class _Recorded:
 
 
 def connect(path: str, np_dir: str | None = None, read_only: bool = True) -> Any:
-    """Open a catalog file, attaching the protected ``<source>_np`` files found in ``np_dir``.
+    """Open a catalog file; the protected ``<source>_np`` files are attached only from an
+    explicit ``np_dir`` (a steward's choice), never found beside the analysts' file.
 
     Read-only connections (analysts, ``edulake query``) never conflict with a publish: it
     writes a copy and swaps it in. Reconnect to see a newer publish.
     """
     con = duckdb.connect(path, read_only=read_only)
-    folder = np_dir or os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(folder):
+    folder = np_dir
+    if folder and os.path.isdir(folder):
         for name in sorted(os.listdir(folder)):
             if name.endswith("_np.duckdb"):
                 alias = name[: -len(".duckdb")]

@@ -29,8 +29,37 @@ class LakeSettings(BaseModel):
     root: str = Field("./lake", description="Lake root: a local folder or s3://bucket/prefix.")
     np_root: str | None = Field(
         None,
-        description="Root for the protected zones (stage2np, quarantine); defaults to root.",
+        description=(
+            "Root for the protected zones (stage2np, quarantine) and the protected catalog "
+            "files; defaults to the sibling <root>-protected for a local root (./lake -> "
+            "./lake-protected), to root itself (with a warning) for an s3:// root."
+        ),
     )
+
+
+PROTECTED_SUFFIX = "-protected"
+
+
+def default_np_root(root: str) -> str | None:
+    """The protected root when none is configured: ``<root>-protected`` beside a local root
+    (so analysts given the lake folder never get the lookups, quarantine or ``*_np``
+    catalogs), None (= the same root) for an S3 root, where access is separated by prefix
+    in IAM and a run warns about it."""
+    if "://" in root and not root.startswith("file://"):
+        return None
+    trimmed = root.rstrip("/\\") or root
+    return trimmed + PROTECTED_SUFFIX
+
+
+def resolve_np_root(root: str, np_root: str | None) -> str | None:
+    """The protected root to use: the one configured, else :func:`default_np_root`.
+
+    None means one root for both sides: an S3 root without an np root, or an np root set
+    to the root itself (the explicit, not recommended, one-root layout)."""
+    protected = np_root or default_np_root(root)
+    if protected is not None and protected.rstrip("/") == root.rstrip("/"):
+        return None
+    return protected
 
 
 class S3Settings(BaseModel):

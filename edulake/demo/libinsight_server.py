@@ -14,7 +14,8 @@ and a dataset that went quiet (``quiet_after``) model an instance as it is. Swit
 latency, 429 bursts with ``Retry-After``, 500 bursts, token expiry (by time or after N
 uses, as a 401 or as an error envelope), ``type: error`` with HTTP 200, renamed fields and
 late edits, and bad bodies (``bad_pages``: HTML with HTTP 200, truncated JSON, a missing
-payload or total, a page repeating page 1...; ``rewrite``: any edit of a page). The server also keeps a request log so tests can assert what the *server*
+payload or total, a page repeating page 1...; ``rewrite``: any edit of a page); ``echo``
+puts the request (Authorization header, body) into every error message. The server also keeps a request log so tests can assert what the *server*
 saw (each page served once, the wait after a 429), not what the wall clock says.
 
 Run it: ``python -m edulake.demo.libinsight_server --port 8765``; in tests use
@@ -105,6 +106,9 @@ class ServerSettings:
     # Any other damage: called with (page, envelope) for each successful page; returns the
     # envelope to send (it may edit records, totals, anything).
     rewrite: Callable[[int, dict[str, Any]], Any] | None = None
+    # Echo the request (Authorization header and body, as received) at the start of every
+    # error response's message, as some servers and proxies do: the redaction tests.
+    echo: bool = False
 
 
 @dataclass(frozen=True)
@@ -374,8 +378,9 @@ class LibInsightServer:
 
     def issue_token(self, client_id: str, client_secret: str) -> tuple[int, dict[str, Any]]:
         s = self.settings
-        ok = secrets.compare_digest(client_id, s.client_id) and secrets.compare_digest(
-            client_secret, s.client_secret
+        # bytes: compare_digest refuses str with non-ASCII characters
+        ok = secrets.compare_digest(client_id.encode(), s.client_id.encode()) and (
+            secrets.compare_digest(client_secret.encode(), s.client_secret.encode())
         )
         if not ok:
             self._record(kind="token", status=401)
@@ -496,10 +501,18 @@ def _handler_for(server: LibInsightServer) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms ACK stalls
 
+        _body = ""  # the request body as received (for ``echo``)
+
         def log_message(self, format: str, *args: Any) -> None:
             """Silent: tests assert on the structured log instead."""
 
         def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+            if server.settings.echo and status >= 400 and isinstance(body, dict):
+                echoed = (
+                    f"{self.command} {self.path} Authorization: "
+                    f"{self.headers.get('Authorization', '')} body: {self._body!r}"
+                )
+                body = {**body, "message": f"request was: {echoed}; {body.get('message', '')}"}
             raw = body if isinstance(body, RawBody) else RawBody(json.dumps(body).encode(), "")
             data = raw.content
             self.send_response(status)
@@ -513,7 +526,8 @@ def _handler_for(server: LibInsightServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             url = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
-            form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+            self._body = self.rfile.read(length).decode()
+            form = {k: v[0] for k, v in parse_qs(self._body).items()}
             if url.path.rstrip("/") != "/v1.0/oauth/token":
                 self._send(404, {"type": "error", "message": "Not found"})
                 return
@@ -531,6 +545,7 @@ def _handler_for(server: LibInsightServer) -> type[BaseHTTPRequestHandler]:
             self._send(status, body)
 
         def do_GET(self) -> None:
+            self._body = ""
             url = urlsplit(self.path)
             parts = url.path.strip("/").split("/")
             query = {k: v[0] for k, v in parse_qs(url.query).items()}

@@ -6,12 +6,19 @@ lookup row, in the catalog table comment, and once per source in
 ``_system/keys/<source>.json``. A run whose key differs from the recorded one stops
 before writing anything; changing keys is a rotation (:mod:`edulake.privacy.rotation`), which
 marks itself in progress so no ordinary run mixes keys half-way.
+
+Demo keys: the public demo key (key ids ``demo-...``) is allowed only on demo sources
+(:func:`demo_refusal`), and the key record remembers that a source ever held it
+(``demo_history``). Such a lake refuses every real key until that source's data is
+rebuilt: its pseudonyms, lookups and records were made with a key anyone can use.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from typing import Any
+from urllib.parse import urlsplit
 
 import pyarrow.parquet as pq
 
@@ -21,6 +28,50 @@ from edulake.privacy.lookup import KeyMismatchError, read_lookup
 
 class KeyRotationInProgress(RuntimeError):
     """A key rotation started and did not finish: finish it before any ordinary run."""
+
+
+class DemoKeyError(RuntimeError):
+    """The public demo key was asked for where it is not allowed, or a lake that held it
+    was given a real key."""
+
+
+DEMO_KEY_PREFIX = "demo-"
+# The local LibInsight stand-in's public client id (edulake.demo.libinsight_server).
+LIBINSIGHT_DEMO_CLIENT_ID = "edulake-demo-client"
+
+
+def _is_loopback(base_url: str) -> bool:
+    host = urlsplit(base_url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def demo_refusal(source: str, *, base_url: str = "", client_id: str = "") -> str | None:
+    """Why demo mode is refused for this source, or None where it is allowed.
+
+    Allowed only on data that is not real by construction: the Clever test data generator
+    (``source="testdata"``) and the local LibInsight stand-in (a loopback ``base_url`` and
+    the stand-in's demo client id, as the demo runner uses)."""
+    if source == "testdata":
+        return None
+    if source == "libinsight":
+        if _is_loopback(base_url) and client_id == LIBINSIGHT_DEMO_CLIENT_ID:
+            return None
+        return (
+            "demo=True is refused for LibInsight except against the local stand-in "
+            "(`python -m edulake demo-libinsight`): a lake made with the public demo key "
+            "can be reversed by anyone. Configure a key (`python -m edulake keygen`, then "
+            "the Secret block or EDULAKE_HMAC_KEY)"
+        )
+    return (
+        f"demo=True is refused for source={source}: only source=testdata may use the public "
+        "demo key (a lake made with it can be reversed by anyone). Configure a key "
+        "(`python -m edulake keygen`, then the Secret block or EDULAKE_HMAC_KEY)"
+    )
 
 
 def key_record_key(source: str) -> str:
@@ -57,11 +108,43 @@ def rotation_in_progress(lake: Lake, source: str) -> dict[str, Any] | None:
     return None
 
 
+def demo_history(lake: Lake, source: str) -> bool:
+    """Whether the source's data was ever made with the public demo key."""
+    if lake.exists(Zone.SYSTEM, key_record_key(source)):
+        record = lake.read_json(Zone.SYSTEM, key_record_key(source))
+        if record.get("demo_history") or str(record["key_id"]).startswith(DEMO_KEY_PREFIX):
+            return True
+    recorded = recorded_key_id(lake, source)
+    return recorded is not None and recorded.startswith(DEMO_KEY_PREFIX)
+
+
+def refuse_real_key_on_demo_lake(lake: Lake, source: str, key_id: str) -> None:
+    """A lake that ever held the demo key takes no real key until the source is rebuilt."""
+    if key_id.startswith(DEMO_KEY_PREFIX) or not demo_history(lake, source):
+        return
+    raise DemoKeyError(
+        f"this lake's {source} data was made with the public demo key, which anyone can use "
+        f"to reverse its pseudonyms; a real key is refused here (nothing was written). "
+        f"Rebuild it: delete stage2p/{source}/, stage2np/{source}/ and the {source} records "
+        f"under _system/ (_system/keys/{source}*.json, _system/ledger/{source}/, "
+        f"_system/processed/{source}/, _system/publish/{source}/, _system/{source}/), or use a "
+        "fresh lake"
+    )
+
+
 def record_key(lake: Lake, source: str, key_id: str) -> None:
+    """Record the source's key id; ``demo_history`` once set is never cleared."""
+    history = key_id.startswith(DEMO_KEY_PREFIX) or (
+        lake.exists(Zone.SYSTEM, key_record_key(source)) and demo_history(lake, source)
+    )
     lake.write_json(
         Zone.SYSTEM,
         key_record_key(source),
-        {"key_id": key_id, "recorded_at": dt.datetime.now(dt.UTC).isoformat()},
+        {
+            "key_id": key_id,
+            "recorded_at": dt.datetime.now(dt.UTC).isoformat(),
+            "demo_history": history,
+        },
     )
 
 
@@ -74,6 +157,7 @@ def ensure_key(lake: Lake, source: str, key_id: str) -> None:
             "started and did not finish: re-run `python -m edulake rotate-key` with the new "
             "key to complete it (it is safe to repeat); ordinary runs are refused meanwhile"
         )
+    refuse_real_key_on_demo_lake(lake, source, key_id)
     recorded = recorded_key_id(lake, source)
     if recorded is None:
         record_key(lake, source, key_id)

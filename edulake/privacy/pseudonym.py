@@ -15,8 +15,13 @@ again.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import math
+import secrets
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,44 +30,130 @@ import pyarrow.compute as pc
 
 from edulake.core.strindex import StringIndex
 
-# Clearly labelled: a pseudonym made with this key protects nothing.
-DEMO_KEY = b"edulake-DEMO-KEY--not-secret--never-use-for-real-student-data"
-MIN_KEY_BYTES = 16
+KEY_BYTES = 32
+# Refusal rule for keys that are not random (see docs/guarantees.md, "The key"): 32 bytes
+# drawn at random have ~30 distinct values and a Shannon estimate of ~4.8 bits/byte (the
+# maximum over 32 samples is 5). The chance that a random key has fewer than 16 distinct
+# values is 3e-17 (exact count over 256 values); none of 100,000 random keys came below
+# 4.4 bits/byte. Repeated or patterned keys (``aaaa...``, ``0123...`` repeated, ASCII
+# text) fall far below.
+MIN_DISTINCT_BYTES = 16
+MIN_ENTROPY_BITS_PER_BYTE = 3.5
+KEY_ID_LABEL = b"edulake key id v1"
+# Clearly labelled: a pseudonym made with this key protects nothing. Public by design
+# (32 bytes derived from a public label), used only with demo=True on demo sources.
+DEMO_KEY = hashlib.sha256(b"edulake-DEMO-KEY--not-secret--never-use-for-real-student-data").digest()
 
 
 class MissingKeyError(RuntimeError):
     """No pseudonymization key was configured and demo mode is off."""
 
 
+class WeakKeyError(ValueError):
+    """The configured key is not 32 random bytes in hex or base64 (never echoes the key)."""
+
+
+def generate_key_text() -> str:
+    """A new key in its text form: 32 random bytes as 64 hex characters."""
+    return secrets.token_hex(KEY_BYTES)
+
+
+def shannon_bits_per_byte(raw: bytes) -> float:
+    """The Shannon entropy estimate of a byte string's empirical byte distribution."""
+    n = len(raw)
+    return -sum(c / n * math.log2(c / n) for c in Counter(raw).values()) if n else 0.0
+
+
+def check_key_bytes(raw: bytes) -> None:
+    """Refuse anything but 32 bytes that look random (the message never shows the key)."""
+    if len(raw) != KEY_BYTES:
+        raise WeakKeyError(
+            f"the pseudonymization key must be {KEY_BYTES} random bytes, this one decodes "
+            f"to {len(raw)} bytes; generate one with `python -m edulake keygen`"
+        )
+    distinct = len(set(raw))
+    bits = shannon_bits_per_byte(raw)
+    if distinct < MIN_DISTINCT_BYTES or bits < MIN_ENTROPY_BITS_PER_BYTE:
+        raise WeakKeyError(
+            f"the pseudonymization key is not random enough ({distinct} distinct byte values, "
+            f"{bits:.2f} bits/byte; a random key has ~30 and ~4.8, at least "
+            f"{MIN_DISTINCT_BYTES} and {MIN_ENTROPY_BITS_PER_BYTE} are required): generate "
+            "one with `python -m edulake keygen`"
+        )
+
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def decode_key_text(text: str | bytes) -> bytes:
+    """The 32 key bytes of a key's text form: 64 hex characters, or base64 (standard or
+    url-safe alphabet, padding optional: 44 characters with it). Surrounding whitespace is
+    ignored. The text is never used as the key itself."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("ascii")
+        except UnicodeDecodeError:
+            raise WeakKeyError(
+                "the pseudonymization key is not text in hex or base64 (non-ASCII bytes)"
+            ) from None
+    t = text.strip()
+    if len(t) == 2 * KEY_BYTES and set(t) <= _HEX:
+        raw = bytes.fromhex(t)
+    else:
+        padded = t + "=" * (-len(t) % 4)
+        try:
+            if "-" in t or "_" in t:
+                raw = base64.b64decode(padded, altchars=b"-_", validate=True)
+            else:
+                raw = base64.b64decode(padded, validate=True)
+        except (binascii.Error, ValueError):
+            raise WeakKeyError(
+                f"the pseudonymization key ({len(t)} characters) is neither 64 hex characters "
+                "nor base64 of 32 bytes (44 characters); generate one with "
+                "`python -m edulake keygen`"
+            ) from None
+    check_key_bytes(raw)
+    return raw
+
+
 @dataclass(frozen=True)
 class PseudonymKey:
-    """The secret key and a public identifier of it (recorded beside every table)."""
+    """The secret key (32 random bytes) and a public identifier of it (recorded beside
+    every table)."""
 
     secret: bytes = field(repr=False)
     demo: bool = False
 
     def __post_init__(self) -> None:
-        if len(self.secret) < MIN_KEY_BYTES:
-            raise ValueError(f"the pseudonymization key must be at least {MIN_KEY_BYTES} bytes")
+        check_key_bytes(self.secret)
 
     @property
     def key_id(self) -> str:
-        """A short public fingerprint of the key: tells keys apart, reveals nothing."""
-        digest = hashlib.sha256(b"edulake-key-id\x00" + self.secret).hexdigest()[:16]
+        """A short public identifier: HMAC-SHA-256(key, "edulake key id v1"), 16 hex.
+
+        Keyed, so it is no oracle: testing a guessed key against it costs as much as
+        guessing 256 random bits."""
+        digest = hmac.digest(self.secret, KEY_ID_LABEL, "sha256").hex()[:16]
         return ("demo-" if self.demo else "") + digest
 
     @classmethod
+    def from_text(cls, text: str | bytes) -> PseudonymKey:
+        """A key from its text form (hex or base64, see :func:`decode_key_text`)."""
+        return cls(decode_key_text(text), demo=False)
+
+    @classmethod
     def resolve(cls, secret: str | bytes | None, demo: bool) -> PseudonymKey:
-        """The key to use: the configured secret, or the demo key in demo mode only."""
+        """The key to use: the configured secret (text form), or the demo key in demo mode
+        only."""
         if secret:
-            raw = secret.encode() if isinstance(secret, str) else secret
-            return cls(raw, demo=False)
+            return cls.from_text(secret)
         if demo:
             return cls(DEMO_KEY, demo=True)
         raise MissingKeyError(
             "no pseudonymization key: create a Prefect Secret block (default name "
-            "'edulake-hmac-key') or set EDULAKE_HMAC_KEY; for a demo on test data only, "
-            "pass demo=True (a labelled, non-secret demo key is used)"
+            "'edulake-hmac-key') or set EDULAKE_HMAC_KEY (64 hex characters, "
+            "`python -m edulake keygen`); for a demo on test data only, pass demo=True "
+            "(a labelled, non-secret demo key is used)"
         )
 
 

@@ -30,6 +30,7 @@ from edulake.core.landing import Ledger
 from edulake.privacy.keys import (
     record_key,
     recorded_key_id,
+    refuse_real_key_on_demo_lake,
     rotation_in_progress,
     rotation_record_key,
 )
@@ -73,6 +74,7 @@ def rotate_key(
     lake: Lake, new: Pseudonymizer, *, max_quarantine_share: float = 0.01
 ) -> RotationResult:
     """Steps 1-3: re-pseudonymize everything with ``new`` (the caller publishes, then finishes)."""
+    refuse_real_key_on_demo_lake(lake, SOURCE, new.key_id)
     recorded = recorded_key_id(lake, SOURCE)
     intent = rotation_in_progress(lake, SOURCE)
     if intent and intent["to"] != new.key_id:

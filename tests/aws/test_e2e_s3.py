@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 
@@ -71,7 +72,7 @@ def test_clever_flow_on_s3_with_duckdb_catalog(s3_server, s3_block, tmp_path, mo
     assert not [k for k in main_keys if "/stage2np/" in k or "/quarantine/" in k]
     assert not [k for k in main_keys + np_keys if "/_tmp/" in k and not k.endswith("/")]
 
-    con = connect_catalog(db)
+    con = connect_catalog(db, np_dir=os.path.dirname(db))  # a steward's view: both files
     try:
         dp = con.execute("SELECT COUNT(*) FROM clever.daily_participation").fetchone()[0]
         lookups = con.execute("SELECT COUNT(*) FROM clever_np.sis_id_lookup").fetchone()[0]

@@ -24,7 +24,9 @@ async def _artifacts(keys: list[str]):
 
 
 def _tables(db: str) -> dict[str, int]:
-    con = connect_catalog(db)
+    # the default layout: the protected catalogs are under <lake>-protected (a steward view)
+    np_dir = db.replace("/lake/catalog/edulake.duckdb", "/lake-protected/catalog")
+    con = connect_catalog(db, np_dir=np_dir)
     try:
         return {
             t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]

@@ -33,7 +33,7 @@ YESTERDAY = TODAY - dt.timedelta(days=1)
 
 @pytest.fixture(autouse=True)
 def _key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EDULAKE_HMAC_KEY", KEY.secret.decode())
+    monkeypatch.setenv("EDULAKE_HMAC_KEY", KEY.secret.hex())  # the hex text form
 
 
 @pytest.fixture

@@ -19,15 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.keys import KEY
+from tests.keys import KEY_TEXT, OTHER_KEY_TEXT
 from tests.reliability.helpers import REPO
 
-NEW_KEY_TEXT = "rotated-key-rotated-key-rotated-key-0001"
-
-
-def key_text(key=KEY) -> str:
-    """The EDULAKE_HMAC_KEY form of a test key."""
-    return key.secret.decode()
+NEW_KEY_TEXT = OTHER_KEY_TEXT  # the key a rotation moves to
 
 
 @dataclass
@@ -91,7 +86,7 @@ class Launcher:
         run_env = {k: v for k, v in os.environ.items() if not k.startswith("EDULAKE_")}
         run_env.update(
             {
-                "EDULAKE_HMAC_KEY": key_text(),
+                "EDULAKE_HMAC_KEY": KEY_TEXT,
                 "EDULAKE_LEASE__POLL_S": "0.1",
                 "EDULAKE_LEASE__PREFECT_LIMIT": "",
                 # the test data is from 2022: stale by design, not what these tests are about

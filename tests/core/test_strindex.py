@@ -16,7 +16,9 @@ from edulake.core.strindex import StringIndex, hash64
 from edulake.privacy.lookup import IdentityTracker
 from edulake.privacy.pseudonym import Pseudonymizer, PseudonymKey, clean_ids
 
-KEY = PseudonymKey(b"k" * 32)
+KEY = PseudonymKey(
+    bytes.fromhex("5e0b7c2f9a4d1e8b3c6f0a9d2e5b8c1f4a7d0e3b6c9f2a5d8e1b4c7f0a3d6e92")
+)
 
 
 def plain(value: str | None) -> str | None:
@@ -144,8 +146,8 @@ def test_tracker_refuses_codes_without_pseudonymizer():
         IdentityTracker("k").add_codes(pa.array([0]), pa.array([dt.date(2022, 1, 3)]))
 
 
-@pytest.mark.parametrize("secret", [b"k" * 16, b"k" * 64, b"long-key-" * 20])
-def test_batch_hmac_equals_hmac_for_any_key_length(secret):
+@pytest.mark.parametrize("secret", [KEY.secret, bytes(reversed(KEY.secret))])
+def test_batch_hmac_equals_hmac(secret):
     p = Pseudonymizer(PseudonymKey(secret))
     values = ["1", "", "é✓", "x" * 200]
     expected = [hmac.new(secret, v.encode(), hashlib.sha256).hexdigest() for v in values]

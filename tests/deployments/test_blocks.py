@@ -9,7 +9,8 @@ import pytest
 from deployments.blocks import ConfigError, main, plan
 from deployments.local.stack import LocalStack
 
-HMAC = "district-hmac-key-0123456789abcdef"
+HMAC = "4d9e2a7c1f5b8e0d3a6c9f2e5b8d1a4c7f0e3b6d9a2c5f8e1b4d7a0c3f6e9b25"
+HMAC_ROTATED = "c81f4a7d0e3b6c9f2a5d8e1b4c7f0a3d6e9b2c5f8a1d4e7b0c3f6a9d2e5b8c17"
 AWS_SECRET = "aws-secret-0123456789"
 LIBINSIGHT_SECRET = "libinsight-secret-xyz"
 SFTP_PASSWORD = "sftp-password-42"
@@ -69,10 +70,21 @@ def test_incomplete_groups_are_refused_by_name(env: dict[str, str], message: str
         plan(env)
 
 
-def test_a_short_key_is_refused_without_echoing_it(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--dry-run"], {"EDULAKE_HMAC_KEY": "short-key"}) == 2
+@pytest.mark.parametrize(
+    ("weak", "message"),
+    [
+        ("short-key", "neither 64 hex"),
+        ("aaaaaaaaaaaaaaaa", "32 random bytes"),  # 16 bytes of text, accepted before
+        ("district-hmac-key-0123456789abcdef", "32 random bytes"),  # text, not a key
+        ("ab" * 32, "not random enough"),
+    ],
+)
+def test_a_weak_key_is_refused_without_echoing_it(
+    capsys: pytest.CaptureFixture[str], weak: str, message: str
+) -> None:
+    assert main(["--dry-run"], {"EDULAKE_HMAC_KEY": weak}) == 2
     err = capsys.readouterr().err
-    assert "at least 16 bytes" in err and "short-key" not in err
+    assert message in err and weak not in err
 
 
 def test_dry_run_prints_names_and_key_id_only(capsys: pytest.CaptureFixture[str]) -> None:
@@ -117,7 +129,7 @@ def test_blocks_are_created_on_a_real_server_idempotently(stack: LocalStack) -> 
     stack.extra_env.update(FULL_ENV)
     try:
         first = stack.python("-m", "deployments.blocks")
-        stack.extra_env["EDULAKE_HMAC_KEY"] = HMAC + "-rotated"
+        stack.extra_env["EDULAKE_HMAC_KEY"] = HMAC_ROTATED
         second = stack.python("-m", "deployments.blocks")
         stored = json.loads(stack.python("-c", READ_BACK))
     finally:
@@ -127,7 +139,7 @@ def test_blocks_are_created_on_a_real_server_idempotently(stack: LocalStack) -> 
     assert first.replace("\n", "").count("saved") == 4
     assert second.count("saved") == 4  # overwrite=True: a re-run updates, never fails
     assert stored == {
-        "hmac": HMAC + "-rotated",
+        "hmac": HMAC_ROTATED,
         "libinsight": LIBINSIGHT_SECRET,
         "sftp": ["sftp.example", 2222, "district", SFTP_PASSWORD, HOST_KEY],
         "aws": ["us-east-1", "AKIAEXAMPLE", AWS_SECRET, "http://127.0.0.1:9"],
@@ -153,6 +165,6 @@ def test_a_generated_key_never_replaces_an_existing_one(stack: LocalStack) -> No
     finally:
         stack.extra_env.pop("EDULAKE_HMAC_KEY_BLOCK")
     assert "saved Secret block 'edulake-hmac-key-generated' (new key, key_id " in created
-    assert len(key) >= 32 and key not in created
+    assert len(key) == 64 and len(bytes.fromhex(key)) == 32 and key not in created
     assert "kept the existing pseudonymization key" in again
     assert kept == key

@@ -4,11 +4,11 @@ import pytest
 
 from edulake.connectors.http.client import RetryPolicy
 from edulake.demo.libinsight_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, LibInsightServer
-from edulake.privacy.pseudonym import Pseudonymizer, PseudonymKey
+from edulake.privacy.pseudonym import Pseudonymizer
 from edulake.sources.libinsight.api import LibInsightClient
+from tests.keys import LIBINSIGHT_KEY as KEY
 from tests.servers.libinsight import libinsight_server
 
-KEY = PseudonymKey(b"libinsight-test-key-0123456789")
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05, max_attempts=6)
 
 

@@ -136,7 +136,7 @@ def test_missing_secret_fails_clearly(tmp_path, monkeypatch):
         libinsight_dataset(
             base_url="http://127.0.0.1:9",
             dataset_id=1,
-            client_id="x",
+            client_id=DEMO_CLIENT_ID,
             client_secret_block="no-such-block",
             lake_root=str(tmp_path),
             demo=True,

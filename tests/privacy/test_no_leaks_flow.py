@@ -15,7 +15,7 @@ import pytest
 
 from edulake.core.lake import Lake, Zone
 from edulake.privacy.audit import audit, raw_identifiers
-from tests.keys import KEY
+from tests.keys import KEY_TEXT
 from tests.logs import all_log_lines
 
 from ..clever.helpers import DP_HEADER, write
@@ -50,7 +50,7 @@ def _run_flow(tmp_path, monkeypatch, content: bytes):
         RU,
         f"date,sis_id,clever_user_id,clever_school_id,school_name,resource_type,resource_name,resource_id,num_access\n{RU_GOOD}\n",
     )
-    monkeypatch.setenv("EDULAKE_HMAC_KEY", KEY.secret.decode())
+    monkeypatch.setenv("EDULAKE_HMAC_KEY", KEY_TEXT)
     monkeypatch.setenv("PREFECT_LOGGING_EXTRA_LOGGERS", "edulake")
     root, np_root = str(tmp_path / "lake"), str(tmp_path / "np")
     with all_log_lines() as logs:

@@ -15,11 +15,13 @@ import pyarrow.dataset as ds
 from edulake.connectors.files import FolderSource
 from edulake.core.lake import Lake, Zone
 from edulake.privacy.lookup import read_lookup
-from edulake.privacy.pseudonym import Pseudonymizer, PseudonymKey
+from edulake.privacy.pseudonym import Pseudonymizer
 from edulake.sources.clever import pipeline
 from tests.keys import KEY as KEY  # the one test key, for the reliability tests
+from tests.keys import KEY_TEXT as KEY_TEXT
+from tests.keys import OTHER_KEY as OTHER_KEY  # a second key: rotation, mismatches
+from tests.keys import OTHER_KEY_TEXT as OTHER_KEY_TEXT
 
-OTHER_KEY = PseudonymKey(b"another-key-another-key-another-key")
 DP = "daily-participation/2022-01-03-daily-participation-students.csv"
 RU = "resource-usage/2022-01-03-resource-usage-students.csv"
 

@@ -16,7 +16,7 @@ from edulake.demo.clever_testdata import TestDataSource
 from edulake.privacy.audit import audit, raw_identifiers
 
 from ..clever.helpers import DP_HEADER, write
-from .helpers import DP, KEY, run
+from .helpers import DP, KEY, KEY_TEXT, run
 from .test_keys import _publish
 
 PARAMS = {"days": 2, "students": 150, "teachers": 10, "staff": 4, "schools": 3}
@@ -158,7 +158,7 @@ def test_flow_logs_and_artifacts_hold_no_raw_id(tmp_path, caplog, monkeypatch):
     write(src, DP.replace("01-03", "01-05"), bad)
     write(src, DP.replace("01-03", "01-06"), "2022-01-06,S88888,c88888,s1,A,True,1,1\n")
     root = str(tmp_path / "lake")
-    monkeypatch.setenv("EDULAKE_HMAC_KEY", KEY.secret.decode())
+    monkeypatch.setenv("EDULAKE_HMAC_KEY", KEY_TEXT)
     caplog.set_level(logging.DEBUG)
     # Prefect's loggers do not propagate to the root logger: listen to them directly
     for name in ("prefect", "edulake"):

@@ -61,7 +61,7 @@ def _build(base: Path, separate_np: bool) -> MixedLake:
             client_id=DEMO_CLIENT_ID,
             client_secret_block=None,
             lake_root=lake.main.base,
-            np_root=np_root,
+            np_root=np_root or lake.main.base,  # np root = root: the one-root layout
             from_date=dt.date(2022, 1, 1),
             to_date=dt.date(2022, 3, 31),
             demo=True,

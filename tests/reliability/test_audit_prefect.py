@@ -22,7 +22,7 @@ from edulake.privacy.identifiers import IDENTIFIER_PATTERNS, is_identifier_name
 from edulake.specs import PiiOp
 
 from ..clever.helpers import DP_HEADER, write
-from .helpers import DP, KEY, run
+from .helpers import DP, run
 
 GOOD = "2022-01-03,1001,c001,s1,Lincoln Elementary,True,1,1"
 GLUED = DP_HEADER + "2022-01-03,LEAKSIS0002,LEAK-UUID-0002,s1,Lincoln Elementary,True,1,1\n"
@@ -179,7 +179,7 @@ def test_a_run_that_wrote_a_raw_id_fails_unpublished(tmp_path, monkeypatch):
 
     src = str(tmp_path / "src")
     write(src, DP, DP_HEADER + "\n" + GOOD + "\n" + GOOD.replace("1001", "1002") + "\n")
-    monkeypatch.setenv("EDULAKE_HMAC_KEY", KEY.secret.decode())
+    monkeypatch.setenv("EDULAKE_HMAC_KEY", KEY_TEXT)
     _forgetful_specs(monkeypatch)
     root, np_root = str(tmp_path / "lake"), str(tmp_path / "np")
     for _ in range(2):  # and the next run refuses too: the partitions stay unpublished

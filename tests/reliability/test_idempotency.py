@@ -9,6 +9,7 @@ import pytest
 
 from edulake.catalog.duckdb import connect as connect_catalog
 from edulake.core.lake import Lake, Zone
+from edulake.core.settings import default_np_root
 from edulake.demo.clever_testdata import TestDataSource
 from edulake.sources.clever import pipeline
 
@@ -78,7 +79,7 @@ def test_flow_n_times_same_tables(tmp_path):
     results = []
     for _ in range(N):
         clever_participation(source="testdata", lake_root=root, demo=True, testdata=PARAMS)
-        lake = Lake(root)
+        lake = Lake(root, default_np_root(root))  # the flow's default layout
         results.append((lake_fingerprint(lake), _file_digests(lake), _catalog(root)))
     assert all(r == results[0] for r in results[1:])
     assert results[0][0]["stage2p.resource_usage"][0] > 0
@@ -112,7 +113,7 @@ def test_libinsight_flow_n_times_same_tables(tmp_path):
                 from_date=dt.date(2022, 11, 1),
                 to_date=dt.date(2023, 2, 28),
             )
-            lake = Lake(root)
+            lake = Lake(root, default_np_root(root))  # the flow's default layout
             raw = sorted(o.key for o in lake.list(Zone.STAGE1NP, "libinsight"))
             export = hashlib.sha256(
                 lake.read_bytes(Zone.EXPORTS, "libinsight/reference_desk_12345.csv")

@@ -20,7 +20,17 @@ from edulake.privacy.rotation import finish_rotation, rotate_key, stage2p_key_id
 from edulake.sources.clever import pipeline
 
 from ..clever.helpers import DP_HEADER, dp_rows, ru_rows, write
-from .helpers import DP, KEY, OTHER_KEY, RU, lake_fingerprint, read_table, run
+from .helpers import (
+    DP,
+    KEY,
+    KEY_TEXT,
+    OTHER_KEY,
+    OTHER_KEY_TEXT,
+    RU,
+    lake_fingerprint,
+    read_table,
+    run,
+)
 
 USERS = [("1001", "c001"), ("1002", "c002"), ("", "c003")]
 
@@ -143,7 +153,7 @@ def test_ordinary_runs_refused_during_rotation(tmp_path, lake, pseudonymizer):
         with pytest.raises(KeyRotationInProgress, match="rotate-key"):
             run(lake, src, key)
     with pytest.raises(KeyMismatchError, match="in progress"):
-        rotate_key(lake, Pseudonymizer(KEY.__class__(b"a-third-key-a-third-key-a-third")))
+        rotate_key(lake, Pseudonymizer(KEY.__class__(bytes(reversed(OTHER_KEY.secret)))))
 
 
 ROTATE_RUNNER = """
@@ -196,9 +206,9 @@ def test_flows_refuse_another_key_and_rotate(tmp_path, monkeypatch):
 
     small = {"days": 1, "students": 60, "teachers": 5, "staff": 2, "schools": 2}
     root = str(tmp_path / "lake")
-    monkeypatch.setenv("EDULAKE_HMAC_KEY", KEY.secret.decode())
+    monkeypatch.setenv("EDULAKE_HMAC_KEY", KEY_TEXT)
     first = clever_participation(source="testdata", lake_root=root, testdata=small)
-    monkeypatch.setenv("EDULAKE_HMAC_KEY", OTHER_KEY.secret.decode())
+    monkeypatch.setenv("EDULAKE_HMAC_KEY", OTHER_KEY_TEXT)
     with pytest.raises(KeyMismatchError, match="rotate-key"):
         clever_participation(source="testdata", lake_root=root, testdata=small)
     rotated = clever_rotate_key(lake_root=root)

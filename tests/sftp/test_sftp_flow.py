@@ -12,9 +12,16 @@ from edulake.connectors.blocks import SftpServer
 from edulake.connectors.sftp import HostKeyError, SftpAuthError
 from edulake.demo.clever_testdata import generate_reports
 from flows.clever_participation import clever_participation
+from tests.keys import KEY_TEXT
 from tests.servers.sshd import KeyPair, SshdServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real key: the demo key is refused for source=sftp."""
+    monkeypatch.setenv("EDULAKE_HMAC_KEY", KEY_TEXT)
 
 
 def save_block(name: str, server: SshdServer, root: Path, **overrides: object) -> None:
@@ -48,9 +55,7 @@ def test_clever_flow_from_sftp(sshd: SshdServer, remote: Path, tmp_path: Path) -
     save_block("test-clever-sftp", sshd, remote)
     lake = str(tmp_path / "lake")
 
-    first = clever_participation(
-        source="sftp", sftp_block="test-clever-sftp", lake_root=lake, demo=True
-    )
+    first = clever_participation(source="sftp", sftp_block="test-clever-sftp", lake_root=lake)
     assert first["landing"] == {"landed": 12}
     assert first["failed_files"] == []
     assert daily_rows(f"{lake}/catalog/edulake.duckdb") == 2 * (300 + 20 + 5)
@@ -60,9 +65,7 @@ def test_clever_flow_from_sftp(sshd: SshdServer, remote: Path, tmp_path: Path) -
     assert not fresh["stale"]
     assert fresh["missing_ranges"] == [f"{dt.date.today() - dt.timedelta(days=1)} (1 day)"]
 
-    second = clever_participation(
-        source="sftp", sftp_block="test-clever-sftp", lake_root=lake, demo=True
-    )
+    second = clever_participation(source="sftp", sftp_block="test-clever-sftp", lake_root=lake)
     assert second["landing"] == {"unchanged": 12}
     assert second["files_processed"] == 0
 
@@ -70,9 +73,7 @@ def test_clever_flow_from_sftp(sshd: SshdServer, remote: Path, tmp_path: Path) -
     generate_reports(
         str(remote), start=start + dt.timedelta(days=2), days=1, students=300, teachers=20, staff=5
     )
-    third = clever_participation(
-        source="sftp", sftp_block="test-clever-sftp", lake_root=lake, demo=True
-    )
+    third = clever_participation(source="sftp", sftp_block="test-clever-sftp", lake_root=lake)
     assert third["landing"] == {"landed": 6, "unchanged": 12}
     assert third["freshness"]["daily-participation"]["missing_days"] == 0
     assert third["freshness"]["resource-usage"]["missing_ranges"] == []
@@ -82,23 +83,19 @@ def test_clever_flow_from_sftp(sshd: SshdServer, remote: Path, tmp_path: Path) -
 def test_flow_refuses_wrong_host_key(sshd: SshdServer, remote: Path, tmp_path: Path) -> None:
     save_block("test-bad-host", sshd, remote, host_key=KeyPair.generate().public_line)
     with pytest.raises(HostKeyError, match="does not match the pinned key"):
-        clever_participation(
-            source="sftp", sftp_block="test-bad-host", lake_root=str(tmp_path), demo=True
-        )
+        clever_participation(source="sftp", sftp_block="test-bad-host", lake_root=str(tmp_path))
     assert not (tmp_path / "stage1np").exists()
 
 
 def test_flow_refuses_wrong_login(sshd: SshdServer, remote: Path, tmp_path: Path) -> None:
     save_block("test-bad-login", sshd, remote, private_key=KeyPair.generate().private_text)
     with pytest.raises(SftpAuthError, match="refused user"):
-        clever_participation(
-            source="sftp", sftp_block="test-bad-login", lake_root=str(tmp_path), demo=True
-        )
+        clever_participation(source="sftp", sftp_block="test-bad-login", lake_root=str(tmp_path))
 
 
 def test_missing_block_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no SftpServer block named 'nope'"):
-        clever_participation(source="sftp", sftp_block="nope", lake_root=str(tmp_path), demo=True)
+        clever_participation(source="sftp", sftp_block="nope", lake_root=str(tmp_path))
 
 
 def test_block_hides_secrets() -> None:
@@ -152,7 +149,6 @@ def test_flow_fails_at_once_on_a_root_without_report_folders(
         source="sftp",
         sftp_block="test-clever-sftp-empty",
         lake_root=str(tmp_path / "lake"),
-        demo=True,
         return_state=True,
     )
     err = state.result(raise_on_failure=False)

@@ -40,7 +40,7 @@ class ClientCredentials:
         self._secret = client_secret
         self.mode = mode
         self.scrubber = scrubber or SecretScrubber()
-        self.scrubber.add(client_secret)
+        self.scrubber.add(client_secret, user=client_id)  # every encoding, Basic's too
         self.skew_s = skew_s
         self._clock = clock
         self._lock = threading.Lock()
