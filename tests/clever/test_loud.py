@@ -17,6 +17,7 @@ from edulake.cli import main as cli
 from edulake.connectors.files import SourceRootError
 from edulake.core.lake import Lake, Zone
 from edulake.core.landing import Ledger
+from edulake.core.settings import ConfigError
 from flows.clever_participation import FilesFailed, SourceStale, clever_participation
 from tasks.events import SOURCE_STALE
 from tests.keys import KEY
@@ -90,8 +91,10 @@ def test_missing_source_folder_fails_the_run_at_once(tmp_path) -> None:
     state = run(str(tmp_path / "does-not-exist"), tmp_path)
     assert state.is_failed()
     err = state.result(raise_on_failure=False)
-    assert isinstance(err, SourceRootError)
-    assert f"{tmp_path / 'does-not-exist'} does not exist" in str(err)
+    # refused by the up-front validation, before anything is written
+    assert isinstance(err, (SourceRootError, ConfigError))
+    assert str(tmp_path / "does-not-exist") in str(err)
+    assert not (tmp_path / "lake").exists()
 
 
 def test_only_misplaced_files_fails_naming_them(tmp_path) -> None:
