@@ -37,7 +37,7 @@ from prefect.events.filters import (
 )
 from prefect.logging.handlers import APILogHandler
 
-from edulake.core.lake import Lake
+from edulake.core.lake import Lake, Zone
 from edulake.privacy.audit import AuditReport, audit_run
 from edulake.sources.clever import pipeline
 from tasks.common import logger
@@ -160,7 +160,13 @@ def audit_before_publish(lake: Lake, processed: pipeline.ProcessingResult) -> Au
     """
     log = logger()
     started = time.perf_counter()
-    report = audit_run(lake, processed.files, processed.changed)
+    # Partitions an earlier run's audit held back stay in scope until a clean audit: the
+    # catalog follows the lake, so without this the next run would publish them.
+    held = _held(lake)
+    scope = {t: sorted(set(p) | set(held.get(t, []))) for t, p in processed.changed.items()}
+    for table, parts in held.items():
+        scope.setdefault(table, sorted(parts))
+    report = audit_run(lake, processed.files, scope)
     log.info(
         "pre-publish audit: %d identifiers, %s: %d finding(s) in %.1f s",
         report.ids_checked,
@@ -169,10 +175,24 @@ def audit_before_publish(lake: Lake, processed: pipeline.ProcessingResult) -> Au
         time.perf_counter() - started,
     )
     if report.findings:
+        lake.write_json(Zone.SYSTEM, HELD, {t: sorted(p) for t, p in scope.items() if p})
         where = "; ".join(f"#{f.fingerprint} in {f.location} ({f.detail})" for f in report.findings)
         raise LeakFound(
             f"the pre-publish PII audit found {len(report.findings)} raw identifier(s) outside "
             f"the protected zones: {where}. Nothing was published; run `python -m edulake "
             "audit` on the lake, fix the cause, then re-run."
         )
+    if held:
+        lake.delete(Zone.SYSTEM, HELD)  # audited clean: they may be published now
     return report
+
+
+HELD = "audit/clever/held.json"  # partitions a pre-publish audit found leaking
+
+
+def _held(lake: Lake) -> dict[str, list[str]]:
+    """Partitions held back by an earlier run's pre-publish audit finding."""
+    if not lake.exists(Zone.SYSTEM, HELD):
+        return {}
+    data = lake.read_json(Zone.SYSTEM, HELD)
+    return {str(t): [str(v) for v in parts] for t, parts in data.items()}

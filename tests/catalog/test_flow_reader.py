@@ -26,7 +26,11 @@ def test_a_reader_held_open_through_a_flow_run(tmp_path):
     base = str(tmp_path / "run")
     lake = f"{base}/lake"
     clever_participation(
-        source="testdata", lake_root=lake, demo=True, testdata={"days": 2, **PARAMS}
+        source="testdata",
+        lake_root=lake,
+        np_root=f"{base}/np",
+        demo=True,
+        testdata={"days": 2, **PARAMS},
     )
     before = list(catalog_state(base)[DP])
     folder = str(tmp_path / "reader")
@@ -34,7 +38,11 @@ def test_a_reader_held_open_through_a_flow_run(tmp_path):
     with reader(f"{lake}/catalog/edulake.duckdb", folder):
         assert _read(f"{folder}/opened.json") == before
         summary = clever_participation(
-            source="testdata", lake_root=lake, demo=True, testdata={"days": 3, **PARAMS}
+            source="testdata",
+            lake_root=lake,
+            np_root=f"{base}/np",
+            demo=True,
+            testdata={"days": 3, **PARAMS},
         )
         assert summary["failed_files"] == [] and summary["files_processed"] > 0
         open(f"{folder}/look", "w").close()

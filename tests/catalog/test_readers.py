@@ -75,7 +75,9 @@ def test_publish_succeeds_while_an_analyst_holds_the_catalog_open(
 
 
 def _query(base: str, sql: str, steward: bool = False) -> subprocess.CompletedProcess[str]:
-    args = ["--lake-root", f"{base}/lake"] + (["--np-root", f"{base}/np"] if steward else [])
+    args = ["--lake-root", f"{base}/lake"] + (
+        ["--steward", "--np-root", f"{base}/np"] if steward else []
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDULAKE_")}
     return subprocess.run(
         [sys.executable, "-m", "edulake", "query", sql, *args],
