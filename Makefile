@@ -9,6 +9,8 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 # edulake's own log lines (HTTP retries, SFTP reconnects, per-file errors) in the Prefect UI.
 export PREFECT_LOGGING_EXTRA_LOGGERS ?= edulake
+# A busy or small machine starts the temporary Prefect server slowly (default 20 s is short).
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 
 .PHONY: demo demo-libinsight test check bench setup setup-test clean
 
