@@ -193,7 +193,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     for w in report.warnings:
         print(f"WARNING: {w}")
     for hit in report.findings:
-        print(f"FOUND raw identifier #{hit.fingerprint} in {hit.location} ({hit.detail})")
+        if hit.kind == "small-cell":
+            print(f"FOUND small cell in {hit.location} ({hit.detail})")
+        else:
+            print(f"FOUND raw identifier #{hit.fingerprint} in {hit.location} ({hit.detail})")
     print(f"{len(report.findings)} finding(s)")
     return 1 if report.findings else 0
 

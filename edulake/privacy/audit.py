@@ -14,6 +14,12 @@ or mask: for Clever the CSV columns each spec hashes (``sis_id``/``staff_id``,
   every text column, table and column comments, view SQL);
 * log files and other texts given by the caller (e.g. Prefect logs and artifacts).
 
+One check is not about identifiers: every view of the published layer (the DuckDB
+catalog's views outside ``*_np``) must have no cell counting ``0 < n < min_cell``
+people, and no group of a declared view with exactly one suppressed cell
+(:func:`Auditor.check_small_cells`; see :mod:`edulake.privacy.suppression`). Those
+findings name the view and the column, never a value.
+
 Matching is by whole token (an id inside a longer token - a hex pseudonym that happens
 to contain the digits of a short id - is not a finding). An id made of several tokens
 (a name such as ``Anne O'Neil``) is a phrase: it is found as a whole substring bounded
@@ -78,6 +84,7 @@ class Finding:
     location: str
     detail: str
     fingerprint: str
+    kind: str = "identifier"  # or "small-cell": a published count below the minimum n
 
 
 @dataclass
@@ -97,8 +104,9 @@ class AuditReport:
 class Auditor:
     """Holds the identifiers and matches text, values and bytes against them."""
 
-    def __init__(self, ids: set[str]) -> None:
+    def __init__(self, ids: set[str], min_cell: int | None = None) -> None:
         self.report = AuditReport()
+        self.min_cell = min_cell  # None: the EDULAKE_PUBLISH__MIN_CELL setting
         self.report.ids_too_short = sum(1 for i in ids if len(i) < MIN_ID_LEN)
         self.ids = {i for i in ids if len(i) >= MIN_ID_LEN}
         self.report.ids_checked = len(self.ids)
@@ -230,8 +238,70 @@ class Auditor:
             for schema, view, sql in views:
                 self.report.count("catalog views")
                 self.scan_text(f"catalog {os.path.basename(path)}: view {schema}.{view}", sql or "")
+                self.check_small_cells(con, f"catalog {os.path.basename(path)}", schema, view)
         finally:
             con.close()
+
+    def check_small_cells(self, con: Any, where: str, schema: str, view: str) -> None:
+        """Findings for a published view with a people count ``0 < n < min_cell``.
+
+        The columns checked are the counts the view file declares (bundled views) and
+        every integer column whose name says it counts people (any view, so one created
+        by hand is checked too). Findings name view and column, never values.
+        """
+        from edulake.privacy.suppression import (
+            PEOPLE_WORDS,
+            SUPPRESSED,
+            ViewDeclarationError,
+            declarations,
+            min_cell_setting,
+        )
+
+        n = self.min_cell if self.min_cell is not None else min_cell_setting()
+        try:
+            decl = declarations(schema).get(view)
+        except ViewDeclarationError:
+            decl = None
+        cols = con.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() "
+            "WHERE schema_name = ? AND table_name = ?",
+            [schema, view],
+        ).fetchall()
+        integer = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UBIGINT", "UINTEGER"}
+        counts = [
+            c
+            for c, t in cols
+            if (decl is not None and c in decl.counts)
+            or (t in integer and any(w in c.lower() for w in PEOPLE_WORDS))
+        ]
+        loc = f"{where}: view {schema}.{view}"
+        fq = f'"{schema}"."{view}"'
+        self.report.count("published views checked for small cells")
+        for col in counts:
+            q = f'SELECT COUNT(*) FROM {fq} WHERE "{col}" > 0 AND "{col}" < {int(n)}'
+            if con.execute(q).fetchone()[0]:
+                self.report.findings.append(
+                    Finding(loc, f"column {col}: cells with 0 < n < {n}", "", "small-cell")
+                )
+        names = {c for c, _ in cols}
+        if decl is None or not decl.counts or SUPPRESSED not in names:
+            return
+        first = decl.counts[0]
+        group = ", ".join(f'"{g}"' for g in decl.group)
+        q = (
+            f"SELECT COUNT(*) FROM (SELECT SUM(CASE WHEN {SUPPRESSED} THEN 1 ELSE 0 END) AS s, "
+            f'SUM(CASE WHEN NOT {SUPPRESSED} AND "{first}" > 0 THEN 1 ELSE 0 END) AS o '
+            f"FROM {fq}{' GROUP BY ' + group if group else ''}) WHERE s = 1 AND o > 0"
+        )
+        if con.execute(q).fetchone()[0]:
+            self.report.findings.append(
+                Finding(
+                    loc,
+                    f"column {first}: a group with one suppressed cell (no complement)",
+                    "",
+                    "small-cell",
+                )
+            )
 
 
 _B64_RUN = re.compile(rb"[A-Za-z0-9+/_-]{16,}={0,2}")
@@ -543,13 +613,14 @@ def audit(
     texts: Iterable[tuple[str, str]] = (),
     dataset_configs: Iterable[DatasetConfig] = (),
     blobs: Iterable[tuple[str, bytes]] = (),
+    min_cell: int | None = None,
 ) -> AuditReport:
     """Scan everything readable outside the protected zones for stage1np identifiers.
 
     ``texts`` are logs, Prefect state messages, artifacts and events; ``blobs`` are files
     that may hide text in encoded payloads (Prefect's result storage).
     """
-    auditor = Auditor(raw_identifiers(lake, dataset_configs))
+    auditor = Auditor(raw_identifiers(lake, dataset_configs), min_cell)
     separate_np = lake.protected is not lake.main
     skip = {Zone.STAGE1NP.value, TMP_DIR}
     if not separate_np:
