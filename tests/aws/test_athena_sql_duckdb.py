@@ -326,6 +326,7 @@ def test_clever_views_answers_with_suppression(con, view, min_cell):
         if isinstance(r.get("date"), dt.date):
             r["date"] = r["date"].isoformat()
     assert names[-1] == "suppressed"
+
     def rounded(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return sorted(
             ({k: round(v, 9) if isinstance(v, float) else v for k, v in r.items()} for r in rows),
