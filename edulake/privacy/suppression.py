@@ -8,9 +8,11 @@ declaration line saying which of its columns count distinct people::
 - ``counts``: columns that count distinct people. A row where any of them is
   ``0 < n < min_cell`` is suppressed (primary suppression).
 - ``group``: the columns of a group with a published total (empty: the whole view is
-  one group). Where exactly one row of a group is suppressed, the row with the next
-  smallest non-zero first count is suppressed too (complementary suppression), so a
-  total minus the other rows cannot reveal the suppressed one.
+  one group). Where the suppressed rows of a group add up to fewer than min_cell
+  people (always so when exactly one row is suppressed), the row with the next smallest
+  non-zero first count is suppressed too (complementary suppression), so a total minus
+  the other rows can reveal neither one suppressed cell nor a sum of small ones (two
+  cells of 1 would add up to 2, which says both are 1).
 - ``measures``: columns computed over the row's people (averages, sums): NULL on every
   suppressed row (so an average over fewer than min_cell people is never shown).
 
@@ -139,13 +141,15 @@ edulake_flagged AS (
 edulake_ranked AS (
     SELECT edulake_flagged.*,
         SUM(edulake_primary) OVER ({by_group}) AS edulake_primaries,
+        SUM(CASE WHEN edulake_primary = 1 THEN {first} ELSE 0 END) OVER ({by_group})
+            AS edulake_hidden,
         ROW_NUMBER() OVER ({by_group_flag} ORDER BY {order}) AS edulake_order
     FROM edulake_flagged
 ),
 edulake_decided AS (
     SELECT edulake_ranked.*,
-        (edulake_primary = 1 OR (edulake_primaries = 1 AND edulake_primary = 0
-            AND edulake_order = 1 AND {first} > 0)) AS edulake_suppressed
+        (edulake_primary = 1 OR (edulake_primaries >= 1 AND edulake_hidden < {n}
+            AND edulake_primary = 0 AND edulake_order = 1 AND {first} > 0)) AS edulake_suppressed
     FROM edulake_ranked
 )
 SELECT

@@ -289,7 +289,8 @@ def raw_answers() -> dict[str, tuple[list[str], list[str], list[dict[str, Any]]]
 def suppress(
     group: list[str], counts: list[str], rows: list[dict[str, Any]], n: int
 ) -> list[dict[str, Any]]:
-    """The published rule in Python: primary (0 < count < n), then one complement per group."""
+    """The published rule in Python: primary (0 < count < n), then a complement in each
+    group whose hidden people add up to fewer than n."""
     by_group: dict[tuple[Any, ...], list[int]] = defaultdict(list)
     for i, r in enumerate(rows):
         by_group[tuple(r[g] for g in group)].append(i)
@@ -298,7 +299,7 @@ def suppress(
         primary = {i for i in members if any(0 < rows[i][c] < n for c in counts)}
         hidden |= primary
         rest = [i for i in members if i not in primary and rows[i][counts[0]] > 0]
-        if len(primary) == 1 and rest:
+        if primary and sum(rows[i][counts[0]] for i in primary) < n and rest:
             hidden.add(min(rest, key=lambda i: rows[i][counts[0]]))
     keep = ("date", "role", "clever_school_id", "school_name", "resource_id", "resource_name")
     keep += ("resource_type", "resource_rank", "days")
