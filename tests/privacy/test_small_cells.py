@@ -259,6 +259,22 @@ def test_audit_flags_a_view_whose_complement_is_missing(published):
     ]
 
 
+def test_audit_flags_a_view_it_cannot_read(published):
+    """A view that fails (its table dropped) cannot be checked: a finding, without the error."""
+    con = duckdb.connect(published)
+    try:
+        con.execute("CREATE TABLE clever.tmp AS SELECT 3 AS students")
+        con.execute("CREATE VIEW clever.broken AS SELECT students FROM clever.tmp")
+        con.execute("DROP TABLE clever.tmp")
+    finally:
+        con.close()
+    report = audit(Lake(published.rsplit("/catalog/", 1)[0]), catalog_paths=[published])
+    small = [f for f in report.findings if f.kind == "small-cell"]
+    assert [(f.location.rsplit(" ", 1)[-1], f.detail) for f in small] == [
+        ("clever.broken", "view cannot be read (CatalogException): not checked")
+    ]
+
+
 def test_the_minimum_reaches_duckdb_and_athena(monkeypatch, lake, tmp_path):
     """EDULAKE_PUBLISH__MIN_CELL: the same rendered SQL for DuckDB views and Athena DDL."""
     monkeypatch.setenv("EDULAKE_PUBLISH__MIN_CELL", "3")
