@@ -306,6 +306,17 @@ def test_the_minimum_reaches_duckdb_and_athena(monkeypatch, lake, tmp_path):
     assert all("< 7" in d and "< 10" not in d and "edu_clever." in d for d in rec.ddl)
 
 
+def test_the_minimum_is_a_checked_setting(monkeypatch):
+    from edulake.core.settings import ConfigError, check_setting_names, get_settings
+
+    assert get_settings().publish.min_cell == 10
+    monkeypatch.setenv("EDULAKE_PUBLISH__MIN_CELL", "0")
+    with pytest.raises(ConfigError, match="EDULAKE_PUBLISH__MIN_CELL"):
+        get_settings()
+    with pytest.raises(ConfigError, match="EDULAKE_PUBLISH__MIN_CEL "):
+        check_setting_names({"EDULAKE_PUBLISH__MIN_CEL": "5"})
+
+
 def test_a_view_without_a_declaration_is_refused():
     sql = "SELECT school_name, COUNT(*) AS students FROM clever.daily_participation GROUP BY 1"
     with pytest.raises(ViewDeclarationError, match="publish"):
