@@ -276,8 +276,8 @@ def test_audit_flags_a_view_it_cannot_read(published):
 
 
 def test_the_minimum_reaches_duckdb_and_athena(monkeypatch, lake, tmp_path):
-    """EDULAKE_PUBLISH__MIN_CELL: the same rendered SQL for DuckDB views and Athena DDL."""
-    monkeypatch.setenv("EDULAKE_PUBLISH__MIN_CELL", "3")
+    """EDULAKE_PUBLISH__MIN_CELL: the same rendered SQL for DuckDB views and Athena DDL;
+    a changed minimum re-creates the DuckDB views at the next publish."""
     write_table(lake, "daily_participation", participation_rows())
     write_table(lake, "resource_usage", usage_rows())
     path = str(tmp_path / "cat.duckdb")
@@ -285,12 +285,20 @@ def test_the_minimum_reaches_duckdb_and_athena(monkeypatch, lake, tmp_path):
         CatalogTable.from_spec(lake, load_spec("clever", t))
         for t in ("daily_participation", "resource_usage")
     ]
-    publish_all(DuckDBCatalog(path, lake), tables, views_for="clever")
-    got = {
-        (str(r["date"]), r["school_name"]): r["active_students"]
-        for r in rows(path, "SELECT * FROM clever.active_students_per_school_day")
-    }
-    assert got[(DAY1, "Alder")] == 3  # 3 is not below 3
+
+    def alder() -> object:
+        publish_all(DuckDBCatalog(path, lake), tables, views_for="clever")
+        got = {
+            (str(r["date"]), r["school_name"]): r["active_students"]
+            for r in rows(path, "SELECT * FROM clever.active_students_per_school_day")
+        }
+        return got[(DAY1, "Alder")]
+
+    assert alder() is None  # default 10
+    monkeypatch.setenv("EDULAKE_PUBLISH__MIN_CELL", "3")
+    assert alder() == 3  # 3 is not below 3: the view was re-created with the new minimum
+    monkeypatch.setenv("EDULAKE_PUBLISH__MIN_CELL", "4")
+    assert alder() is None
 
     class Recorder:
         def __init__(self) -> None:
