@@ -397,3 +397,59 @@ def test_published_views_render_every_bundled_view_for_both_engines():
         assert "edulake_suppressed" in sql, view
         qualify(sql, "edu")  # Athena's dialect parses it
         to_duckdb(sql)
+
+
+def test_no_day_total_reveals_a_school_on_a_random_lake(lake: Lake, tmp_path):
+    """The attack on many days: for each day, the published total of active students minus
+    the shown schools is a sum of at least two hidden schools and at least 10 students."""
+    rng = random.Random(8)
+    schools = [(f"sch-{i}", f"School {i}") for i in range(6)]
+    truth: dict[tuple[str, str], int] = {}
+    part: list[dict[str, object]] = []
+    for d in range(20):
+        day = f"2024-04-{d + 1:02d}"
+        for sid, name in rng.sample(schools, rng.randint(1, 6)):
+            active = rng.choice([1, 2, 3, 5, 8, 9, 10, 11, 14, 25, rng.randint(1, 40)])
+            truth[(day, sid)] = active
+            for i in range(active):
+                part.append(
+                    {
+                        "date": day,
+                        "sis_id_pseudonym": f"s{sid}-{i}",
+                        "clever_user_id_pseudonym": f"{sid}-{i}",
+                        "clever_school_id": sid,
+                        "school_name": name,
+                        "active": True,
+                        "num_logins": 1,
+                        "num_resources_accessed": 1,
+                        "role": "students",
+                    }
+                )
+    write_table(lake, "daily_participation", part)
+    write_table(lake, "resource_usage", usage_rows())
+    path = str(tmp_path / "cat.duckdb")
+    tables = [
+        CatalogTable.from_spec(lake, load_spec("clever", t))
+        for t in ("daily_participation", "resource_usage")
+    ]
+    publish_all(DuckDBCatalog(path, lake), tables, views_for="clever")
+    totals = {
+        str(r["date"]): r["active_users"]
+        for r in rows(path, "SELECT * FROM clever.usage_over_time WHERE role = 'students'")
+    }
+    cells = rows(path, "SELECT * FROM clever.active_students_per_school_day")
+    checked = 0
+    for day in sorted(totals):
+        day_cells = [c for c in cells if str(c["date"]) == day]
+        hidden = [truth[(day, str(c["clever_school_id"]))] for c in day_cells if c["suppressed"]]
+        shown = [int(c["active_students"]) for c in day_cells if not c["suppressed"]]
+        for c in day_cells:  # shown cells are the true counts, and none is small
+            if not c["suppressed"]:
+                assert c["active_students"] == truth[(day, str(c["clever_school_id"]))] >= 10
+        if totals[day] is None or not hidden:
+            continue
+        residue = totals[day] - sum(shown)
+        assert residue == sum(hidden)
+        assert len(hidden) >= 2 and residue >= 10 and residue > max(hidden)
+        checked += 1
+    assert checked >= 5  # the attack was tried on several days
