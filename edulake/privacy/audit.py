@@ -16,7 +16,7 @@ or mask: for Clever the CSV columns each spec hashes (``sis_id``/``staff_id``,
 
 One check is not about identifiers: every view of the published layer (the DuckDB
 catalog's views outside ``*_np``) must have no cell counting ``0 < n < min_cell``
-people, and no group of a declared view with exactly one suppressed cell
+people, and no group of a declared view whose hidden cells add up to fewer than min n
 (:func:`Auditor.check_small_cells`; see :mod:`edulake.privacy.suppression`). Those
 findings name the view and the column, never a value.
 
@@ -312,6 +312,44 @@ class Auditor:
                 Finding(
                     loc,
                     f"column {first}: a group with one suppressed cell (no complement)",
+                    "",
+                    "small-cell",
+                )
+            )
+            return
+        # The hidden cells of a group, counted from the tables by the view file's own SQL,
+        # must add up to 0 or at least n (else total minus the shown cells is small), unless
+        # every non-zero cell of the group is hidden.
+        from edulake.catalog.athena import load_views, to_duckdb
+        from edulake.privacy.suppression import output_columns
+
+        raw_sql = load_views(schema)[view]
+        labels = [
+            c
+            for c in output_columns(view, raw_sql)
+            if c not in decl.counts and c not in decl.measures
+        ]
+        on = " AND ".join(f'r."{c}" IS NOT DISTINCT FROM p."{c}"' for c in labels) or "TRUE"
+        by = ", ".join(f'r."{g}"' for g in decl.group)
+        q = (
+            f"WITH r AS ({to_duckdb(raw_sql)}) SELECT COUNT(*) FROM ("
+            f'SELECT SUM(CASE WHEN p.{SUPPRESSED} THEN r."{first}" ELSE 0 END) AS hidden, '
+            f'SUM(CASE WHEN NOT p.{SUPPRESSED} AND r."{first}" > 0 THEN 1 ELSE 0 END) AS shown '
+            f"FROM r JOIN {fq} AS p ON {on}{' GROUP BY ' + by if by else ''}) "
+            f"WHERE hidden > 0 AND hidden < {int(n)} AND shown > 0"
+        )
+        try:
+            small_sum = con.execute(q).fetchone()[0]
+        except duckdb.Error as exc:
+            self.report.findings.append(
+                Finding(loc, f"complements not checked ({type(exc).__name__})", "", "small-cell")
+            )
+            return
+        if small_sum:
+            self.report.findings.append(
+                Finding(
+                    loc,
+                    f"column {first}: a group whose hidden cells add up to fewer than {n}",
                     "",
                     "small-cell",
                 )

@@ -98,12 +98,17 @@ def _q(name: str) -> str:
     return f'"{name}"'
 
 
-def suppressed_sql(view: str, sql: str, decl: Publish, min_cell: int) -> str:
-    """The view's SQL with primary and complementary suppression around it (Athena SQL)."""
+def output_columns(view: str, sql: str) -> list[str]:
+    """The names of a view's columns, from its SQL."""
     tree = sqlglot.parse_one(sql, read="athena")
     if not isinstance(tree, sqlglot.exp.Query):
         raise ViewDeclarationError(f"view {view}: not a SELECT")
-    columns = list(tree.named_selects)
+    return list(tree.named_selects)
+
+
+def suppressed_sql(view: str, sql: str, decl: Publish, min_cell: int) -> str:
+    """The view's SQL with primary and complementary suppression around it (Athena SQL)."""
+    columns = output_columns(view, sql)
     if SUPPRESSED in columns:
         raise ViewDeclarationError(f"view {view}: a column may not be named {SUPPRESSED}")
     for name in (*decl.counts, *decl.group, *decl.measures):

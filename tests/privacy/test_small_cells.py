@@ -259,6 +259,45 @@ def test_audit_flags_a_view_whose_complement_is_missing(published):
     ]
 
 
+def test_audit_flags_complements_that_leave_a_small_sum(tmp_path):
+    """Two schools of 1 active student on a day, hidden without a complement: the day's
+    total minus the shown schools is 2, so both are known to be 1. The audit recounts the
+    hidden cells from the tables and flags it; the published view passes."""
+    lake = Lake(str(tmp_path / "lake"), np_root=str(tmp_path / "np"))
+    one = participation_rows()[0]  # an active student of DAY1
+    part = [
+        one | {"clever_school_id": sid, "school_name": sid, "clever_user_id_pseudonym": f"{sid}{i}"}
+        for sid, n in (("x", 1), ("y", 1), ("z", 40), ("w", 50))
+        for i in range(n)
+    ]
+    assert {(r["date"], r["active"], r["role"]) for r in part} == {(DAY1, True, "students")}
+    write_table(lake, "daily_participation", part)
+    write_table(lake, "resource_usage", usage_rows())
+    path = str(tmp_path / "lake" / "catalog" / "edulake.duckdb")
+    tables = [
+        CatalogTable.from_spec(lake, load_spec("clever", t))
+        for t in ("daily_participation", "resource_usage")
+    ]
+    publish_all(DuckDBCatalog(path, lake), tables, views_for="clever")
+    assert [f for f in audit(lake, catalog_paths=[path]).findings if f.kind == "small-cell"] == []
+    con = duckdb.connect(path)
+    try:  # the rule of "exactly one suppressed" only: the 1s hide each other, no complement
+        con.execute(
+            "CREATE OR REPLACE VIEW clever.active_students_per_school_day AS "
+            'SELECT "date", clever_school_id, school_name, '
+            "CASE WHEN n < 10 THEN NULL ELSE n END AS active_students, n < 10 AS suppressed "
+            'FROM (SELECT "date", clever_school_id, school_name, '
+            "COUNT(DISTINCT clever_user_id_pseudonym) AS n FROM clever.daily_participation "
+            "WHERE role = 'students' AND active GROUP BY ALL)"
+        )
+    finally:
+        con.close()
+    small = [f for f in audit(lake, catalog_paths=[path]).findings if f.kind == "small-cell"]
+    assert [f.detail for f in small] == [
+        "column active_students: a group whose hidden cells add up to fewer than 10"
+    ]
+
+
 def test_audit_flags_a_view_it_cannot_read(published):
     """A view that fails (its table dropped) cannot be checked: a finding, without the error."""
     con = duckdb.connect(published)
