@@ -25,23 +25,40 @@ from collections.abc import Sequence
 # and everything below imports it lazily: set here, unless the user chose otherwise.
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "edulake")
 
+# The dashboard views are the published layer: counts of fewer than EDULAKE_PUBLISH__MIN_CELL
+# people (default 10) are NULL with suppressed = true (docs/guarantees.md#published-aggregates).
 DEMO_QUERIES = {
     "Active students per school (first day)": """
-        SELECT school_name, active_students FROM clever.active_students_per_school_day
+        SELECT school_name, active_students, suppressed
+        FROM clever.active_students_per_school_day
         WHERE "date" = (SELECT MIN("date") FROM clever.active_students_per_school_day)
-        ORDER BY active_students DESC LIMIT 5""",
+        ORDER BY active_students DESC NULLS LAST, school_name LIMIT 5""",
     "Average logins and resources per student-day, by school": """
         SELECT school_name, students, ROUND(avg_logins_per_student_day, 2) AS avg_logins,
                ROUND(avg_resources_per_student_day, 2) AS avg_resources
-        FROM clever.avg_usage_per_student_by_school ORDER BY students DESC LIMIT 5""",
-    "Top resources by distinct students (one school)": """
-        SELECT school_name, resource_rank, resource_name, students
+        FROM clever.avg_usage_per_student_by_school
+        ORDER BY students DESC NULLS LAST, school_name LIMIT 5""",
+    "Top resources by distinct students (the largest school)": """
+        SELECT school_name, resource_rank, resource_name, students, suppressed
         FROM clever.top_resources_by_school
-        WHERE clever_school_id = (SELECT MIN(clever_school_id) FROM clever.top_resources_by_school)
+        WHERE clever_school_id = (
+            SELECT clever_school_id FROM clever.avg_usage_per_student_by_school
+            ORDER BY students DESC NULLS LAST, clever_school_id LIMIT 1)
         ORDER BY resource_rank""",
     "Usage over time (students)": """
         SELECT "date", active_users, logins, resources_accessed FROM clever.usage_over_time
         WHERE role = 'students' ORDER BY "date" LIMIT 7""",
+    "Suppressed cells (fewer than the minimum n of people, and their complements)": """
+        SELECT 'active_students_per_school_day' AS view, COUNT(*) FILTER (WHERE suppressed)
+               AS suppressed, COUNT(*) AS cells FROM clever.active_students_per_school_day
+        UNION ALL SELECT 'avg_usage_per_student_by_school', COUNT(*) FILTER (WHERE suppressed),
+               COUNT(*) FROM clever.avg_usage_per_student_by_school
+        UNION ALL SELECT 'top_apps_by_users', COUNT(*) FILTER (WHERE suppressed), COUNT(*)
+               FROM clever.top_apps_by_users
+        UNION ALL SELECT 'top_resources_by_school', COUNT(*) FILTER (WHERE suppressed),
+               COUNT(*) FROM clever.top_resources_by_school
+        UNION ALL SELECT 'usage_over_time', COUNT(*) FILTER (WHERE suppressed), COUNT(*)
+               FROM clever.usage_over_time""",
 }
 
 
@@ -193,7 +210,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     for w in report.warnings:
         print(f"WARNING: {w}")
     for hit in report.findings:
-        print(f"FOUND raw identifier #{hit.fingerprint} in {hit.location} ({hit.detail})")
+        if hit.kind == "small-cell":
+            print(f"FOUND small cell in {hit.location} ({hit.detail})")
+        else:
+            print(f"FOUND raw identifier #{hit.fingerprint} in {hit.location} ({hit.detail})")
     print(f"{len(report.findings)} finding(s)")
     return 1 if report.findings else 0
 

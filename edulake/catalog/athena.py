@@ -518,9 +518,11 @@ def create_views(
     runner: AthenaRunner, source: str, prefix: str, views_dir: str | None = None, run_key: str = ""
 ) -> list[str]:
     """``CREATE OR REPLACE VIEW <prefix>_<source>.<view> AS <select>`` for each view file."""
+    from edulake.privacy.suppression import published_views
+
     database = f"{prefix}_{source}" if prefix else source
     created = []
-    for view, select in load_views(source, views_dir).items():
+    for view, select in published_views(source, views_dir).items():
         ddl = f"CREATE OR REPLACE VIEW {database}.{view} AS {qualify(select, prefix)}"
         runner.run(ddl, f"view:{source}.{view}", run_key)
         created.append(f"{database}.{view}")

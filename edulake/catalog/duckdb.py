@@ -40,7 +40,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 import duckdb
@@ -64,15 +63,14 @@ def _lit(text: str) -> str:
 
 
 def view_sql(source: str) -> dict[str, str]:
-    """The source's analytics views: name -> Athena (Trino) SQL, from ``edulake/sql/views``."""
-    folder = resources.files("edulake.sql").joinpath("views", source)
-    if not folder.is_dir():
-        return {}
-    return {
-        f.name[: -len(".sql")]: f.read_text("utf-8")
-        for f in sorted(folder.iterdir(), key=lambda f: f.name)
-        if f.name.endswith(".sql")
-    }
+    """The source's published views: name -> Athena (Trino) SQL, from ``edulake/sql/views``.
+
+    Rendered with small-cell suppression (the minimum n substituted), the same step the
+    Athena views go through: :func:`edulake.privacy.suppression.published_views`.
+    """
+    from edulake.privacy.suppression import published_views
+
+    return published_views(source)
 
 
 def to_duckdb(athena_sql: str) -> str:

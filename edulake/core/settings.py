@@ -111,6 +111,17 @@ class LeaseSettings(BaseModel):
     )
 
 
+class PublishSettings(BaseModel):
+    """The published layer (dashboard views): small-cell suppression."""
+
+    min_cell: int = Field(
+        10,
+        ge=1,
+        description="Counts of distinct people below this (and above 0) are suppressed in "
+        "every published view, with complementary suppression (edulake/privacy/suppression.py).",
+    )
+
+
 class Settings(BaseSettings):
     """edulake's settings."""
 
@@ -122,6 +133,7 @@ class Settings(BaseSettings):
     s3: S3Settings = S3Settings()
     catalog: CatalogSettings = CatalogSettings()
     lease: LeaseSettings = LeaseSettings()
+    publish: PublishSettings = PublishSettings()
     hmac_key: SecretStr | None = Field(
         None, description="Pseudonymization key (prefer a Prefect Secret block in production)."
     )

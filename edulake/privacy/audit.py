@@ -14,6 +14,12 @@ or mask: for Clever the CSV columns each spec hashes (``sis_id``/``staff_id``,
   every text column, table and column comments, view SQL);
 * log files and other texts given by the caller (e.g. Prefect logs and artifacts).
 
+One check is not about identifiers: every view of the published layer (the DuckDB
+catalog's views outside ``*_np``) must have no cell counting ``0 < n < min_cell``
+people, and no group of a declared view whose hidden cells add up to fewer than min n
+(:func:`Auditor.check_small_cells`; see :mod:`edulake.privacy.suppression`). Those
+findings name the view and the column, never a value.
+
 Matching is by whole token (an id inside a longer token - a hex pseudonym that happens
 to contain the digits of a short id - is not a finding). An id made of several tokens
 (a name such as ``Anne O'Neil``) is a phrase: it is found as a whole substring bounded
@@ -78,6 +84,7 @@ class Finding:
     location: str
     detail: str
     fingerprint: str
+    kind: str = "identifier"  # or "small-cell": a published count below the minimum n
 
 
 @dataclass
@@ -97,8 +104,9 @@ class AuditReport:
 class Auditor:
     """Holds the identifiers and matches text, values and bytes against them."""
 
-    def __init__(self, ids: set[str]) -> None:
+    def __init__(self, ids: set[str], min_cell: int | None = None) -> None:
         self.report = AuditReport()
+        self.min_cell = min_cell  # None: the EDULAKE_PUBLISH__MIN_CELL setting
         self.report.ids_too_short = sum(1 for i in ids if len(i) < MIN_ID_LEN)
         self.ids = {i for i in ids if len(i) >= MIN_ID_LEN}
         self.report.ids_checked = len(self.ids)
@@ -230,8 +238,122 @@ class Auditor:
             for schema, view, sql in views:
                 self.report.count("catalog views")
                 self.scan_text(f"catalog {os.path.basename(path)}: view {schema}.{view}", sql or "")
+                self.check_small_cells(con, f"catalog {os.path.basename(path)}", schema, view)
         finally:
             con.close()
+
+    def check_small_cells(self, con: Any, where: str, schema: str, view: str) -> None:
+        """Findings for a published view with a people count ``0 < n < min_cell``.
+
+        The columns checked are the counts the view file declares (bundled views) and
+        every integer column whose name says it counts people (any view, so one created
+        by hand is checked too). Findings name view and column, never values.
+        """
+        import duckdb
+
+        from edulake.privacy.suppression import (
+            PEOPLE_WORDS,
+            SUPPRESSED,
+            ViewDeclarationError,
+            declarations,
+            min_cell_setting,
+        )
+
+        n = self.min_cell if self.min_cell is not None else min_cell_setting()
+        try:
+            decl = declarations(schema).get(view)
+        except ViewDeclarationError:
+            decl = None
+        cols = con.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() "
+            "WHERE schema_name = ? AND table_name = ?",
+            [schema, view],
+        ).fetchall()
+        integer = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UBIGINT", "UINTEGER"}
+        counts = [
+            c
+            for c, t in cols
+            if (decl is not None and c in decl.counts)
+            or (t in integer and any(w in c.lower() for w in PEOPLE_WORDS))
+        ]
+        loc = f"{where}: view {schema}.{view}"
+        fq = f'"{schema}"."{view}"'
+        self.report.count("published views checked for small cells")
+        try:
+            con.execute(f"SELECT * FROM {fq} LIMIT 0").fetchall()
+        except duckdb.Error as exc:  # the message may quote values: only its class is kept
+            self.report.findings.append(
+                Finding(
+                    loc,
+                    f"view cannot be read ({type(exc).__name__}): not checked",
+                    "",
+                    "small-cell",
+                )
+            )
+            return
+        for col in counts:
+            q = f'SELECT COUNT(*) FROM {fq} WHERE "{col}" > 0 AND "{col}" < {int(n)}'
+            if con.execute(q).fetchone()[0]:
+                self.report.findings.append(
+                    Finding(loc, f"column {col}: cells with 0 < n < {n}", "", "small-cell")
+                )
+        names = {c for c, _ in cols}
+        if decl is None or not decl.counts or SUPPRESSED not in names:
+            return
+        first = decl.counts[0]
+        group = ", ".join(f'"{g}"' for g in decl.group)
+        q = (
+            f"SELECT COUNT(*) FROM (SELECT SUM(CASE WHEN {SUPPRESSED} THEN 1 ELSE 0 END) AS s, "
+            f'SUM(CASE WHEN NOT {SUPPRESSED} AND "{first}" > 0 THEN 1 ELSE 0 END) AS o '
+            f"FROM {fq}{' GROUP BY ' + group if group else ''}) WHERE s = 1 AND o > 0"
+        )
+        if con.execute(q).fetchone()[0]:
+            self.report.findings.append(
+                Finding(
+                    loc,
+                    f"column {first}: a group with one suppressed cell (no complement)",
+                    "",
+                    "small-cell",
+                )
+            )
+            return
+        # The hidden cells of a group, counted from the tables by the view file's own SQL,
+        # must add up to 0 or at least n (else total minus the shown cells is small), unless
+        # every non-zero cell of the group is hidden.
+        from edulake.catalog.athena import load_views, to_duckdb
+        from edulake.privacy.suppression import output_columns
+
+        raw_sql = load_views(schema)[view]
+        labels = [
+            c
+            for c in output_columns(view, raw_sql)
+            if c not in decl.counts and c not in decl.measures
+        ]
+        on = " AND ".join(f'r."{c}" IS NOT DISTINCT FROM p."{c}"' for c in labels) or "TRUE"
+        by = ", ".join(f'r."{g}"' for g in decl.group)
+        q = (
+            f"WITH r AS ({to_duckdb(raw_sql)}) SELECT COUNT(*) FROM ("
+            f'SELECT SUM(CASE WHEN p.{SUPPRESSED} THEN r."{first}" ELSE 0 END) AS hidden, '
+            f'SUM(CASE WHEN NOT p.{SUPPRESSED} AND r."{first}" > 0 THEN 1 ELSE 0 END) AS shown '
+            f"FROM r JOIN {fq} AS p ON {on}{' GROUP BY ' + by if by else ''}) "
+            f"WHERE hidden > 0 AND hidden < {int(n)} AND shown > 0"
+        )
+        try:
+            small_sum = con.execute(q).fetchone()[0]
+        except duckdb.Error as exc:
+            self.report.findings.append(
+                Finding(loc, f"complements not checked ({type(exc).__name__})", "", "small-cell")
+            )
+            return
+        if small_sum:
+            self.report.findings.append(
+                Finding(
+                    loc,
+                    f"column {first}: a group whose hidden cells add up to fewer than {n}",
+                    "",
+                    "small-cell",
+                )
+            )
 
 
 _B64_RUN = re.compile(rb"[A-Za-z0-9+/_-]{16,}={0,2}")
@@ -543,13 +665,14 @@ def audit(
     texts: Iterable[tuple[str, str]] = (),
     dataset_configs: Iterable[DatasetConfig] = (),
     blobs: Iterable[tuple[str, bytes]] = (),
+    min_cell: int | None = None,
 ) -> AuditReport:
     """Scan everything readable outside the protected zones for stage1np identifiers.
 
     ``texts`` are logs, Prefect state messages, artifacts and events; ``blobs`` are files
     that may hide text in encoded payloads (Prefect's result storage).
     """
-    auditor = Auditor(raw_identifiers(lake, dataset_configs))
+    auditor = Auditor(raw_identifiers(lake, dataset_configs), min_cell)
     separate_np = lake.protected is not lake.main
     skip = {Zone.STAGE1NP.value, TMP_DIR}
     if not separate_np:

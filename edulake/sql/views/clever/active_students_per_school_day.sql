@@ -1,4 +1,6 @@
 -- Distinct active students per school per day.
+-- publish: counts=active_students; group=date
+-- (the day's total across schools is published by usage_over_time)
 SELECT
     "date",
     clever_school_id,

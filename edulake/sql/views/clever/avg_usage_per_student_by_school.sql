@@ -1,4 +1,5 @@
 -- Average logins and resources accessed per student (per student-day) by school.
+-- publish: counts=students; measures=avg_logins_per_student_day, avg_resources_per_student_day
 SELECT
     clever_school_id,
     school_name,

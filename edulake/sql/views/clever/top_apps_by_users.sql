@@ -1,4 +1,5 @@
 -- Top apps by distinct users over the whole period.
+-- publish: counts=users; measures=accesses
 SELECT
     resource_id,
     MAX(resource_name) AS resource_name,

@@ -1,4 +1,5 @@
 -- Top 5 resources by distinct students, per school.
+-- publish: counts=students; group=clever_school_id
 SELECT clever_school_id, school_name, resource_name, resource_type, students, resource_rank
 FROM (
     SELECT

@@ -1,4 +1,5 @@
 -- Logins and resource usage over time, per day and role.
+-- publish: counts=active_users; group=date; measures=logins, resources_accessed
 SELECT
     p."date",
     p.role,
