@@ -29,7 +29,10 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edulake.core.lake import Lake
 
 # edulake's own log lines (HTTP retries, SFTP reconnects, per-file errors) reach the
 # Prefect UI only when Prefect ships their logger. Prefect reads this when it is imported,
@@ -172,12 +175,20 @@ def _print_json(table: object) -> None:
 
 def _catalog_path(lake_root: str | None) -> str:
     """The analysts' DuckDB file: EDULAKE_CATALOG__DUCKDB_PATH, else <lake root>/catalog/."""
-    from edulake.core.settings import get_settings
+
+    from edulake.core.settings import ConfigError, get_settings
 
     settings = get_settings()
     configured = settings.catalog.duckdb_path
+    if configured:
+        return configured
     root = lake_root or settings.lake.root
-    return configured or os.path.join(os.path.abspath(root), "catalog", "edulake.duckdb")
+    if "://" in root and not root.startswith("file://"):
+        raise ConfigError(
+            f"the lake {root} is not a local folder: set EDULAKE_CATALOG__DUCKDB_PATH to "
+            "the DuckDB catalog file the flows publish to"
+        )
+    return os.path.join(os.path.abspath(root.removeprefix("file://")), "catalog", "edulake.duckdb")
 
 
 def show_answers(lake_root: str, queries: dict[str, str] | None = None) -> None:
@@ -377,7 +388,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         demo=True,
         testdata=testdata,
     )
-    if code:
+    if code or args.json:  # --json: stdout is the summary alone
         return code
     show_answers(args.lake_root)
     print(
@@ -515,8 +526,17 @@ def cmd_demo_libinsight(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit(args: argparse.Namespace) -> int:
+def _settings_lake(lake_root: str | None, np_root: str | None) -> Lake:
+    """``Lake(root, np_root)`` as given; what is not given comes from the settings
+    (EDULAKE_LAKE__ROOT, EDULAKE_LAKE__NP_ROOT), never a silent ./lake."""
     from edulake.core.lake import Lake
+    from edulake.core.settings import get_settings
+
+    settings = get_settings().lake
+    return Lake(lake_root or settings.root, np_root or settings.np_root)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
     from edulake.privacy.audit import audit
     from edulake.sources.libinsight.config import load_dataset_config
 
@@ -533,7 +553,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         for folder in args.prefect_storage or [None]:
             blobs += prefect_storage_files(folder)
     report = audit(
-        Lake(args.lake_root, args.np_root),
+        _settings_lake(args.lake_root, args.np_root),
         catalog_paths=args.catalog or [],
         texts=texts,
         blobs=blobs,
@@ -617,7 +637,6 @@ def cmd_clever_skip(args: argparse.Namespace) -> int:
 
 
 def cmd_libinsight_watermark(args: argparse.Namespace) -> int:
-    from edulake.core.lake import Lake
     from edulake.sources.libinsight.config import load_dataset_config
     from edulake.sources.libinsight.store import (
         clear_watermark,
@@ -632,7 +651,7 @@ def cmd_libinsight_watermark(args: argparse.Namespace) -> int:
             "makes every run 'up to date'"
         )
     table = args.table or load_dataset_config(args.dataset_config).table_name(args.dataset_id)
-    lake = Lake(args.lake_root, args.np_root)
+    lake = _settings_lake(args.lake_root, args.np_root)
     before = read_watermark(lake, table, args.dataset_id)
     if args.clear:
         clear_watermark(lake, table, args.dataset_id)
@@ -815,7 +834,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_query)
 
     au = command("audit", "PII audit: raw identifiers outside the protected zones")
-    au.add_argument("--lake-root", default="./lake", help="lake root (default: ./lake)")
+    au.add_argument("--lake-root", help=LAKE_HELP)
     au.add_argument("--np-root", help=NP_HELP)
     au.add_argument("--catalog", action="append", help="a DuckDB catalog file outside the lake")
     au.add_argument("--log", action="append", help="a log file to scan (repeatable)")
@@ -870,7 +889,7 @@ def build_parser() -> argparse.ArgumentParser:
     wm.add_argument(
         "--table", help="the table's state to edit, overriding the config's (repairs only)"
     )
-    wm.add_argument("--lake-root", default="./lake", help="lake root (default: ./lake)")
+    wm.add_argument("--lake-root", help=LAKE_HELP)
     wm.add_argument("--np-root", help=NP_HELP)
     what = wm.add_mutually_exclusive_group(required=True)
     what.add_argument(

@@ -163,3 +163,11 @@ def test_query_never_attaches_protected_catalogs(tmp_path, capsys) -> None:
     captured = capsys.readouterr()
     assert json.loads(captured.out) == [{"database_name": "clever_np"}]
     assert "STEWARD QUERY" in captured.err
+
+
+def test_an_s3_lake_needs_the_catalog_path(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("EDULAKE_LAKE__ROOT", "s3://district-lake/edulake")
+    assert main(["query", "SELECT 1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a local folder" in err[0]
+    assert "EDULAKE_CATALOG__DUCKDB_PATH" in err[0]
