@@ -290,7 +290,7 @@ def _run_flow(
     if args.debug:
         raise result
     line, code = error_line(result)
-    print(line, file=sys.stderr)
+    print(f"\n{line}", file=sys.stderr)  # below Prefect's log lines, where it is seen
     reports = _run_artifacts(state.state_details.flow_run_id, summary_keys)
     print("\n== Run summary (failed)", file=sys.stderr)
     if reports:

@@ -118,3 +118,10 @@ def test_usage_errors_exit_2(capsys) -> None:
         cli.main(["libinsight", "--dataset-id", "1"])  # no --base-url
     assert exit_.value.code == 2
     capsys.readouterr()
+
+
+def test_debug_before_or_after_the_command() -> None:
+    parser = cli.build_parser()
+    assert parser.parse_args(["--debug", "keygen"]).debug is True
+    assert parser.parse_args(["keygen", "--debug"]).debug is True
+    assert parser.parse_args(["keygen"]).debug is False
