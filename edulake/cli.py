@@ -291,16 +291,16 @@ def _run_flow(
         raise result
     line, code = error_line(result)
     print(f"\n{line}", file=sys.stderr)  # below Prefect's log lines, where it is seen
+    if not summary_keys:  # a flow without a summary artifact: its logs above tell
+        return code
     reports = _run_artifacts(state.state_details.flow_run_id, summary_keys)
     print("\n== Run summary (failed)", file=sys.stderr)
-    if reports:
-        for md in reports:
-            for text in _plain(md):
-                print(f"  {text}", file=sys.stderr)
-    else:
+    for md in reports:
+        for text in _plain(md):
+            print(f"  {text}", file=sys.stderr)
+    if not reports:
         print(
-            "  the run stopped before its report: nothing was published "
-            "(the lake keeps whatever it committed before)",
+            "  the run stopped before its report: its log lines above say how far it got",
             file=sys.stderr,
         )
     return code

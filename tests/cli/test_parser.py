@@ -125,3 +125,16 @@ def test_debug_before_or_after_the_command() -> None:
     assert parser.parse_args(["--debug", "keygen"]).debug is True
     assert parser.parse_args(["keygen", "--debug"]).debug is True
     assert parser.parse_args(["keygen"]).debug is False
+
+
+def test_main_turns_an_unknown_exception_into_its_type(monkeypatch, capsys) -> None:
+    def leaky(_args: argparse.Namespace) -> int:
+        raise RuntimeError(f"could not parse {SECRET_ROW}")
+
+    monkeypatch.setattr(cli, "cmd_keygen", leaky)
+    assert cli.main(["keygen"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == "edulake: failed with RuntimeError (run with --debug for details)\n"
+    assert "S123456" not in captured.out + captured.err
+    with pytest.raises(RuntimeError):
+        cli.main(["keygen", "--debug"])
