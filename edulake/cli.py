@@ -681,7 +681,10 @@ def version() -> str:
 
 
 LAKE_HELP = "lake root: a folder or s3://bucket/prefix (default: EDULAKE_LAKE__ROOT, ./lake)"
-NP_HELP = "protected root for stage1np/stage2np (default: EDULAKE_LAKE__NP_ROOT, <root>-protected)"
+NP_HELP = (
+    "protected root: stage2np lookups, quarantine, *_np catalogs (default: "
+    "EDULAKE_LAKE__NP_ROOT, else <root>-protected)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -777,7 +780,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lb.add_argument(
         "--client-id",
-        default="",
+        required=True,
         help="API client id (Admin > Widgets & APIs > Manage API Authentication)",
     )
     lb.add_argument(

@@ -115,7 +115,7 @@ def test_usage_errors_exit_2(capsys) -> None:
         cli.main(["query"])  # no SQL
     assert exit_.value.code == 2
     with pytest.raises(SystemExit) as exit_:
-        cli.main(["libinsight", "--dataset-id", "1"])  # no --base-url
+        cli.main(["libinsight", "--dataset-id", "1", "--client-id", "c"])  # no --base-url
     assert exit_.value.code == 2
     capsys.readouterr()
 
@@ -138,3 +138,20 @@ def test_main_turns_an_unknown_exception_into_its_type(monkeypatch, capsys) -> N
     assert "S123456" not in captured.out + captured.err
     with pytest.raises(RuntimeError):
         cli.main(["keygen", "--debug"])
+
+
+@pytest.mark.parametrize("qualified", [*cli.USAGE_ERRORS, *cli.RUN_ERRORS])
+def test_every_expected_error_name_is_a_class(qualified: str) -> None:
+    """The lists name classes by text (no heavy imports): a rename must not go unnoticed."""
+    import importlib
+
+    module, _, name = qualified.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    assert isinstance(cls, type) and issubclass(cls, Exception)
+
+
+def test_libinsight_needs_a_client_id(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["libinsight", "--base-url", "http://127.0.0.1:1", "--dataset-id", "1"])
+    assert exit_.value.code == 2
+    assert "--client-id" in capsys.readouterr().err
