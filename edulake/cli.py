@@ -107,6 +107,9 @@ RUN_ERRORS = (
 )
 
 
+_UNKNOWN = " (run with --debug for details)"
+
+
 def _is_a(exc: BaseException, names: Sequence[str]) -> bool:
     qualified = {f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__}
     return bool(qualified.intersection(names))
@@ -129,7 +132,7 @@ def error_line(exc: BaseException) -> tuple[str, int]:
             {".".join(str(p) for p in e.get("loc", ())) or "?" for e in exc.errors()}  # type: ignore[attr-defined]
         )
         return f"edulake: invalid setting(s): {', '.join(fields)} (check EDULAKE_*)", EXIT_USAGE
-    return f"edulake: failed with {name} (run with --debug for details)", EXIT_FAILED
+    return f"edulake: failed with {name}{_UNKNOWN}", EXIT_FAILED
 
 
 def _print_table(title: str | None, table: object, max_width: int | None = 40) -> None:
@@ -223,9 +226,23 @@ def _quiet_tracebacks(debug: bool) -> Iterator[None]:
     }
     originals = {h: h.format for h in handlers}
 
+    from edulake.privacy.scrub import safe_message
+
+    # Messages of unknown exceptions (they may quote data): Prefect repeats them in later
+    # lines ("Finished in state Failed(...)"), so each is remembered and replaced there too.
+    withheld: dict[str, str] = {}
+
     def stripped(fmt: Callable[[logging.LogRecord], str]) -> Callable[[logging.LogRecord], str]:
         def format_record(record: logging.LogRecord) -> str:
             bare = copy.copy(record)
+            exc = record.exc_info[1] if record.exc_info else None
+            if exc is not None and str(exc) and error_line(exc)[0].endswith(_UNKNOWN):
+                withheld[str(exc)] = safe_message(exc)
+            if withheld:
+                text = record.getMessage()
+                for raw, safe in withheld.items():
+                    text = text.replace(repr(raw)[1:-1], safe).replace(raw, safe)
+                bare.msg, bare.args = text, ()
             bare.exc_info, bare.exc_text, bare.stack_info = None, None, None
             return fmt(bare)
 

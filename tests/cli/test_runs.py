@@ -261,3 +261,25 @@ def test_libinsight_without_a_secret_is_one_line_exit_2(tmp_path, capfd) -> None
     assert len(errors) == 1 and "MissingClientSecretError" in errors[0]
     assert "EDULAKE_LIBINSIGHT_CLIENT_SECRET" in errors[0]
     assert "Traceback" not in out + err
+
+
+def test_an_unknown_error_shows_its_type_only_on_the_console(tmp_path, capfd, monkeypatch) -> None:
+    """A bug whose message quotes a row: neither the CLI's line nor Prefect's console lines
+    (the exception, the failed states) show it."""
+    from prefect import task
+
+    import flows.clever_participation as flow_module
+
+    @task(name="discover-reports")
+    def leaky_discover(*_args: object, **_kw: object) -> None:
+        raise ValueError("cannot parse row 'S999888,Jane Doe,jane@example.org'")
+
+    monkeypatch.setattr(flow_module, "discover_reports", leaky_discover)
+    src = tmp_path / "src"
+    write(str(src), dp(YESTERDAY), dp_rows(str(YESTERDAY), USERS))
+    assert clever(tmp_path, src) == 1
+    out, err = capfd.readouterr()
+    assert "edulake: failed with ValueError (run with --debug for details)" in err
+    assert "Jane" not in out + err and "jane@" not in out + err
+    no_raw_ids(out + err)
+    assert "Traceback" not in out + err
