@@ -2,23 +2,37 @@
 
 python -m edulake demo                 # Clever on bundled test data -> ./lake -> DuckDB
 python -m edulake clever --source folder --source-path DIR [--lake-root ...]
-python -m edulake query "SELECT ..."   # against the DuckDB catalog
+python -m edulake libinsight --base-url URL --dataset-id N --client-id ID  # secret: block/env
+python -m edulake query "SELECT ..." [--format table|csv|json]   # the DuckDB catalog
 python -m edulake audit [--lake-root ...] [--np-root ...]   # PII audit: exit 1 on findings
 python -m edulake forget --ids-file FILE                     # erasure request
 python -m edulake rotate-key                                 # re-pseudonymize with a new key
 python -m edulake keygen                                     # print a new key (64 hex)
 python -m edulake clever-skip FILE --reason "..."            # accept a bad Clever file
 python -m edulake libinsight-watermark --dataset-id N --set YYYY-MM-DD | --clear
+python -m edulake --version
+
+Exit codes: 0 done, 1 a run that failed (or audit findings), 2 a usage or configuration
+error. An expected error prints one line (its own message, built without data) and, for a
+flow run, a short run summary; ``--debug`` shows tracebacks. Any other exception prints its
+type only (its message may quote data).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import datetime as dt
 import json
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edulake.core.lake import Lake
 
 # edulake's own log lines (HTTP retries, SFTP reconnects, per-file errors) reach the
 # Prefect UI only when Prefect ships their logger. Prefect reads this when it is imported,
@@ -62,25 +76,139 @@ DEMO_QUERIES = {
 }
 
 
-def _print_table(title: str, table: object) -> None:
+EXIT_FAILED = 1  # a run that failed, audit findings
+EXIT_USAGE = 2  # a usage or configuration error: fix the command or the settings
+
+# Expected errors, by qualified class name (subclasses count): their messages are built by
+# edulake from counts, dates, names and paths, never from row data, so they are shown.
+# Usage/configuration errors exit 2, the rest (a run that failed) exit 1.
+USAGE_ERRORS = (
+    "edulake.core.settings.ConfigError",
+    "edulake.connectors.files.SourceRootError",
+    "edulake.connectors.sftp.SftpConfigError",
+    "edulake.connectors.sftp.HostKeyError",
+    "edulake.connectors.sftp.SftpAuthError",
+    "edulake.connectors.aws.S3AccessError",
+    "edulake.privacy.pseudonym.WeakKeyError",
+    "edulake.privacy.pseudonym.MissingKeyError",
+    "edulake.privacy.keys.DemoKeyError",
+    "edulake.privacy.lookup.KeyMismatchError",
+    "edulake.sources.libinsight.config.DatasetMismatchError",
+    "edulake.sources.libinsight.windows.NoStartError",
+    "edulake.sources.clever.decisions.SkipError",
+    "tasks.libinsight.MissingClientSecretError",
+)
+RUN_ERRORS = (
+    "flows.clever_participation.SourceStale",
+    "flows.clever_participation.FilesFailed",
+    "edulake.core.lease.LeaseError",  # LeaseBusy, LeaseLost
+    "edulake.core.lake.StorageUnavailableError",
+    "edulake.core.landing.IncompleteTransferError",
+    "edulake.privacy.keys.KeyRotationInProgress",
+    "edulake.privacy.scrub.DataError",
+    "edulake.privacy.scrub.ScrubbedError",
+    "edulake.sources.clever.pipeline.LandingFailed",
+    "edulake.sources.libinsight.pipeline.DriftError",
+    "edulake.connectors.http.client.HttpError",
+    "edulake.connectors.http.paging.PageFormatError",
+    "edulake.connectors.http.paging.PagesChangedError",
+    "edulake.connectors.sftp.SftpError",
+    "edulake.catalog.athena.AthenaQueryFailed",
+    "edulake.specs.HeaderMismatch",
+    "edulake.specs.IdentifierPolicyError",
+    "tasks.libinsight.FutureWatermarkError",
+    "tasks.libinsight.LegacyTableError",
+    "tasks.libinsight.TableOwnedError",
+    "tasks.maintenance.ForgetIncomplete",
+    "tasks.audit.LeakFound",
+)
+
+
+_UNKNOWN = " (run with --debug for details)"
+
+
+def _is_a(exc: BaseException, names: Sequence[str]) -> bool:
+    qualified = {f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__}
+    return bool(qualified.intersection(names))
+
+
+def error_line(exc: BaseException) -> tuple[str, int]:
+    """(the one line to print, the exit code) for an exception that ends a command.
+
+    Expected errors keep their own message; a settings error names the fields only; any
+    other exception is reduced to its type (its message may hold data)."""
+    from edulake.privacy.scrub import is_safe
+
+    name = type(exc).__name__
+    if _is_a(exc, USAGE_ERRORS):
+        return f"edulake: {name}: {exc}", EXIT_USAGE
+    if _is_a(exc, RUN_ERRORS) or is_safe(exc):
+        return f"edulake: {name}: {exc}", EXIT_FAILED
+    if _is_a(exc, ("pydantic_core._pydantic_core.ValidationError",)):
+        fields = sorted(
+            {".".join(str(p) for p in e.get("loc", ())) or "?" for e in exc.errors()}  # type: ignore[attr-defined]
+        )
+        return f"edulake: invalid setting(s): {', '.join(fields)} (check EDULAKE_*)", EXIT_USAGE
+    return f"edulake: failed with {name}{_UNKNOWN}", EXIT_FAILED
+
+
+def _print_table(title: str | None, table: object, max_width: int | None = 40) -> None:
+    """A plain text table; values longer than ``max_width`` are cut (None: never)."""
     import pyarrow as pa
 
     assert isinstance(table, pa.Table)
-    print(f"\n== {title}")
+    if title is not None:
+        print(f"\n== {title}")
     rows = table.to_pylist()
     cols = table.column_names
-    widths = [max(len(c), *(len(str(r[c])) for r in rows)) if rows else len(c) for c in cols]
-    widths = [min(w, 40) for w in widths]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
-    for r in rows:
-        print("  ".join(str(r[c])[:40].ljust(w) for c, w in zip(cols, widths, strict=True)))
+
+    def cell(v: object) -> str:
+        text = "NULL" if v is None else str(v)
+        return text[:max_width] if max_width is not None else text
+
+    cells = [[cell(r[c]) for c in cols] for r in rows]
+    heads = [c[:max_width] if max_width is not None else c for c in cols]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(heads)]
+    print("  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True)).rstrip())
+    for r in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
 
 
-def _catalog_path(lake_root: str) -> str:
-    from edulake.core.settings import get_settings
+def _print_csv(table: object) -> None:
+    import csv
 
-    configured = get_settings().catalog.duckdb_path
-    return configured or os.path.join(os.path.abspath(lake_root), "catalog", "edulake.duckdb")
+    import pyarrow as pa
+
+    assert isinstance(table, pa.Table)
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(table.column_names)
+    for r in table.to_pylist():
+        out.writerow(["" if v is None else v for v in r.values()])
+
+
+def _print_json(table: object) -> None:
+    import pyarrow as pa
+
+    assert isinstance(table, pa.Table)
+    print(json.dumps(table.to_pylist(), indent=2, default=str, ensure_ascii=False))
+
+
+def _catalog_path(lake_root: str | None) -> str:
+    """The analysts' DuckDB file: EDULAKE_CATALOG__DUCKDB_PATH, else <lake root>/catalog/."""
+
+    from edulake.core.settings import ConfigError, get_settings
+
+    settings = get_settings()
+    configured = settings.catalog.duckdb_path
+    if configured:
+        return configured
+    root = lake_root or settings.lake.root
+    if "://" in root and not root.startswith("file://"):
+        raise ConfigError(
+            f"the lake {root} is not a local folder: set EDULAKE_CATALOG__DUCKDB_PATH to "
+            "the DuckDB catalog file the flows publish to"
+        )
+    return os.path.join(os.path.abspath(root.removeprefix("file://")), "catalog", "edulake.duckdb")
 
 
 def show_answers(lake_root: str, queries: dict[str, str] | None = None) -> None:
@@ -95,15 +223,207 @@ def show_answers(lake_root: str, queries: dict[str, str] | None = None) -> None:
         con.close()
 
 
+@contextlib.contextmanager
+def _quiet_tracebacks(debug: bool) -> Iterator[None]:
+    """Keep Prefect's console log lines but drop the tracebacks they carry (unless --debug).
+
+    Only the console handlers change: the API handler (the Prefect UI) still gets them."""
+    if debug:
+        yield
+        return
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    handlers = {
+        h
+        for lg in loggers
+        if isinstance(lg, logging.Logger)
+        for h in lg.handlers
+        if isinstance(h, PrefectConsoleHandler)
+    }
+    originals = {h: h.format for h in handlers}
+
+    from edulake.privacy.scrub import safe_message
+
+    # Messages of unknown exceptions (they may quote data): Prefect repeats them in later
+    # lines ("Finished in state Failed(...)"), so each is remembered and replaced there too.
+    withheld: dict[str, str] = {}
+
+    def stripped(fmt: Callable[[logging.LogRecord], str]) -> Callable[[logging.LogRecord], str]:
+        def format_record(record: logging.LogRecord) -> str:
+            bare = copy.copy(record)
+            exc = record.exc_info[1] if record.exc_info else None
+            if exc is not None and str(exc) and error_line(exc)[0].endswith(_UNKNOWN):
+                withheld[str(exc)] = safe_message(exc)
+            if withheld:
+                text = record.getMessage()
+                for raw, safe in withheld.items():
+                    text = text.replace(repr(raw)[1:-1], safe).replace(raw, safe)
+                bare.msg, bare.args = text, ()
+            bare.exc_info, bare.exc_text, bare.stack_info = None, None, None
+            return fmt(bare)
+
+        return format_record
+
+    for h, fmt in originals.items():
+        h.format = stripped(fmt)  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        for h, fmt in originals.items():
+            h.format = fmt  # type: ignore[method-assign]
+
+
+def _run_artifacts(flow_run_id: object, keys: Sequence[str]) -> list[str]:
+    """The markdown of this flow run's summary artifacts (empty when it stopped before)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterKey,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
+
+    try:
+        with get_client(sync_client=True) as client:
+            found = client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=list(keys))),
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),  # type: ignore[list-item]
+            )
+    except Exception:  # the summary is a courtesy; the error line was printed
+        return []
+    return [str(a.data) for a in found if isinstance(a.data, str)]
+
+
+def _plain(markdown: str) -> list[str]:
+    lines = []
+    for line in markdown.splitlines():
+        text = line.replace("**", "").replace("`", "").lstrip("# ").rstrip()
+        if text:
+            lines.append(text)
+    return lines
+
+
+def _run_flow(
+    args: argparse.Namespace,
+    flow_fn: Any,
+    summary_keys: Sequence[str],
+    printer: Callable[[dict[str, Any]], None],
+    **params: Any,
+) -> int:
+    """Run a flow; print its summary; on failure one line, the run's report, exit 1 or 2."""
+    with _quiet_tracebacks(args.debug):
+        state = flow_fn(**params, return_state=True)
+    result = state.result(raise_on_failure=False)
+    if not isinstance(result, BaseException):
+        if getattr(args, "json", False):
+            print(json.dumps(result, indent=2, default=str))
+        elif isinstance(result, dict):
+            printer(result)
+        return 0
+    if args.debug:
+        raise result
+    line, code = error_line(result)
+    print(f"\n{line}", file=sys.stderr)  # below Prefect's log lines, where it is seen
+    if not summary_keys:  # a flow without a summary artifact: its logs above tell
+        return code
+    reports = _run_artifacts(state.state_details.flow_run_id, summary_keys)
+    print("\n== Run summary (failed)", file=sys.stderr)
+    for md in reports:
+        for text in _plain(md):
+            print(f"  {text}", file=sys.stderr)
+    if not reports:
+        print(
+            "  the run stopped before its report: its log lines above say how far it got",
+            file=sys.stderr,
+        )
+    return code
+
+
+def _missing_line(report: dict[str, Any]) -> str | None:
+    """Missing report days as ranges (freshness already groups them), never one per day."""
+    from edulake.sources.clever.freshness import ranges_text
+
+    days = int(report.get("missing_days") or 0)
+    if not days:
+        return None
+    ranges = list(report.get("missing_ranges") or [])
+    return f"missing from the lake: {days} day(s) in {len(ranges)} range(s): " + ranges_text(
+        ranges, limit=5
+    )
+
+
+def print_clever_summary(s: dict[str, Any]) -> None:
+    """The Clever run summary in a few lines (``--json`` prints all of it)."""
+    print("\n== Run summary")
+    print(f"  {s.get('headline', s.get('status', ''))}")
+    if s.get("demo"):
+        print("  DEMO MODE: demo key, not for real student data")
+    landing = ", ".join(f"{k} {v}" for k, v in sorted((s.get("landing") or {}).items()))
+    print(
+        f"  files offered {s.get('offered', 0)} (ignored {s.get('ignored', 0)}); "
+        f"landing: {landing or 'nothing'}"
+    )
+    print(
+        f"  files processed {s.get('files_processed', 0)}; rows written "
+        f"{s.get('rows_written', 0)}, quarantined {s.get('rows_quarantined', 0)}"
+    )
+    for name in s.get("failed_files") or []:
+        print(f"  FAILED: {name}")
+    for d in s.get("skipped_files") or []:
+        print(f"  skipped by decision: {d.get('file')} ({d.get('reason')})")
+    if s.get("misplaced"):
+        print(f"  {len(s['misplaced'])} file(s) not where Clever puts reports")
+    for name, report in (s.get("freshness") or {}).items():
+        newest = report.get("newest_on_server") or "none"
+        print(
+            f"  {name}: newest on the server {newest}, last landed "
+            f"{report.get('last_landed') or 'none'}"
+        )
+        missing = _missing_line(report)
+        if missing:
+            print(f"    {missing}")
+
+
+def print_libinsight_summary(s: dict[str, Any]) -> None:
+    print("\n== Run summary")
+    if s.get("stale"):
+        print(f"  STALE: {s['stale']}")
+    print(
+        f"  LibInsight dataset {s.get('dataset_id')} -> libinsight.{s.get('table')}: "
+        f"{s.get('mode')} {s.get('range') or '(up to date, nothing to fetch)'}"
+    )
+    print(
+        f"  pages {s.get('pages', 0)}, rows written {s.get('rows_written', 0)}, "
+        f"quarantined {s.get('quarantined', 0)}, months rewritten {s.get('months_rewritten', 0)}"
+    )
+    print(f"  watermark {s.get('watermark_before')} -> {s.get('watermark_after')}")
+    if s.get("held_fields"):
+        print(f"  held back (classify in the config): {', '.join(map(str, s['held_fields']))}")
+
+
+def print_plain_summary(s: dict[str, Any]) -> None:
+    print("\n== Run summary")
+    for k, v in s.items():
+        print(f"  {k}: {json.dumps(v, default=str) if isinstance(v, (dict, list)) else v}")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.clever_participation import clever_participation
 
     testdata = {"days": args.days, "students": args.students}
-    summary = clever_participation(
-        source="testdata", lake_root=args.lake_root, demo=True, testdata=testdata
+    code = _run_flow(
+        args,
+        clever_participation,
+        ["clever-summary"],
+        print_clever_summary,
+        source="testdata",
+        lake_root=args.lake_root,
+        demo=True,
+        testdata=testdata,
     )
-    print("\n== Run summary")
-    print(json.dumps(summary, indent=2, default=str))
+    if code or args.json:  # --json: stdout is the summary alone
+        return code
     show_answers(args.lake_root)
     print(
         f"\nThe lake is in {os.path.abspath(args.lake_root)}; the SQL database is "
@@ -117,7 +437,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_clever(args: argparse.Namespace) -> int:
     from flows.clever_participation import clever_participation
 
-    summary = clever_participation(
+    return _run_flow(
+        args,
+        clever_participation,
+        ["clever-summary"],
+        print_clever_summary,
         source=args.source,
         source_path=args.source_path,
         sftp_block=args.sftp_block,
@@ -127,8 +451,28 @@ def cmd_clever(args: argparse.Namespace) -> int:
         report_to=args.report_to,
         demo=args.demo,
     )
-    print(json.dumps(summary, indent=2, default=str))
-    return 0
+
+
+def cmd_libinsight(args: argparse.Namespace) -> int:
+    from flows.libinsight_dataset import libinsight_dataset
+
+    return _run_flow(
+        args,
+        libinsight_dataset,
+        ["libinsight-summary"],
+        print_libinsight_summary,
+        base_url=args.base_url,
+        dataset_id=args.dataset_id,
+        client_id=args.client_id,
+        client_secret_block=args.client_secret_block or None,
+        auth_mode=args.auth_mode,
+        dataset_config=args.dataset_config,
+        from_date=args.from_date,
+        to_date=args.to_date,
+        lake_root=args.lake_root,
+        np_root=args.np_root,
+        demo=args.demo,
+    )
 
 
 def _np_catalog_dir(lake_root: str, np_root: str | None) -> str | None:
@@ -142,33 +486,71 @@ def _np_catalog_dir(lake_root: str, np_root: str | None) -> str | None:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    import duckdb
+
     from edulake.catalog.duckdb import connect
 
     # Analysts' queries never attach the protected <source>_np catalogs; a steward asks
     # for them with --steward, and is told on stderr which were attached.
     if args.np_root and not args.steward:
-        print("error: --np-root is for --steward queries only", file=sys.stderr)
-        return 2
-    np_dir = _np_catalog_dir(args.lake_root, args.np_root) if args.steward else None
-    con = connect(_catalog_path(args.lake_root), np_dir=np_dir)
-    if args.steward:
-        attached = [
-            r[0]
-            for r in con.execute(
-                "SELECT database_name FROM duckdb_databases() "
-                "WHERE ends_with(database_name, '_np') ORDER BY 1"
-            ).fetchall()
-        ]
+        print("edulake: --np-root is for --steward queries only", file=sys.stderr)
+        return EXIT_USAGE
+    path = _catalog_path(args.lake_root)
+    if not os.path.isfile(path):
         print(
-            f"STEWARD QUERY: attached the protected catalogs {', '.join(attached) or '(none)'} "
-            f"from {np_dir}: results may hold raw identifiers",
+            f"edulake: no catalog file {path}: run a flow first, or point --lake-root / "
+            "EDULAKE_LAKE__ROOT / EDULAKE_CATALOG__DUCKDB_PATH at the lake",
             file=sys.stderr,
         )
+        return EXIT_USAGE
+    print(f"reading catalog {path}", file=sys.stderr)
+    np_dir = _np_catalog_dir(args.lake_root, args.np_root) if args.steward else None
     try:
-        _print_table(args.sql.strip()[:60], con.sql(args.sql).to_arrow_table())
+        con = connect(path, np_dir=np_dir)
+    except duckdb.Error as exc:
+        if args.debug:
+            raise
+        print(f"edulake: cannot open the catalog: {_first_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.steward:
+            attached = [
+                r[0]
+                for r in con.execute(
+                    "SELECT database_name FROM duckdb_databases() "
+                    "WHERE ends_with(database_name, '_np') ORDER BY 1"
+                ).fetchall()
+            ]
+            print(
+                f"STEWARD QUERY: attached the protected catalogs "
+                f"{', '.join(attached) or '(none)'} from {np_dir}: results may hold raw "
+                "identifiers",
+                file=sys.stderr,
+            )
+        try:
+            result = con.sql(args.sql)
+            table = result.to_arrow_table() if result is not None else None
+        except duckdb.Error as exc:  # a typo, an unknown table: DuckDB's message, one line
+            if args.debug:
+                raise
+            print(f"edulake: SQL error: {_first_line(exc)}", file=sys.stderr)
+            return EXIT_USAGE
     finally:
         con.close()
+    if table is None:
+        print("(no result)", file=sys.stderr)
+    elif args.format == "csv":
+        _print_csv(table)
+    elif args.format == "json":
+        _print_json(table)
+    else:
+        _print_table(None, table, args.max_width)
+        print(f"({table.num_rows} row{'s' if table.num_rows != 1 else ''})", file=sys.stderr)
     return 0
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
 
 
 def cmd_demo_libinsight(args: argparse.Namespace) -> int:
@@ -178,8 +560,17 @@ def cmd_demo_libinsight(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit(args: argparse.Namespace) -> int:
+def _settings_lake(lake_root: str | None, np_root: str | None) -> Lake:
+    """``Lake(root, np_root)`` as given; what is not given comes from the settings
+    (EDULAKE_LAKE__ROOT, EDULAKE_LAKE__NP_ROOT), never a silent ./lake."""
     from edulake.core.lake import Lake
+    from edulake.core.settings import get_settings
+
+    settings = get_settings().lake
+    return Lake(lake_root or settings.root, np_root or settings.np_root)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
     from edulake.privacy.audit import audit
     from edulake.sources.libinsight.config import load_dataset_config
 
@@ -196,7 +587,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         for folder in args.prefect_storage or [None]:
             blobs += prefect_storage_files(folder)
     report = audit(
-        Lake(args.lake_root, args.np_root),
+        _settings_lake(args.lake_root, args.np_root),
         catalog_paths=args.catalog or [],
         texts=texts,
         blobs=blobs,
@@ -221,18 +612,29 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_forget(args: argparse.Namespace) -> int:
     from flows.forget import forget_flow
 
-    result = forget_flow(
-        ids_file=args.ids_file, lake_root=args.lake_root, np_root=args.np_root, demo=args.demo
+    return _run_flow(
+        args,
+        forget_flow,
+        [],
+        print_plain_summary,
+        ids_file=args.ids_file,
+        lake_root=args.lake_root,
+        np_root=args.np_root,
+        demo=args.demo,
     )
-    print(json.dumps(result, indent=2, default=str))
-    return 0
 
 
 def cmd_rotate_key(args: argparse.Namespace) -> int:
     from flows.clever_maintenance import clever_rotate_key
 
-    print(json.dumps(clever_rotate_key(lake_root=args.lake_root, np_root=args.np_root), indent=2))
-    return 0
+    return _run_flow(
+        args,
+        clever_rotate_key,
+        [],
+        print_plain_summary,
+        lake_root=args.lake_root,
+        np_root=args.np_root,
+    )
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -272,7 +674,6 @@ def cmd_clever_skip(args: argparse.Namespace) -> int:
 
 
 def cmd_libinsight_watermark(args: argparse.Namespace) -> int:
-    from edulake.core.lake import Lake
     from edulake.sources.libinsight.config import load_dataset_config
     from edulake.sources.libinsight.store import (
         clear_watermark,
@@ -287,7 +688,7 @@ def cmd_libinsight_watermark(args: argparse.Namespace) -> int:
             "makes every run 'up to date'"
         )
     table = args.table or load_dataset_config(args.dataset_config).table_name(args.dataset_id)
-    lake = Lake(args.lake_root, args.np_root)
+    lake = _settings_lake(args.lake_root, args.np_root)
     before = read_watermark(lake, table, args.dataset_id)
     if args.clear:
         clear_watermark(lake, table, args.dataset_id)
@@ -303,38 +704,165 @@ def cmd_libinsight_watermark(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="edulake", description=__doc__.splitlines()[0] if __doc__ else ""
-    )
-    sub = p.add_subparsers(dest="command", required=True)
+def version() -> str:
+    """The installed distribution's version, else the package's own (a source checkout)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
 
-    demo = sub.add_parser("demo", help="Clever pipeline on bundled test data (demo key)")
-    demo.add_argument("--lake-root", default="./lake")
-    demo.add_argument("--days", type=int, default=5)
-    demo.add_argument("--students", type=int, default=2000)
+    try:
+        return dist_version("edulake")
+    except PackageNotFoundError:
+        from edulake import __version__
+
+        return __version__
+
+
+LAKE_HELP = "lake root: a folder or s3://bucket/prefix (default: EDULAKE_LAKE__ROOT, ./lake)"
+NP_HELP = (
+    "protected root: stage2np lookups, quarantine, *_np catalogs (default: "
+    "EDULAKE_LAKE__NP_ROOT, else <root>-protected)"
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # allow_abbrev=False: `--client-secret S` must not pass as `--client-secret-block S`
+    # (a block name is a flow parameter, kept by Prefect)
+    p = argparse.ArgumentParser(
+        prog="edulake",
+        allow_abbrev=False,
+        description=__doc__.splitlines()[0] if __doc__ else "",
+        epilog="Exit codes: 0 done, 1 a failed run (or audit findings), 2 usage/configuration.",
+    )
+    p.add_argument("--version", action="version", version=f"edulake {version()}")
+    p.add_argument(
+        "--debug", action="store_true", help="show tracebacks (they may quote data: not for logs)"
+    )
+    # --debug after the subcommand too (SUPPRESS: it does not reset the one before it)
+    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, help=help_text, description=help_text, parents=[common], allow_abbrev=False
+        )
+
+    def json_option(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--json", action="store_true", help="print the whole run summary as JSON (stdout)"
+        )
+
+    demo = command("demo", "Clever pipeline on bundled test data (demo key)")
+    demo.add_argument("--lake-root", default="./lake", help="lake root (default: ./lake)")
+    demo.add_argument("--days", type=int, default=5, help="report days to generate (default 5)")
+    demo.add_argument(
+        "--students", type=int, default=2000, help="students to generate (default 2000)"
+    )
+    json_option(demo)
     demo.set_defaults(func=cmd_demo)
 
-    cl = sub.add_parser("clever", help="run the Clever flow once")
-    cl.add_argument("--source", choices=["testdata", "folder", "sftp"], default="testdata")
-    cl.add_argument("--source-path")
-    cl.add_argument("--sftp-block", default="edulake-clever-sftp")
-    cl.add_argument("--lake-root")
-    cl.add_argument("--np-root")
-    cl.add_argument("--report-from", type=dt.date.fromisoformat)
-    cl.add_argument("--report-to", type=dt.date.fromisoformat)
+    cl = command("clever", "run the Clever participation flow once")
+    cl.add_argument(
+        "--source",
+        choices=["testdata", "folder", "sftp"],
+        default="testdata",
+        help="where the reports come from (default: testdata)",
+    )
+    cl.add_argument("--source-path", help="the reports' folder, for --source folder")
+    cl.add_argument(
+        "--sftp-block",
+        default="edulake-clever-sftp",
+        help="SftpServer block name, for --source sftp (default: edulake-clever-sftp)",
+    )
+    cl.add_argument("--lake-root", help=LAKE_HELP)
+    cl.add_argument("--np-root", help=NP_HELP)
+    cl.add_argument(
+        "--report-from", type=dt.date.fromisoformat, metavar="YYYY-MM-DD", help="first report day"
+    )
+    cl.add_argument(
+        "--report-to", type=dt.date.fromisoformat, metavar="YYYY-MM-DD", help="last report day"
+    )
     cl.add_argument(
         "--demo", action="store_true", help="allow the public demo key (test data only)"
     )
+    json_option(cl)
     cl.set_defaults(func=cmd_clever)
 
-    li = sub.add_parser("demo-libinsight", help="LibInsight pipeline against the local server")
-    li.add_argument("--lake-root", default="./lake")
+    lb = command("libinsight", "run the LibInsight dataset flow once against an instance")
+    lb.add_argument(
+        "--base-url", required=True, help="the instance, e.g. https://yourlib.libinsight.com"
+    )
+    lb.add_argument("--dataset-id", type=int, required=True, help="the custom dataset's id")
+    lb.add_argument(
+        "--dataset-config",
+        default="reference_desk",
+        metavar="NAME|PATH",
+        help="bundled config name or a YAML path (default: reference_desk)",
+    )
+    lb.add_argument(
+        "--from",
+        dest="from_date",
+        type=dt.date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="backfill from this day (default: watermark - lookback)",
+    )
+    lb.add_argument(
+        "--to",
+        dest="to_date",
+        type=dt.date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="up to this day (default and cap: yesterday)",
+    )
+    lb.add_argument(
+        "--client-id",
+        required=True,
+        help="API client id (Admin > Widgets & APIs > Manage API Authentication)",
+    )
+    lb.add_argument(
+        "--client-secret-block",
+        default="edulake-libinsight-secret",
+        help="Secret block holding the client secret (default: edulake-libinsight-secret); "
+        "without it EDULAKE_LIBINSIGHT_CLIENT_SECRET. Never pass the secret itself",
+    )
+    lb.add_argument(
+        "--auth-mode",
+        choices=["form", "basic"],
+        default="form",
+        help="send the client credentials as form fields or HTTP Basic (default: form)",
+    )
+    lb.add_argument("--lake-root", help=LAKE_HELP)
+    lb.add_argument("--np-root", help=NP_HELP)
+    lb.add_argument(
+        "--demo", action="store_true", help="allow the public demo key (stand-in server only)"
+    )
+    json_option(lb)
+    lb.set_defaults(func=cmd_libinsight)
+
+    li = command("demo-libinsight", "LibInsight pipeline against the bundled local server")
+    li.add_argument("--lake-root", default="./lake", help="lake root (default: ./lake)")
     li.set_defaults(func=cmd_demo_libinsight)
 
-    q = sub.add_parser("query", help="run SQL against the DuckDB catalog")
-    q.add_argument("sql")
-    q.add_argument("--lake-root", default="./lake")
+    q = command("query", "run SQL against the DuckDB catalog (analysts: no protected data)")
+    q.add_argument("sql", help="the SQL (DuckDB dialect); schemas clever, libinsight")
+    q.add_argument(
+        "--lake-root",
+        help="read <root>/catalog/edulake.duckdb (default: EDULAKE_CATALOG__DUCKDB_PATH, "
+        "else EDULAKE_LAKE__ROOT, else ./lake)",
+    )
+    q.add_argument(
+        "--format",
+        choices=["table", "csv", "json"],
+        default="table",
+        help="output format (default: table; csv and json for scripts)",
+    )
+    q.add_argument(
+        "--max-width",
+        type=int,
+        metavar="N",
+        help="table format: cut values at N characters (default: never cut)",
+    )
     q.add_argument(
         "--steward",
         action="store_true",
@@ -345,9 +873,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.set_defaults(func=cmd_query)
 
-    au = sub.add_parser("audit", help="PII audit: raw identifiers outside the protected zones")
-    au.add_argument("--lake-root", default="./lake")
-    au.add_argument("--np-root")
+    au = command("audit", "PII audit: raw identifiers outside the protected zones")
+    au.add_argument("--lake-root", help=LAKE_HELP)
+    au.add_argument("--np-root", help=NP_HELP)
     au.add_argument("--catalog", action="append", help="a DuckDB catalog file outside the lake")
     au.add_argument("--log", action="append", help="a log file to scan (repeatable)")
     au.add_argument(
@@ -368,43 +896,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     au.set_defaults(func=cmd_audit)
 
-    fg = sub.add_parser("forget", help="remove people (raw ids in a file, one a line)")
-    fg.add_argument("--ids-file", required=True)
-    fg.add_argument("--lake-root")
-    fg.add_argument("--np-root")
+    fg = command("forget", "remove people (raw ids in a file, one a line)")
+    fg.add_argument("--ids-file", required=True, help="file of raw ids to forget, one a line")
+    fg.add_argument("--lake-root", help=LAKE_HELP)
+    fg.add_argument("--np-root", help=NP_HELP)
     fg.add_argument("--demo", action="store_true", help="the lake uses the demo key")
+    json_option(fg)
     fg.set_defaults(func=cmd_forget)
 
-    rk = sub.add_parser("rotate-key", help="re-pseudonymize everything with the configured key")
-    rk.add_argument("--lake-root")
-    rk.add_argument("--np-root")
+    rk = command("rotate-key", "re-pseudonymize everything with the configured key")
+    rk.add_argument("--lake-root", help=LAKE_HELP)
+    rk.add_argument("--np-root", help=NP_HELP)
+    json_option(rk)
     rk.set_defaults(func=cmd_rotate_key)
 
-    kg = sub.add_parser("keygen", help="print a new pseudonymization key (32 random bytes, hex)")
+    kg = command("keygen", "print a new pseudonymization key (32 random bytes, hex)")
     kg.set_defaults(func=cmd_keygen)
 
-    sk = sub.add_parser(
-        "clever-skip", help="accept a bad Clever file: skip its current version, by decision"
-    )
+    sk = command("clever-skip", "accept a bad Clever file: skip its current version, by decision")
     sk.add_argument("file", help="report file name (or FILE@<sha256 prefix> for one version)")
     sk.add_argument("--reason", required=True, help="why skipping it is right (kept, shown)")
     sk.add_argument("--by", help="who decides (default: this user's login name)")
-    sk.add_argument("--lake-root")
-    sk.add_argument("--np-root")
+    sk.add_argument("--lake-root", help=LAKE_HELP)
+    sk.add_argument("--np-root", help=NP_HELP)
     sk.set_defaults(func=cmd_clever_skip)
 
-    wm = sub.add_parser(
-        "libinsight-watermark", help="set or clear a LibInsight dataset's watermark"
-    )
-    wm.add_argument("--dataset-id", type=int, required=True)
+    wm = command("libinsight-watermark", "set or clear a LibInsight dataset's watermark")
+    wm.add_argument("--dataset-id", type=int, required=True, help="the custom dataset's id")
     wm.add_argument(
         "--dataset-config", default="reference_desk", help="the dataset's config (name or YAML)"
     )
     wm.add_argument(
         "--table", help="the table's state to edit, overriding the config's (repairs only)"
     )
-    wm.add_argument("--lake-root", default="./lake")
-    wm.add_argument("--np-root")
+    wm.add_argument("--lake-root", help=LAKE_HELP)
+    wm.add_argument("--np-root", help=NP_HELP)
     what = wm.add_mutually_exclusive_group(required=True)
     what.add_argument(
         "--set", type=dt.date.fromisoformat, metavar="YYYY-MM-DD", help="last day committed"
@@ -415,14 +941,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from edulake.core.settings import ConfigError
-
+    """Run one command; expected errors become one line and exit 1 or 2 (see error_line)."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except ConfigError as exc:  # a setting or parameter to fix: one line, no traceback
-        print(f"edulake: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        if args.debug:
+            raise
+        line, code = error_line(exc)
+        print(line, file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ report can stop while the other still arrives. ``needs_event`` says when the run
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,8 +75,10 @@ def day_ranges(days: Iterable[MissingDay]) -> list[DayRange]:
     return out
 
 
-def ranges_text(ranges: list[DayRange], limit: int = 10) -> str:
-    """``2022-01-03..2022-01-09 (7 days), 2022-01-12 (1 day)``, never one entry per day."""
+def ranges_text(ranges: Sequence[DayRange | str], limit: int = 10) -> str:
+    """``2022-01-03..2022-01-09 (7 days), 2022-01-12 (1 day)``, never one entry per day.
+
+    ``ranges``: DayRanges, or their text as a run summary holds them (the CLI)."""
     text = ", ".join(str(r) for r in ranges[:limit])
     more = len(ranges) - limit
     return text + (f" and {more} more ranges" if more > 0 else "")
