@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 # Prefect UI only when Prefect ships their logger. Prefect reads this when it is imported,
 # and everything below imports it lazily: set here, unless the user chose otherwise.
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "edulake")
+# The temporary Prefect server a CLI run starts can take well over the 20 s default on a
+# small or busy machine (seen on 2 shared cores): wait longer before giving up.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 # The dashboard views are the published layer: counts of fewer than EDULAKE_PUBLISH__MIN_CELL
 # people (default 10) are NULL with suppressed = true (docs/guarantees.md#published-aggregates).
