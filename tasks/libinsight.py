@@ -251,7 +251,9 @@ def process_pages(
     """Landed raw pages -> the month files, lookup, schema state and the CSV export.
 
     A drift error (``on_drift: error``) fails the task before anything is written; the
-    drift artifact and an ERROR log say what to classify.
+    drift artifact and an ERROR log say what to classify. Another key than the lake's
+    (:class:`~edulake.privacy.lookup.KeyMismatchError`, not retried) fails it before any
+    read or write; rows of forgotten staff are dropped (counted, never named).
     """
     log = logger()
     try:
@@ -281,6 +283,11 @@ def process_pages(
             result.quarantined,
             "; ".join(f"{k}: {v}" for k, v in result.drift.dropped_rows.items()),
             result.quarantine_key,
+        )
+    if result.suppressed:
+        log.info(
+            "%d row(s) and quarantined record(s) of forgotten people left out (suppression list)",
+            result.suppressed,
         )
     if result.drift.duplicate_records:
         log.warning(

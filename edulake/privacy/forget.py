@@ -14,6 +14,15 @@ clever_user_id on the same rows), then:
    key; a file left empty is deleted); the next publish sees the changed files;
 3. their rows are removed from the lookups and from quarantine files.
 
+The same code serves every source: what it needs of one (its name and table specs: the
+hashed columns, the lookups) comes from the source registry (:mod:`edulake.sources.registry`).
+Quarantine files are Clever's CSVs and LibInsight's JSON lines (``{"reason", "record"}``):
+a JSON line goes when any string in its record is one of the forgotten values (a staff
+name is several words, so JSON is matched by value, CSV by token).
+
+The lake's key is checked first (:func:`edulake.privacy.keys.ensure_key`): with another
+key no pseudonym would match, so lookups would lose the person while stage2p kept them.
+
 stage1np keeps the raw files unchanged: they are the legal record of what was received
 (delete them by your retention policy); the suppression list keeps them from coming back.
 Counts are reported; raw values are never logged.
@@ -24,6 +33,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -34,6 +44,7 @@ import pyarrow.parquet as pq
 
 from edulake.core.faults import crashpoint
 from edulake.core.lake import Lake, Zone
+from edulake.privacy.keys import ensure_key
 from edulake.privacy.lookup import lookup_key, read_lookup
 from edulake.privacy.pseudonym import Pseudonymizer
 from edulake.specs import TableSpec
@@ -91,7 +102,10 @@ def forget(
     pseudonymizer: Pseudonymizer,
     specs: list[TableSpec],
 ) -> ForgetResult:
-    """Remove the people behind ``raw_ids`` from stage2np, stage2p and quarantine."""
+    """Remove the people behind ``raw_ids`` from stage2np, stage2p and quarantine.
+
+    Refuses (before any change) a key that is not the one the source's tables use."""
+    ensure_key(lake, source, pseudonymizer.key_id, record=False)
     hashed = sorted({c.name for s in specs for c in s.columns if c.is_hashed})
     lookups = {c: t for c in hashed if (t := _lookup(lake, source, c)) is not None}
     wanted = {v.strip() for v in raw_ids if v and v.strip()}
@@ -261,12 +275,39 @@ def _rewrite_stage2p(
     result.changed = {t: sorted(p) for t, p in changed.items()}
 
 
+def mentions(obj: Any, values: set[str]) -> bool:
+    """Whether any string in a JSON value (trimmed) is one of ``values``."""
+    if isinstance(obj, str):
+        return obj.strip() in values
+    if isinstance(obj, dict):
+        return any(mentions(v, values) for v in obj.values())
+    if isinstance(obj, list):
+        return any(mentions(v, values) for v in obj)
+    return False
+
+
+def _scrub_jsonl(lake: Lake, key: str, values: set[str]) -> int:
+    """Drop JSON lines whose record mentions one of ``values``; rows removed."""
+    lines = lake.read_bytes(Zone.QUARANTINE, key).decode("utf-8").splitlines()
+    kept = [line for line in lines if not (line.strip() and mentions(json.loads(line), values))]
+    if len(kept) == len(lines):
+        return 0
+    if not any(line.strip() for line in kept):
+        lake.delete(Zone.QUARANTINE, key)
+    else:
+        lake.write_bytes(Zone.QUARANTINE, key, "".join(f"{x}\n" for x in kept).encode("utf-8"))
+    return len(lines) - len(kept)
+
+
 def _scrub_quarantine(lake: Lake, source: str, values: set[str]) -> int:
-    """Drop quarantined rows that hold one of ``values`` as a token."""
+    """Drop quarantined rows that hold one of ``values`` (CSV: as a token; JSON: a value)."""
     if not values:
         return 0
     removed = 0
     for obj in lake.list(Zone.QUARANTINE, source):
+        if obj.key.endswith(".jsonl"):
+            removed += _scrub_jsonl(lake, obj.key, values)
+            continue
         if not obj.key.endswith(".csv"):
             continue
         rows = list(csv.reader(io.StringIO(lake.read_bytes(Zone.QUARANTINE, obj.key).decode())))

@@ -1,0 +1,199 @@
+"""LibInsight under the same privacy layer as Clever: the key check before any write, the
+key id in every file, the source registry, and forgetting a staff member by name."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from edulake.catalog.duckdb import connect as connect_catalog
+from edulake.core.lake import Lake, Zone
+from edulake.demo.libinsight_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+from edulake.privacy.keys import recorded_key_id
+from edulake.privacy.lookup import KeyMismatchError, read_lookup
+from edulake.privacy.pseudonym import Pseudonymizer
+from edulake.sources.libinsight.config import load_dataset_config
+from edulake.sources.libinsight.pipeline import fetch_and_land, process_range
+from edulake.sources.libinsight.store import read_table
+from edulake.sources.libinsight.windows import Window, split_windows
+from tests.keys import KEY, KEY_TEXT, OTHER_KEY, OTHER_KEY_TEXT
+from tests.servers.libinsight import libinsight_server
+
+pytestmark = pytest.mark.slow  # the LibInsight stand-in is a real HTTP server
+D = dt.date
+CFG = load_dataset_config("reference_desk")
+TABLE = "reference_desk_12345"
+WINDOW = Window(D(2022, 11, 1), D(2023, 1, 31))
+
+
+def run(client, lake: Lake, pseudonymizer: Pseudonymizer, window: Window = WINDOW):
+    fetched = fetch_and_land(client, lake, 12345, split_windows(window.start, window.end))
+    return process_range(lake, CFG, fetched.keys, window, pseudonymizer, table=TABLE)
+
+
+def snapshot(lake: Lake, *zones: Zone) -> dict[str, bytes]:
+    return {
+        f"{zone.value}/{o.key}": lake.read_bytes(zone, o.key)
+        for zone in zones
+        for o in lake.list(zone, "libinsight")
+    }
+
+
+def stage2p_key_ids(lake: Lake) -> set[str | None]:
+    out: set[str | None] = set()
+    for o in lake.list(Zone.STAGE2P, "libinsight"):
+        with lake.open_input_file(Zone.STAGE2P, o.key) as f:
+            meta = pq.read_schema(f).metadata or {}
+        raw = meta.get(b"edulake.key_id")
+        out.add(raw.decode() if raw else None)
+    return out
+
+
+def stage2p_values(lake: Lake, column: str) -> set[str]:
+    out: set[str] = set()
+    for o in lake.list(Zone.STAGE2P, "libinsight"):
+        with lake.open_input_file(Zone.STAGE2P, o.key) as f:
+            out |= {v for v in pq.read_table(f, columns=[column])[column].to_pylist() if v}
+    return out
+
+
+def quarantined_names(lake: Lake) -> set[str]:
+    names = set()
+    for o in lake.list(Zone.QUARANTINE, "libinsight"):
+        for line in lake.read_bytes(Zone.QUARANTINE, o.key).decode().splitlines():
+            rec = json.loads(line)["record"]
+            if isinstance(rec, dict) and rec.get("_entered_by"):
+                names.add(rec["_entered_by"])
+    return names
+
+
+def test_other_key_is_refused_before_any_month_file(server, make_client, lake):
+    client = make_client(server)
+    first = run(client, lake, Pseudonymizer(KEY))
+    assert first.months and recorded_key_id(lake, "libinsight") == KEY.key_id
+    assert stage2p_key_ids(lake) == {KEY.key_id}  # every month file says its key
+    before = snapshot(lake, Zone.STAGE2P, Zone.STAGE2NP, Zone.EXPORTS)
+    server.settings.revision = 1  # new content: a run that went on would rewrite months
+    with pytest.raises(KeyMismatchError, match="nothing was written") as err:
+        run(client, lake, Pseudonymizer(OTHER_KEY))
+    assert KEY.key_id in str(err.value) and OTHER_KEY.key_id in str(err.value)
+    assert snapshot(lake, Zone.STAGE2P, Zone.STAGE2NP, Zone.EXPORTS) == before
+    assert OTHER_KEY.key_id not in stage2p_key_ids(lake)
+    # Clever's key record is its own: LibInsight's key never became Clever's
+    assert recorded_key_id(lake, "clever") is None
+
+
+def test_registry_knows_both_sources(server, make_client, lake):
+    from edulake.sources import registry
+
+    assert [s.name for s in registry.registered()] == ["clever", "libinsight"]
+    clever = registry.get("clever")
+    assert sorted(s.name for s in clever.specs(lake)) == ["daily_participation", "resource_usage"]
+    libinsight = registry.get("libinsight")
+    assert libinsight.specs(lake) == []  # no table in the lake yet
+    run(make_client(server), lake, Pseudonymizer(KEY))
+    (spec,) = libinsight.specs(lake)
+    assert spec.name == TABLE and spec.source == "libinsight"
+    assert libinsight.hashed_columns(lake) == ["entered_by"]
+    assert libinsight.lookup_columns(lake) == ["entered_by"]
+    with pytest.raises(KeyError, match="unknown source"):
+        registry.get("nope")
+
+
+def test_forget_a_staff_name_and_a_refetch_keeps_it_out(server, make_client, lake):
+    from edulake.sources import registry
+
+    client = make_client(server)
+    pseudonymizer = Pseudonymizer(KEY)
+    run(client, lake, pseudonymizer)
+    in_quarantine = quarantined_names(lake)
+    assert in_quarantine, "the stand-in sends some records without a date: quarantined"
+    name = sorted(in_quarantine)[0]
+    pseudonym = pseudonymizer.pseudonym(name)
+    assert pseudonym in stage2p_values(lake, "entered_by_pseudonym")
+    others = stage2p_values(lake, "entered_by_pseudonym") - {pseudonym}
+
+    result = registry.get("libinsight").forget(lake, [f"  {name} "], pseudonymizer)
+    assert result.identities == {"entered_by": 1} and result.not_found == 0
+    assert result.stage2p_rows[TABLE] > 0 and result.quarantine_rows > 0
+    assert pseudonym not in stage2p_values(lake, "entered_by_pseudonym")
+    assert stage2p_values(lake, "entered_by_pseudonym") == others  # nobody else went
+    assert stage2p_key_ids(lake) == {KEY.key_id}  # rewritten files keep their key id
+    assert name not in read_lookup(lake, "libinsight", "entered_by")["value"].to_pylist()
+    assert name not in quarantined_names(lake)
+    export = lake.read_bytes(Zone.EXPORTS, f"libinsight/{TABLE}.csv").decode()
+    assert pseudonym not in export and name not in export
+
+    server.settings.revision = 1  # the same range again, with late edits
+    again = run(client, lake, pseudonymizer)
+    assert again.rows > 0
+    assert pseudonym not in stage2p_values(lake, "entered_by_pseudonym")
+    assert pseudonym not in read_table(lake, again.spec)["entered_by_pseudonym"].to_pylist()
+    assert name not in read_lookup(lake, "libinsight", "entered_by")["value"].to_pylist()
+    assert name not in quarantined_names(lake)
+    assert name not in lake.read_bytes(Zone.EXPORTS, f"libinsight/{TABLE}.csv").decode()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_forget_flow_for_libinsight(tmp_path, monkeypatch):
+    from prefect.blocks.system import Secret
+
+    from flows.forget import forget_flow
+    from flows.libinsight_dataset import libinsight_dataset
+
+    root, np_root = str(tmp_path / "lake"), str(tmp_path / "np")
+    lake = Lake(root, np_root)
+    monkeypatch.setenv("EDULAKE_HMAC_KEY", KEY_TEXT)
+    Secret(value=DEMO_CLIENT_SECRET).save("test-libinsight-secret", overwrite=True)
+    with libinsight_server() as srv:
+        common = {
+            "base_url": srv.base_url,
+            "dataset_id": 12345,
+            "client_id": DEMO_CLIENT_ID,
+            "client_secret_block": "test-libinsight-secret",
+            "lake_root": root,
+            "np_root": np_root,
+            "concurrency": 4,
+            "from_date": WINDOW.start,
+            "to_date": WINDOW.end,
+        }
+        libinsight_dataset(**common)
+        name = sorted(quarantined_names(lake))[0]
+        pseudonym = Pseudonymizer(KEY).pseudonym(name)
+        ids = tmp_path / "forget.txt"
+        ids.write_text(f"# staff who asked to be forgotten\n{name}\n")
+        out = forget_flow(ids_file=str(ids), lake_root=root, np_root=np_root, source="libinsight")
+        assert out["identities"] == {"entered_by": 1} and out["stage2p_rows"][TABLE] > 0
+
+        def served() -> list[str]:
+            con = connect_catalog(f"{root}/catalog/edulake.duckdb", read_only=True)
+            try:
+                rows = con.execute(f"SELECT entered_by_pseudonym FROM libinsight.{TABLE}")
+                values = [r[0] for r in rows.fetchall()]
+                (comment,) = con.execute(
+                    f"SELECT comment FROM duckdb_tables() WHERE table_name = '{TABLE}'"
+                ).fetchone()
+            finally:
+                con.close()
+            assert f"key_id={KEY.key_id}" in comment
+            return values
+
+        assert served() and pseudonym not in served()
+        assert pseudonym not in stage2p_values(lake, "entered_by_pseudonym")
+        assert name not in read_lookup(lake, "libinsight", "entered_by")["value"].to_pylist()
+        assert name not in lake.read_bytes(Zone.EXPORTS, f"libinsight/{TABLE}.csv").decode()
+
+        libinsight_dataset(**common)  # the same range again: the name stays out
+        assert pseudonym not in served()
+        assert pseudonym not in stage2p_values(lake, "entered_by_pseudonym")
+        assert name not in read_lookup(lake, "libinsight", "entered_by")["value"].to_pylist()
+        assert name not in quarantined_names(lake)
+
+        monkeypatch.setenv("EDULAKE_HMAC_KEY", OTHER_KEY_TEXT)
+        before = snapshot(lake, Zone.STAGE2P, Zone.STAGE2NP)
+        with pytest.raises(KeyMismatchError, match="nothing was written"):
+            libinsight_dataset(**common)
+        assert snapshot(lake, Zone.STAGE2P, Zone.STAGE2NP) == before
