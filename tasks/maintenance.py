@@ -37,7 +37,7 @@ def forget_people(
     result = registry.get(source).forget(lake, ids, Pseudonymizer(key))
     log = logger()
     log.info(
-        "forget %s: %d id(s) requested, %d found nowhere; identities forgotten %s; stage2p rows "
+        "forget: %s: %d id(s) requested, %d found nowhere; identities forgotten %s; stage2p rows "
         "removed %s (%d files rewritten, %d deleted); lookup rows removed %s; quarantine "
         "rows removed %d",
         source,
