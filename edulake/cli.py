@@ -4,7 +4,7 @@ python -m edulake demo                 # Clever on bundled test data -> ./lake -
 python -m edulake clever --source folder --source-path DIR [--lake-root ...]
 python -m edulake query "SELECT ..."   # against the DuckDB catalog
 python -m edulake audit [--lake-root ...] [--np-root ...]   # PII audit: exit 1 on findings
-python -m edulake forget --ids-file FILE                     # erasure request
+python -m edulake forget --ids-file FILE [--source libinsight] # erasure request
 python -m edulake rotate-key                                 # re-pseudonymize with a new key
 python -m edulake keygen                                     # print a new key (64 hex)
 python -m edulake clever-skip FILE --reason "..."            # accept a bad Clever file
@@ -202,7 +202,11 @@ def cmd_forget(args: argparse.Namespace) -> int:
     from flows.forget import forget_flow
 
     result = forget_flow(
-        ids_file=args.ids_file, lake_root=args.lake_root, np_root=args.np_root, demo=args.demo
+        ids_file=args.ids_file,
+        lake_root=args.lake_root,
+        np_root=args.np_root,
+        demo=args.demo,
+        source=args.source,
     )
     print(json.dumps(result, indent=2, default=str))
     return 0
@@ -353,6 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--lake-root")
     fg.add_argument("--np-root")
     fg.add_argument("--demo", action="store_true", help="the lake uses the demo key")
+    fg.add_argument(
+        "--source",
+        choices=["clever", "libinsight"],
+        default="clever",
+        help="clever: sis_id/staff_id/clever_user_id; libinsight: staff names (_entered_by)",
+    )
     fg.set_defaults(func=cmd_forget)
 
     rk = sub.add_parser("rotate-key", help="re-pseudonymize everything with the configured key")
