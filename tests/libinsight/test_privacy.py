@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -197,3 +198,25 @@ def test_forget_flow_for_libinsight(tmp_path, monkeypatch):
         with pytest.raises(KeyMismatchError, match="nothing was written"):
             libinsight_dataset(**common)
         assert snapshot(lake, Zone.STAGE2P, Zone.STAGE2NP) == before
+
+
+def test_forget_with_another_key_is_refused_and_changes_nothing(server, make_client, lake):
+    from edulake.sources import registry
+
+    run(make_client(server), lake, Pseudonymizer(KEY))
+    name = sorted(read_lookup(lake, "libinsight", "entered_by")["value"].to_pylist())[0]
+    before = snapshot(lake, Zone.STAGE2P, Zone.STAGE2NP, Zone.QUARANTINE, Zone.EXPORTS)
+    # With another key no pseudonym matches: the lookup would lose the name, stage2p keep it.
+    with pytest.raises(KeyMismatchError, match="nothing was written"):
+        registry.get("libinsight").forget(lake, [name], Pseudonymizer(OTHER_KEY))
+    assert snapshot(lake, Zone.STAGE2P, Zone.STAGE2NP, Zone.QUARANTINE, Zone.EXPORTS) == before
+
+
+def test_forget_refuses_a_table_it_cannot_read(lake):
+    from edulake.sources import registry
+
+    table = pa.table({"id": [1], "entered_by_pseudonym": ["x"]})
+    with lake.atomic_write(Zone.STAGE2P, "libinsight/mystery_7/month=2023-01/part-0.parquet") as f:
+        pq.write_table(table, f)
+    with pytest.raises(registry.UnknownTableError, match="mystery_7"):
+        registry.get("libinsight").forget(lake, ["Someone"], Pseudonymizer(KEY))
