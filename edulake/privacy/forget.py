@@ -88,6 +88,7 @@ class ForgetResult:
     files_deleted: int = 0
     lookup_rows: dict[str, int] = field(default_factory=dict)
     quarantine_rows: int = 0
+    export_rows: int = 0  # rows of query extracts (exports/athena/) removed
     changed: dict[str, list[str]] = field(default_factory=dict)  # table -> partitions
     not_found: int = 0  # requested ids found nowhere
 
@@ -162,6 +163,7 @@ def forget(
         result.lookup_rows[col] = removed
     tokens = set().union(*keep.values()) if keep else set()
     result.quarantine_rows = _scrub_quarantine(lake, source, tokens)
+    result.export_rows = _scrub_extracts(lake, set().union(*pseudos.values()) if pseudos else set())
     return result
 
 
@@ -273,6 +275,44 @@ def _rewrite_stage2p(
                 pq.write_table(kept, out, compression="zstd")
             result.files_rewritten += 1
     result.changed = {t: sorted(p) for t, p in changed.items()}
+
+
+def _scrub_extracts(lake: Lake, pseudonyms: set[str]) -> int:
+    """Drop rows holding one of ``pseudonyms`` from the query extracts in
+    ``exports/athena/`` (CSV and Parquet: the Tableau extracts of the DuckDB catalog).
+
+    They are derived from the catalog and would otherwise serve the person until the
+    next query run. Athena's own results bucket is outside the lake (see guarantees)."""
+    if not pseudonyms:
+        return 0
+    removed = 0
+    values = pa.array(sorted(pseudonyms), pa.string())
+    for obj in lake.list(Zone.EXPORTS, "athena"):
+        if obj.key.endswith(".csv"):
+            text = lake.read_bytes(Zone.EXPORTS, obj.key).decode("utf-8")
+            rows = list(csv.reader(io.StringIO(text)))
+            kept = rows[:1] + [r for r in rows[1:] if not pseudonyms & set(r)]
+            if len(kept) == len(rows):
+                continue
+            buf = io.StringIO()
+            csv.writer(buf, lineterminator="\n").writerows(kept)
+            with lake.atomic_write(Zone.EXPORTS, obj.key) as out:
+                out.write(buf.getvalue().encode("utf-8"))
+            removed += len(rows) - len(kept)
+        elif obj.key.endswith(".parquet"):
+            with lake.open_input_file(Zone.EXPORTS, obj.key) as f:
+                table = pq.read_table(f)
+            mask = pa.array([False] * table.num_rows, pa.bool_())
+            for name, typ in zip(table.column_names, table.schema.types, strict=True):
+                if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+                    hit = pc.is_in(table[name].cast(pa.string()), value_set=values)
+                    mask = pc.or_(mask, pc.fill_null(hit, False))
+            n = int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
+            if n:
+                with lake.atomic_write(Zone.EXPORTS, obj.key) as out:
+                    pq.write_table(table.filter(pc.invert(mask)), out, compression="zstd")
+                removed += n
+    return removed
 
 
 def mentions(obj: Any, values: set[str]) -> bool:

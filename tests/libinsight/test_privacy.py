@@ -142,6 +142,7 @@ def test_forget_a_staff_name_and_a_refetch_keeps_it_out(server, make_client, lak
 def test_forget_flow_for_libinsight(tmp_path, monkeypatch):
     from prefect.blocks.system import Secret
 
+    from flows.athena_query import athena_query
     from flows.forget import forget_flow
     from flows.libinsight_dataset import libinsight_dataset
 
@@ -164,10 +165,17 @@ def test_forget_flow_for_libinsight(tmp_path, monkeypatch):
         libinsight_dataset(**common)
         name = sorted(quarantined_names(lake))[0]
         pseudonym = Pseudonymizer(KEY).pseudonym(name)
+        where = {"catalog": "duckdb", "lake_root": root, "np_root": np_root}
+        athena_query(query_names=["libinsight_tableau_extract"], table=TABLE, **where)
+        extract = f"athena/libinsight_tableau_extract-{TABLE}.csv"
+        assert pseudonym in lake.read_bytes(Zone.EXPORTS, extract).decode()
         ids = tmp_path / "forget.txt"
         ids.write_text(f"# staff who asked to be forgotten\n{name}\n")
         out = forget_flow(ids_file=str(ids), lake_root=root, np_root=np_root, source="libinsight")
         assert out["identities"] == {"entered_by": 1} and out["stage2p_rows"][TABLE] > 0
+        assert out["export_rows"] > 0  # the Tableau extract lost their rows too
+        tableau = lake.read_bytes(Zone.EXPORTS, extract).decode()
+        assert pseudonym not in tableau and len(tableau.splitlines()) > 1
 
         def served() -> list[str]:
             con = connect_catalog(f"{root}/catalog/edulake.duckdb", read_only=True)
