@@ -228,3 +228,31 @@ def test_forget_refuses_a_table_it_cannot_read(lake):
         pq.write_table(table, f)
     with pytest.raises(registry.UnknownTableError, match="mystery_7"):
         registry.get("libinsight").forget(lake, ["Someone"], Pseudonymizer(KEY))
+
+
+def test_a_forget_interrupted_before_the_export_is_finished_by_a_rerun(
+    server, make_client, lake, monkeypatch
+):
+    """The failure lands after stage2p, lookups and quarantine changed: the re-run finds
+    nothing left there, yet rebuilds the export that still names the person."""
+    from edulake.sources import registry
+    from edulake.sources.libinsight import store
+
+    pseudonymizer = Pseudonymizer(KEY)
+    run(make_client(server), lake, pseudonymizer)
+    name = sorted(read_lookup(lake, "libinsight", "entered_by")["value"].to_pylist())[0]
+    pseudonym = pseudonymizer.pseudonym(name)
+    export_key = f"libinsight/{TABLE}.csv"
+
+    def broken(*_a, **_k):
+        raise OSError("disk went away")
+
+    with monkeypatch.context() as m:
+        m.setattr(store, "export_csv", broken)
+        with pytest.raises(OSError, match="disk went away"):
+            registry.get("libinsight").forget(lake, [name], pseudonymizer)
+    assert pseudonym not in stage2p_values(lake, "entered_by_pseudonym")
+    assert pseudonym in lake.read_bytes(Zone.EXPORTS, export_key).decode()  # not yet
+    again = registry.get("libinsight").forget(lake, [name], pseudonymizer)
+    assert again.stage2p_rows == {}  # nothing left in stage2p ...
+    assert pseudonym not in lake.read_bytes(Zone.EXPORTS, export_key).decode()  # ... still fixed
