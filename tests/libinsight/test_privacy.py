@@ -256,3 +256,41 @@ def test_a_forget_interrupted_before_the_export_is_finished_by_a_rerun(
     again = registry.get("libinsight").forget(lake, [name], pseudonymizer)
     assert again.stage2p_rows == {}  # nothing left in stage2p ...
     assert pseudonym not in lake.read_bytes(Zone.EXPORTS, export_key).decode()  # ... still fixed
+
+
+def test_key_check_forget_and_refetch_on_an_s3_lake(server, make_client):
+    """The same on a real S3 (SeaweedFS, lake and protected zones in two buckets): commits
+    there are copy + delete, not rename."""
+    from edulake.core.lake import S3Options
+    from edulake.sources import registry
+    from tests.servers.seaweedfs import seaweedfs
+
+    with seaweedfs(buckets=["li-lake", "li-np"]) as s3:
+        opts = S3Options(
+            endpoint_url=s3.endpoint_url,
+            region=s3.region,
+            access_key_id=s3.access_key,
+            secret_access_key=s3.secret_key,
+        )
+        lake = Lake("s3://li-lake/lake", np_root="s3://li-np/np", s3=opts)
+        client = make_client(server)
+        pseudonymizer = Pseudonymizer(KEY)
+        run(client, lake, pseudonymizer)
+        assert stage2p_key_ids(lake) == {KEY.key_id}
+        before = snapshot(lake, Zone.STAGE2P, Zone.STAGE2NP)
+        with pytest.raises(KeyMismatchError, match="nothing was written"):
+            run(client, lake, Pseudonymizer(OTHER_KEY))
+        assert snapshot(lake, Zone.STAGE2P, Zone.STAGE2NP) == before
+
+        name = sorted(quarantined_names(lake))[0]
+        pseudonym = pseudonymizer.pseudonym(name)
+        result = registry.get("libinsight").forget(lake, [name], pseudonymizer)
+        assert result.stage2p_rows[TABLE] > 0 and result.quarantine_rows > 0
+        server.settings.revision = 1
+        run(client, lake, pseudonymizer)
+        assert pseudonym not in stage2p_values(lake, "entered_by_pseudonym")
+        assert stage2p_key_ids(lake) == {KEY.key_id}
+        assert name not in read_lookup(lake, "libinsight", "entered_by")["value"].to_pylist()
+        assert name not in quarantined_names(lake)
+        export = lake.read_bytes(Zone.EXPORTS, f"libinsight/{TABLE}.csv").decode()
+        assert pseudonym not in export and name not in export
