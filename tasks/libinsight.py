@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from edulake.core.lake import Lake, Zone
+from edulake.privacy.keys import ensure_key
 from edulake.privacy.pseudonym import Pseudonymizer, PseudonymKey
 from edulake.sources.libinsight.api import LibInsightClient
 from edulake.sources.libinsight.auth import AuthMode
@@ -199,6 +200,15 @@ def plan_run(
             before,
         )
     return RunPlan(before, window, windows, backfill=from_date is not None)
+
+
+@task(name="check-key", cache_policy=NO_CACHE)
+def check_key(lake: Lake, source: str, key: PseudonymKey) -> None:
+    """Refuse another key than the lake's before fetching (nothing is fetched or landed).
+
+    Early only: the commit checks again under the lake lease (``process_range``), where
+    the first run also records the key."""
+    ensure_key(lake, source, key.key_id, record=False)
 
 
 def page_lander(lake: Lake, dataset_id: int, window: Window) -> PageLander:

@@ -202,10 +202,12 @@ def test_forget_flow_for_libinsight(tmp_path, monkeypatch):
         assert name not in quarantined_names(lake)
 
         monkeypatch.setenv("EDULAKE_HMAC_KEY", OTHER_KEY_TEXT)
-        before = snapshot(lake, Zone.STAGE2P, Zone.STAGE2NP)
+        before = snapshot(lake, Zone.STAGE1NP, Zone.STAGE2P, Zone.STAGE2NP)
+        served = srv.served_pages()
         with pytest.raises(KeyMismatchError, match="nothing was written"):
             libinsight_dataset(**common)
-        assert snapshot(lake, Zone.STAGE2P, Zone.STAGE2NP) == before
+        assert snapshot(lake, Zone.STAGE1NP, Zone.STAGE2P, Zone.STAGE2NP) == before
+        assert srv.served_pages() == served  # refused before fetching, not only before commit
 
 
 def test_forget_with_another_key_is_refused_and_changes_nothing(server, make_client, lake):
