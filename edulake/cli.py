@@ -5,7 +5,7 @@ python -m edulake clever --source folder --source-path DIR [--lake-root ...]
 python -m edulake libinsight --base-url URL --dataset-id N --client-id ID  # secret: block/env
 python -m edulake query "SELECT ..." [--format table|csv|json]   # the DuckDB catalog
 python -m edulake audit [--lake-root ...] [--np-root ...]   # PII audit: exit 1 on findings
-python -m edulake forget --ids-file FILE                     # erasure request
+python -m edulake forget --ids-file FILE [--source libinsight] # erasure request
 python -m edulake rotate-key                                 # re-pseudonymize with a new key
 python -m edulake keygen                                     # print a new key (64 hex)
 python -m edulake clever-skip FILE --reason "..."            # accept a bad Clever file
@@ -624,6 +624,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
         lake_root=args.lake_root,
         np_root=args.np_root,
         demo=args.demo,
+        source=args.source,
     )
 
 
@@ -905,6 +906,12 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--np-root", help=NP_HELP)
     fg.add_argument("--demo", action="store_true", help="the lake uses the demo key")
     json_option(fg)
+    fg.add_argument(
+        "--source",
+        choices=["clever", "libinsight"],
+        default="clever",
+        help="clever: sis_id/staff_id/clever_user_id; libinsight: staff names (_entered_by)",
+    )
     fg.set_defaults(func=cmd_forget)
 
     rk = command("rotate-key", "re-pseudonymize everything with the configured key")

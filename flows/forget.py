@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow
 
@@ -21,8 +21,12 @@ def forget_flow(
     hmac_key_block: str = "edulake-hmac-key",
     aws_credentials_block: str | None = None,
     catalog: CatalogKind | None = None,
+    source: Literal["clever", "libinsight"] = "clever",
 ) -> dict[str, Any]:
     """Forget the people whose raw ids are listed in ``ids_file`` (one a line).
+
+    ``source``: ``clever`` (sis_id, staff_id, clever_user_id) or ``libinsight`` (staff
+    names as recorded in ``_entered_by``), per :mod:`edulake.sources.registry`.
 
     The ids are read from a file (on the protected side) and never passed as parameters,
     so they never reach Prefect's database, logs or artifacts; only counts are reported.
@@ -34,15 +38,15 @@ def forget_flow(
         aws_credentials_block=aws_credentials_block,
     )
     lake = make_lake(lake_root, np_root, aws_credentials_block)
-    key = resolve_key(hmac_key_block, demo, lake=lake, source="clever")
+    key = resolve_key(hmac_key_block, demo, lake=lake, source=source)
     # The suppression list, stage2p rewrites, lookups and catalog change under the lake
     # lease, so a daily run can neither write the person back nor clear forget's work.
     with hold_lake_lease(lake, "forget"):
-        result = forget_people(lake, key, ids_file)
+        result = forget_people(lake, key, ids_file, source)
         cat = make_catalog(lake, catalog)
         try:
-            republish(cat, lake, key.key_id, full=False)
-            verify_forgotten(cat, lake, key)
+            republish(cat, lake, key.key_id, full=False, source=source)
+            verify_forgotten(cat, lake, key, source)
         finally:
             cat.close()
     return result.to_json()

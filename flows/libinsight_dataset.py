@@ -16,6 +16,7 @@ from tasks.common import make_catalog, make_lake, resolve_key, validate_run
 from tasks.events import emit_data_committed, emit_source_stale
 from tasks.lease import hold_lake_lease
 from tasks.libinsight import (
+    check_key,
     check_staleness,
     commit_watermark,
     open_client,
@@ -80,6 +81,7 @@ def libinsight_dataset(
     refusal = demo_refusal("libinsight", base_url=base_url, client_id=client_id)
     key = resolve_key(hmac_key_block, demo, demo_refusal=refusal, lake=lake, source=cfg.source)
     lake.sweep_tmp()
+    check_key(lake, cfg.source, key)  # another key: refused before any fetch
     plan = plan_run(lake, cfg, table_name, dataset_id, from_date, to_date, lookback_days)
     pages: dict[str, list[LandedPage]] = {}
     fetch: dict[str, Any] = {}

@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from edulake.core.lake import Lake, Zone
+from edulake.privacy.keys import ensure_key
 from edulake.privacy.pseudonym import Pseudonymizer, PseudonymKey
 from edulake.sources.libinsight.api import LibInsightClient
 from edulake.sources.libinsight.auth import AuthMode
@@ -201,6 +202,15 @@ def plan_run(
     return RunPlan(before, window, windows, backfill=from_date is not None)
 
 
+@task(name="check-key", cache_policy=NO_CACHE)
+def check_key(lake: Lake, source: str, key: PseudonymKey) -> None:
+    """Refuse another key than the lake's before fetching (nothing is fetched or landed).
+
+    Early only: the commit checks again under the lake lease (``process_range``), where
+    the first run also records the key."""
+    ensure_key(lake, source, key.key_id, record=False)
+
+
 def page_lander(lake: Lake, dataset_id: int, window: Window) -> PageLander:
     """Lands each raw page of a window as it arrives, recording this flow run's id."""
     return PageLander(lake, dataset_id, window, flow_run.get_id())
@@ -251,7 +261,9 @@ def process_pages(
     """Landed raw pages -> the month files, lookup, schema state and the CSV export.
 
     A drift error (``on_drift: error``) fails the task before anything is written; the
-    drift artifact and an ERROR log say what to classify.
+    drift artifact and an ERROR log say what to classify. Another key than the lake's
+    (:class:`~edulake.privacy.lookup.KeyMismatchError`, not retried) fails it before any
+    read or write; rows of forgotten staff are dropped (counted, never named).
     """
     log = logger()
     try:
@@ -281,6 +293,11 @@ def process_pages(
             result.quarantined,
             "; ".join(f"{k}: {v}" for k, v in result.drift.dropped_rows.items()),
             result.quarantine_key,
+        )
+    if result.suppressed:
+        log.info(
+            "%d row(s) and quarantined record(s) of forgotten people left out (suppression list)",
+            result.suppressed,
         )
     if result.drift.duplicate_records:
         log.warning(

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from edulake.catalog import Catalog
 from edulake.core.lake import Lake
-from edulake.privacy.forget import ForgetResult, forget, suppressed_pseudonyms
+from edulake.privacy.forget import ForgetResult, suppressed_pseudonyms
 from edulake.privacy.pseudonym import Pseudonymizer, PseudonymKey
 from edulake.privacy.rotation import RotationResult, finish_rotation, rotate_key
-from edulake.sources.clever import pipeline
-from edulake.sources.clever.process import SOURCE
+from edulake.sources import registry
 from tasks.common import logger
+
+SourceName = Literal["clever", "libinsight"]
 
 
 def read_ids_file(path: str) -> list[str]:
@@ -23,15 +26,21 @@ def read_ids_file(path: str) -> list[str]:
 
 
 @task(name="forget-people", cache_policy=NO_CACHE)
-def forget_people(lake: Lake, key: PseudonymKey, ids_file: str) -> ForgetResult:
-    """Remove the people in ``ids_file`` from stage2np, stage2p and quarantine; counts only."""
+def forget_people(
+    lake: Lake, key: PseudonymKey, ids_file: str, source: SourceName = "clever"
+) -> ForgetResult:
+    """Remove the people in ``ids_file`` from stage2np, stage2p and quarantine; counts only.
+
+    ``source`` picks the registry entry (:mod:`edulake.sources.registry`): Clever's raw
+    ids (sis_id, staff_id, clever_user_id) or LibInsight's staff names (``entered_by``)."""
     ids = read_ids_file(ids_file)
-    result = forget(lake, SOURCE, ids, Pseudonymizer(key), list(pipeline.specs().values()))
+    result = registry.get(source).forget(lake, ids, Pseudonymizer(key))
     log = logger()
     log.info(
-        "forget: %d id(s) requested, %d found nowhere; identities forgotten %s; stage2p rows "
+        "forget: %s: %d id(s) requested, %d found nowhere; identities forgotten %s; stage2p rows "
         "removed %s (%d files rewritten, %d deleted); lookup rows removed %s; quarantine "
         "rows removed %d",
+        source,
         len(ids),
         result.not_found,
         result.identities,
@@ -73,12 +82,15 @@ def finish(lake: Lake, key: PseudonymKey) -> None:
     finish_rotation(lake, Pseudonymizer(key))
 
 
-def republish(catalog: Catalog, lake: Lake, key_id: str, full: bool) -> list[object]:
+def republish(
+    catalog: Catalog, lake: Lake, key_id: str, full: bool, source: SourceName = "clever"
+) -> list[object]:
     """Bring the catalog up to date with the lake (``full``: rebuild every table)."""
     from tasks.publish import publish_tables
 
-    tables = pipeline.catalog_tables(lake, key_id)
-    return list(publish_tables(catalog, tables, views_for="clever", rebuild=full))
+    entry = registry.get(source)
+    tables = entry.catalog_tables(lake, key_id)
+    return list(publish_tables(catalog, tables, views_for=entry.views_for, rebuild=full))
 
 
 class ForgetIncomplete(RuntimeError):
@@ -86,18 +98,20 @@ class ForgetIncomplete(RuntimeError):
 
 
 @task(name="verify-forgotten", cache_policy=NO_CACHE)
-def verify_forgotten(catalog: Catalog, lake: Lake, key: PseudonymKey) -> int:
+def verify_forgotten(
+    catalog: Catalog, lake: Lake, key: PseudonymKey, source: SourceName = "clever"
+) -> int:
     """Check that no catalog table holds a pseudonym on the suppression list; rows found.
 
     A forget request is finished only when the person is gone everywhere, the catalog
     included: a re-run that finds them nowhere in the lake still fails here until the
     catalog matches (and the run's publish step repairs it first).
     """
-    pseudonyms = sorted(suppressed_pseudonyms(lake, SOURCE, Pseudonymizer(key)))
+    pseudonyms = sorted(suppressed_pseudonyms(lake, source, Pseudonymizer(key)))
     if not pseudonyms:
         return 0
     found = 0
-    for spec in pipeline.specs().values():
+    for spec in registry.get(source).specs(lake):
         for col in (c for c in spec.columns if c.is_hashed):
             name = col.output_name
             for i in range(0, len(pseudonyms), 500):
@@ -111,7 +125,11 @@ def verify_forgotten(catalog: Catalog, lake: Lake, key: PseudonymKey) -> int:
         raise ForgetIncomplete(
             f"the catalog still serves {found} row(s) of forgotten people after publishing. "
             "What to do: run the forget flow again; if this persists, rebuild the catalog "
-            "(python -m edulake clever on the same lake republishes from stage2p)."
+            + (
+                "(python -m edulake clever on the same lake republishes from stage2p)."
+                if source == "clever"
+                else "(any libinsight-dataset run on the same lake republishes its table)."
+            )
         )
     logger().info("verified: no catalog table holds a forgotten person's pseudonym")
     return found

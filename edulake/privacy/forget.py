@@ -14,6 +14,15 @@ clever_user_id on the same rows), then:
    key; a file left empty is deleted); the next publish sees the changed files;
 3. their rows are removed from the lookups and from quarantine files.
 
+The same code serves every source: what it needs of one (its name and table specs: the
+hashed columns, the lookups) comes from the source registry (:mod:`edulake.sources.registry`).
+Quarantine files are Clever's CSVs and LibInsight's JSON lines (``{"reason", "record"}``):
+a JSON line goes when any string in its record is one of the forgotten values (a staff
+name is several words, so JSON is matched by value, CSV by token).
+
+The lake's key is checked first (:func:`edulake.privacy.keys.ensure_key`): with another
+key no pseudonym would match, so lookups would lose the person while stage2p kept them.
+
 stage1np keeps the raw files unchanged: they are the legal record of what was received
 (delete them by your retention policy); the suppression list keeps them from coming back.
 Counts are reported; raw values are never logged.
@@ -24,6 +33,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -34,6 +44,7 @@ import pyarrow.parquet as pq
 
 from edulake.core.faults import crashpoint
 from edulake.core.lake import Lake, Zone
+from edulake.privacy.keys import ensure_key
 from edulake.privacy.lookup import lookup_key, read_lookup
 from edulake.privacy.pseudonym import Pseudonymizer
 from edulake.specs import TableSpec
@@ -77,6 +88,7 @@ class ForgetResult:
     files_deleted: int = 0
     lookup_rows: dict[str, int] = field(default_factory=dict)
     quarantine_rows: int = 0
+    export_rows: int = 0  # rows of query extracts (exports/athena/) removed
     changed: dict[str, list[str]] = field(default_factory=dict)  # table -> partitions
     not_found: int = 0  # requested ids found nowhere
 
@@ -91,7 +103,10 @@ def forget(
     pseudonymizer: Pseudonymizer,
     specs: list[TableSpec],
 ) -> ForgetResult:
-    """Remove the people behind ``raw_ids`` from stage2np, stage2p and quarantine."""
+    """Remove the people behind ``raw_ids`` from stage2np, stage2p and quarantine.
+
+    Refuses (before any change) a key that is not the one the source's tables use."""
+    ensure_key(lake, source, pseudonymizer.key_id, record=False)
     hashed = sorted({c.name for s in specs for c in s.columns if c.is_hashed})
     lookups = {c: t for c in hashed if (t := _lookup(lake, source, c)) is not None}
     wanted = {v.strip() for v in raw_ids if v and v.strip()}
@@ -148,6 +163,7 @@ def forget(
         result.lookup_rows[col] = removed
     tokens = set().union(*keep.values()) if keep else set()
     result.quarantine_rows = _scrub_quarantine(lake, source, tokens)
+    result.export_rows = _scrub_extracts(lake, set().union(*pseudos.values()) if pseudos else set())
     return result
 
 
@@ -261,12 +277,77 @@ def _rewrite_stage2p(
     result.changed = {t: sorted(p) for t, p in changed.items()}
 
 
+def _scrub_extracts(lake: Lake, pseudonyms: set[str]) -> int:
+    """Drop rows holding one of ``pseudonyms`` from the query extracts in
+    ``exports/athena/`` (CSV and Parquet: the Tableau extracts of the DuckDB catalog).
+
+    They are derived from the catalog and would otherwise serve the person until the
+    next query run. Athena's own results bucket is outside the lake (see guarantees)."""
+    if not pseudonyms:
+        return 0
+    removed = 0
+    values = pa.array(sorted(pseudonyms), pa.string())
+    for obj in lake.list(Zone.EXPORTS, "athena"):
+        if obj.key.endswith(".csv"):
+            text = lake.read_bytes(Zone.EXPORTS, obj.key).decode("utf-8")
+            rows = list(csv.reader(io.StringIO(text)))
+            kept = rows[:1] + [r for r in rows[1:] if not pseudonyms & set(r)]
+            if len(kept) == len(rows):
+                continue
+            buf = io.StringIO()
+            csv.writer(buf, lineterminator="\n").writerows(kept)
+            with lake.atomic_write(Zone.EXPORTS, obj.key) as out:
+                out.write(buf.getvalue().encode("utf-8"))
+            removed += len(rows) - len(kept)
+        elif obj.key.endswith(".parquet"):
+            with lake.open_input_file(Zone.EXPORTS, obj.key) as f:
+                table = pq.read_table(f)
+            mask = pa.array([False] * table.num_rows, pa.bool_())
+            for name, typ in zip(table.column_names, table.schema.types, strict=True):
+                if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+                    hit = pc.is_in(table[name].cast(pa.string()), value_set=values)
+                    mask = pc.or_(mask, pc.fill_null(hit, False))
+            n = int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
+            if n:
+                with lake.atomic_write(Zone.EXPORTS, obj.key) as out:
+                    pq.write_table(table.filter(pc.invert(mask)), out, compression="zstd")
+                removed += n
+    return removed
+
+
+def mentions(obj: Any, values: set[str]) -> bool:
+    """Whether any string in a JSON value (trimmed) is one of ``values``."""
+    if isinstance(obj, str):
+        return obj.strip() in values
+    if isinstance(obj, dict):
+        return any(mentions(v, values) for v in obj.values())
+    if isinstance(obj, list):
+        return any(mentions(v, values) for v in obj)
+    return False
+
+
+def _scrub_jsonl(lake: Lake, key: str, values: set[str]) -> int:
+    """Drop JSON lines whose record mentions one of ``values``; rows removed."""
+    lines = lake.read_bytes(Zone.QUARANTINE, key).decode("utf-8").splitlines()
+    kept = [line for line in lines if not (line.strip() and mentions(json.loads(line), values))]
+    if len(kept) == len(lines):
+        return 0
+    if not any(line.strip() for line in kept):
+        lake.delete(Zone.QUARANTINE, key)
+    else:
+        lake.write_bytes(Zone.QUARANTINE, key, "".join(f"{x}\n" for x in kept).encode("utf-8"))
+    return len(lines) - len(kept)
+
+
 def _scrub_quarantine(lake: Lake, source: str, values: set[str]) -> int:
-    """Drop quarantined rows that hold one of ``values`` as a token."""
+    """Drop quarantined rows that hold one of ``values`` (CSV: as a token; JSON: a value)."""
     if not values:
         return 0
     removed = 0
     for obj in lake.list(Zone.QUARANTINE, source):
+        if obj.key.endswith(".jsonl"):
+            removed += _scrub_jsonl(lake, obj.key, values)
+            continue
         if not obj.key.endswith(".csv"):
             continue
         rows = list(csv.reader(io.StringIO(lake.read_bytes(Zone.QUARANTINE, obj.key).decode())))

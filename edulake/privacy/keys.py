@@ -148,8 +148,12 @@ def record_key(lake: Lake, source: str, key_id: str) -> None:
     )
 
 
-def ensure_key(lake: Lake, source: str, key_id: str) -> None:
-    """Refuse a run whose key differs from the lake's; record the key on first use."""
+def ensure_key(lake: Lake, source: str, key_id: str, *, record: bool = True) -> None:
+    """Refuse a run whose key differs from the lake's; record the key on first use.
+
+    The same check for every source (Clever, LibInsight: ``source`` names its key record);
+    call it before the first write. ``record=False`` checks only (erasure, which must not
+    claim a key for a source that holds nothing yet)."""
     rotation = rotation_in_progress(lake, source)
     if rotation:
         raise KeyRotationInProgress(
@@ -160,7 +164,8 @@ def ensure_key(lake: Lake, source: str, key_id: str) -> None:
     refuse_real_key_on_demo_lake(lake, source, key_id)
     recorded = recorded_key_id(lake, source)
     if recorded is None:
-        record_key(lake, source, key_id)
+        if record:
+            record_key(lake, source, key_id)
     elif recorded != key_id:
         raise KeyMismatchError(
             f"this lake's {source} tables were pseudonymized with key {recorded}, but this "

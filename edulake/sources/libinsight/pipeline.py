@@ -8,8 +8,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from edulake.core.faults import crashpoint
 from edulake.core.lake import Lake, Zone
+from edulake.privacy.forget import mentions, read_suppressed
+from edulake.privacy.keys import ensure_key
 from edulake.privacy.lookup import merge_lookup
 from edulake.privacy.pseudonym import Pseudonymizer
 from edulake.sources.libinsight.api import LibInsightClient
@@ -22,8 +27,9 @@ from edulake.sources.libinsight.store import (
     read_schema_state,
     write_months,
     write_schema_state,
+    write_table_record,
 )
-from edulake.sources.libinsight.transform import DriftReport, transform
+from edulake.sources.libinsight.transform import DriftReport, TransformResult, transform
 from edulake.sources.libinsight.windows import Window
 from edulake.specs import TableSpec
 
@@ -125,6 +131,40 @@ class ProcessResult:
     export_rows: int
     quarantine_key: str | None = None
     quarantined: int = 0
+    suppressed: int = 0  # rows and quarantined records of forgotten people, dropped
+
+
+def drop_suppressed(
+    lake: Lake, source: str, result: TransformResult, pseudonymizer: Pseudonymizer
+) -> int:
+    """Drop the rows, identities and rejected records of forgotten people (in place).
+
+    The suppression list (:mod:`edulake.privacy.forget`) holds raw values: their
+    pseudonyms under this run's key leave the table and the lookups, and a rejected
+    record mentioning one of them never reaches the quarantine. Returns how many went.
+    """
+    listed = read_suppressed(lake, source)
+    values = {v for v in listed["value"].to_pylist() if v}
+    if not values:
+        return 0
+    pseudos = pa.array(sorted({pseudonymizer.pseudonym(v) for v in values}), pa.string())
+    table = result.table
+    drop = pa.array([False] * table.num_rows, pa.bool_())
+    for c in result.spec.columns:
+        if c.is_hashed and c.output_name in table.column_names:
+            hit = pc.fill_null(pc.is_in(table[c.output_name], value_set=pseudos), False)
+            drop = pc.or_(drop, hit)
+    dropped = int(pc.sum(pc.cast(drop, pa.int64())).as_py() or 0)
+    if dropped:
+        result.table = table.filter(pc.invert(drop))
+    for col, seen in list(result.identities.items()):
+        result.identities[col] = seen.filter(
+            pc.invert(pc.fill_null(pc.is_in(seen["pseudonym"], value_set=pseudos), False))
+        )
+    kept = [r for r in result.rejected if not mentions(r.get("record"), values)]
+    dropped += len(result.rejected) - len(kept)
+    result.rejected = kept
+    return dropped
 
 
 def process_range(
@@ -144,14 +184,31 @@ def process_range(
     schema state, quarantine and export are its own. Drift errors raise
     :class:`DriftError` before anything is written, unless the config says
     ``on_drift: warn``.
+
+    Privacy, as for Clever: the key check (:func:`edulake.privacy.keys.ensure_key`,
+    source ``libinsight``) comes before anything is read or written, so a run with another
+    key is refused with nothing written; every month file carries ``edulake.key_id``; and
+    the rows of forgotten people (the suppression list, read now: the caller holds the
+    lake lease) are dropped before the months, lookups, quarantine and export are written.
     """
     table = table or cfg.name
+    ensure_key(lake, cfg.source, pseudonymizer.key_id)
     records = read_page_records(lake, page_keys)
     state = read_schema_state(lake, table)
     result = transform(records, cfg, state, pseudonymizer, today, table=table)
     if result.drift.errors and cfg.on_drift == "error":
         raise DriftError(table, result.drift.errors)
-    months = write_months(lake, result.spec, result.table, window, cfg.id_column, cfg.date_column)
+    suppressed = drop_suppressed(lake, cfg.source, result, pseudonymizer)
+    write_table_record(lake, result.spec, cfg.name)
+    months = write_months(
+        lake,
+        result.spec,
+        result.table,
+        window,
+        cfg.id_column,
+        cfg.date_column,
+        key_id=pseudonymizer.key_id,
+    )
     lookups = {
         col: merge_lookup(lake, cfg.source, col, seen, pseudonymizer.key_id)
         for col, seen in result.identities.items()
@@ -172,6 +229,7 @@ def process_range(
         export_rows=export_rows,
         quarantine_key=quarantine_key,
         quarantined=len(result.rejected),
+        suppressed=suppressed,
     )
 
 

@@ -7,6 +7,8 @@ Layout (``<t>`` = table name, ``<d>`` = dataset id):
 - ``stage2p/libinsight/<t>/month=YYYY-MM/part-0.parquet``: one file per month of
   ``start_date`` (Hive style, ``month`` in the path only);
 - ``_system/libinsight/<t>/schema.json``: columns schema drift added;
+- ``_system/libinsight/<t>/table.json``: the table's spec as last committed (its hashed
+  columns: what erasure and republishing need without the dataset config);
 - ``_system/libinsight/<t>/watermark-<d>.json``: the last day fetched and committed;
 - ``exports/libinsight/<t>.csv``: the whole table as one CSV for Tableau users.
 
@@ -218,6 +220,36 @@ def write_schema_state(lake: Lake, table: str, state: SchemaState) -> None:
     lake.write_json(Zone.SYSTEM, _state_key(table, "schema.json"), state.to_json())
 
 
+def table_record_key(table: str) -> str:
+    return _state_key(table, "table.json")
+
+
+def write_table_record(lake: Lake, spec: TableSpec, config: str) -> None:
+    """Remember the table's spec (written before its month files: it names no data)."""
+    lake.write_json(
+        Zone.SYSTEM,
+        table_record_key(spec.name),
+        {"config": config, "spec": spec.model_dump(mode="json")},
+    )
+
+
+def read_table_record(lake: Lake, table: str) -> TableSpec | None:
+    key = table_record_key(table)
+    if not lake.exists(Zone.SYSTEM, key):
+        return None
+    return TableSpec.model_validate(lake.read_json(Zone.SYSTEM, key)["spec"])
+
+
+def lake_tables(lake: Lake) -> list[str]:
+    """The tables with month files in stage2p (``stage2p/libinsight/<t>/month=.../``)."""
+    names = set()
+    for obj in lake.list(Zone.STAGE2P, SOURCE):
+        parts = obj.key.split("/")
+        if len(parts) >= 4 and parts[2].startswith("month=") and obj.key.endswith(".parquet"):
+            names.add(parts[1])
+    return sorted(names)
+
+
 # -- the table ---------------------------------------------------------------------------
 
 
@@ -260,11 +292,19 @@ def months_of(ts: pa.ChunkedArray | pa.Array) -> pa.Array:
 
 
 def write_months(
-    lake: Lake, spec: TableSpec, new: pa.Table, window: Window, id_col: str, date_col: str
+    lake: Lake,
+    spec: TableSpec,
+    new: pa.Table,
+    window: Window,
+    id_col: str,
+    date_col: str,
+    *,
+    key_id: str | None = None,
 ) -> dict[str, int]:
     """Merge new rows into the month files they touch; returns rows per rewritten month.
 
-    Old rows are dropped when their id is in ``new`` (edited, maybe moved month) or their
+    Every file written carries ``edulake.key_id`` (the pseudonymization key's public id)
+    in its schema metadata, as Clever's files do. Old rows are dropped when their id is in ``new`` (edited, maybe moved month) or their
     date lies inside ``window`` (the fetched range is the truth: deleted records go).
     Everything is staged, then committed together; emptied months are deleted last.
     """
@@ -309,6 +349,8 @@ def write_months(
             if merged.num_rows == 0:
                 emptied.append(month)
                 continue
+            if key_id is not None:
+                merged = merged.replace_schema_metadata({"edulake.key_id": key_id})
             with staged.open(Zone.STAGE2P, month_key(spec, month)) as out:
                 pq.write_table(merged, out, compression="zstd", coerce_timestamps="ms")
             written[month] = merged.num_rows
