@@ -432,7 +432,7 @@ def test_the_cli_reports_a_bad_setting_in_one_line(tmp_path):
     # is one line.
     ours = [line for line in done.stderr.splitlines() if line.startswith("edulake: ")]
     assert ours == [
-        "edulake: invalid edulake setting: EDULAKE_CATALOG__KIND='glu': "
+        "edulake: ConfigError: invalid edulake setting: EDULAKE_CATALOG__KIND='glu': "
         "Input should be 'duckdb' or 'glue'"
     ]
     assert _nothing_under(lake_root)
