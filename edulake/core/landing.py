@@ -98,7 +98,15 @@ class Ledger:
     def versions(self, name: str) -> list[LedgerEntry]:
         """Every landed version of ``name``, oldest first."""
         keys = [o.key for o in self.lake.list(Zone.SYSTEM, safe_key(self._prefix, name))]
-        entries = _read_all(self.lake, [k for k in keys if k.endswith(".json")])
+        records = [k for k in keys if k.endswith(".json")]
+        # A run killed between writing a version's record and dropping its intent leaves
+        # the intent behind; the version is landed (its record exists), so drop it now
+        # (free: this listing was made anyway; later runs skip the file as unchanged).
+        done = {k[: -len(".json")] for k in records}
+        for k in keys:
+            if k.endswith(".intent") and k[: -len(".intent")] in done:
+                self.lake.delete(Zone.SYSTEM, k)
+        entries = _read_all(self.lake, records)
         return sorted(entries, key=lambda e: (e.landed_at, e.sha256))
 
     def entries(self) -> list[LedgerEntry]:

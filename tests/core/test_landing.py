@@ -107,3 +107,28 @@ def test_an_intent_whose_file_never_arrived_is_ignored(tmp_path):
     r = land_file(lake, ledger, SourceFile("b.csv", 11, 1.0), _opener(other), _key, now=day2)
     assert r.entry is not None and r.entry.path == "src/2026-01-02/b.csv"
     assert lake.read_bytes(Zone.STAGE1NP, "src/2026-01-02/b.csv") == other["b.csv"]
+
+
+def test_an_intent_left_behind_a_finished_landing_is_dropped(tmp_path):
+    """Killed between the ledger record and dropping the intent: the next look cleans up."""
+    from edulake.core.landing import Ledger, LedgerEntry
+
+    lake = Lake(str(tmp_path / "lake"))
+    ledger = Ledger(lake, "clever")
+    entry = LedgerEntry(
+        source="clever",
+        name="f.csv",
+        sha256="ab" * 32,
+        size=1,
+        mtime=None,
+        path="clever/f.csv",
+        landed_at="2026-01-01T00:00:00+00:00",
+        flow_run_id=None,
+        attrs={},
+    )
+    ledger.intend(entry.name, entry.sha256, entry.path)
+    ledger.record(entry)  # ... and the process died before ledger.done()
+    assert [v.sha256 for v in ledger.versions("f.csv")] == [entry.sha256]
+    assert [o.key for o in lake.list(Zone.SYSTEM, "ledger/clever")] == [
+        f"ledger/clever/f.csv/{entry.sha256}.json"
+    ]
