@@ -678,6 +678,8 @@ def cmd_clever_skip(args: argparse.Namespace) -> int:
 
 
 def cmd_libinsight_watermark(args: argparse.Namespace) -> int:
+    from edulake.core.lease import LeaseConfig, lake_lease
+    from edulake.core.settings import get_settings
     from edulake.sources.libinsight.config import load_dataset_config
     from edulake.sources.libinsight.store import (
         clear_watermark,
@@ -693,13 +695,17 @@ def cmd_libinsight_watermark(args: argparse.Namespace) -> int:
         )
     table = args.table or load_dataset_config(args.dataset_config).table_name(args.dataset_id)
     lake = _settings_lake(args.lake_root, args.np_root)
-    before = read_watermark(lake, table, args.dataset_id)
-    if args.clear:
-        clear_watermark(lake, table, args.dataset_id)
-        after = None
-    else:
-        write_watermark(lake, table, args.dataset_id, args.set, "cli:libinsight-watermark")
-        after = args.set
+    lease = get_settings().lease
+    config = LeaseConfig(wait_s=lease.wait_s, ttl_s=lease.ttl_s, poll_s=lease.poll_s)
+    # The watermark is shared state: a run committing the dataset holds the lake lease.
+    with lake_lease(lake, "libinsight-watermark", owner="cli", config=config):
+        before = read_watermark(lake, table, args.dataset_id)
+        if args.clear:
+            clear_watermark(lake, table, args.dataset_id)
+            after = None
+        else:
+            write_watermark(lake, table, args.dataset_id, args.set, "cli:libinsight-watermark")
+            after = args.set
     print(
         f"watermark of LibInsight dataset {args.dataset_id} (table libinsight.{table}): "
         f"{before} -> {after}"

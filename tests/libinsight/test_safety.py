@@ -153,6 +153,22 @@ def test_the_watermark_command_sets_and_clears(tmp_path, capsys):
     assert read_watermark(lake, "reference_desk_28365", 28365) == D(2026, 11, 2)
 
 
+def test_the_watermark_command_waits_for_a_run_holding_the_lake(tmp_path, monkeypatch):
+    """A watermark reset is a write to shared state: it takes the lake lease like a run."""
+    from edulake.core.lease import lake_lease
+
+    root = str(tmp_path / "lake")
+    write_watermark(Lake(root), "reference_desk_28364", 28364, D(2026, 10, 1), "run-1")
+    monkeypatch.setenv("EDULAKE_LEASE__WAIT_S", "0.2")
+    monkeypatch.setenv("EDULAKE_LEASE__POLL_S", "0.05")
+    base = ["libinsight-watermark", "--lake-root", root, "--dataset-id", "28364"]
+    with lake_lease(Lake(root), "libinsight-dataset-28364", owner="run-2"):
+        assert cli_main([*base, "--set", "2026-11-01"]) != 0
+    assert read_watermark(Lake(root), "reference_desk_28364", 28364) == D(2026, 10, 1)
+    assert cli_main([*base, "--set", "2026-11-01"]) == 0
+    assert read_watermark(Lake(root), "reference_desk_28364", 28364) == D(2026, 11, 1)
+
+
 def test_the_watermark_command_refuses_a_future_day(tmp_path):
     root = str(tmp_path / "lake")
     base = ["libinsight-watermark", "--lake-root", root, "--dataset-id", "1"]
