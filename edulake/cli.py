@@ -109,7 +109,6 @@ RUN_ERRORS = (
     "edulake.core.landing.IncompleteTransferError",
     "edulake.privacy.keys.KeyRotationInProgress",
     "edulake.privacy.scrub.DataError",
-    "edulake.privacy.scrub.ScrubbedError",
     "edulake.sources.clever.pipeline.LandingFailed",
     "edulake.sources.libinsight.pipeline.DriftError",
     "edulake.connectors.http.client.HttpError",
@@ -140,9 +139,11 @@ def error_line(exc: BaseException) -> tuple[str, int]:
 
     Expected errors keep their own message; a settings error names the fields only; any
     other exception is reduced to its type (its message may hold data)."""
-    from edulake.privacy.scrub import is_safe
+    from edulake.privacy.scrub import ScrubbedError, is_safe
 
     name = type(exc).__name__
+    if isinstance(exc, ScrubbedError):  # already reduced to its type (and a label)
+        return f"edulake: failed with {exc}{_UNKNOWN}", EXIT_FAILED
     if _is_a(exc, USAGE_ERRORS):
         return f"edulake: {name}: {exc}", EXIT_USAGE
     if _is_a(exc, RUN_ERRORS) or is_safe(exc):

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
-
 from edulake.catalog.athena import Format, Mode, list_queries
 from edulake.core.settings import CatalogKind
 from tasks.athena import create_athena_views, make_runner, report_athena_run, run_athena_query
-from tasks.common import validate_run
+from tasks.common import edulake_flow, validate_run
 
 
-@flow(name="athena-query")
+@edulake_flow(name="athena-query")
 def athena_query(
     query_names: list[str] | None = None,
     mode: Mode = "select",

@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from prefect import flow
-
 from edulake.core.faults import pausepoint
 from edulake.core.settings import CatalogKind, SourceKind, get_settings
 from edulake.privacy.keys import demo_refusal
@@ -21,7 +19,7 @@ from tasks.clever import (
     pseudonymize_reports,
     report_run,
 )
-from tasks.common import make_catalog, make_lake, resolve_key, validate_run
+from tasks.common import edulake_flow, make_catalog, make_lake, resolve_key, validate_run
 from tasks.events import emit_data_committed
 from tasks.lease import hold_lake_lease
 from tasks.publish import publish_tables, results_rows
@@ -35,7 +33,7 @@ class SourceStale(RuntimeError):
     """The newest Clever report is older than fail_report_age_days (or there is none)."""
 
 
-@flow(name="clever-participation")
+@edulake_flow(name="clever-participation")
 def clever_participation(
     source: SourceKind = "testdata",
     source_path: str | None = None,

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from prefect import flow
-
 from edulake.core.settings import CatalogKind
-from tasks.common import make_catalog, make_lake, resolve_key, validate_run
+from tasks.common import edulake_flow, make_catalog, make_lake, resolve_key, validate_run
 from tasks.lease import hold_lake_lease
 from tasks.maintenance import forget_people, republish, verify_forgotten
 
 
-@flow(name="forget")
+@edulake_flow(name="forget")
 def forget_flow(
     ids_file: str,
     lake_root: str | None = None,

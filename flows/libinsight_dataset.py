@@ -5,14 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from prefect import flow
-
 from edulake.catalog import CatalogTable
 from edulake.core.settings import CatalogKind
 from edulake.privacy.keys import demo_refusal
 from edulake.sources.libinsight.config import load_dataset_config
 from edulake.sources.libinsight.store import LandedPage
-from tasks.common import make_catalog, make_lake, resolve_key, validate_run
+from tasks.common import edulake_flow, make_catalog, make_lake, resolve_key, validate_run
 from tasks.events import emit_data_committed, emit_source_stale
 from tasks.lease import hold_lake_lease
 from tasks.libinsight import (
@@ -29,7 +27,7 @@ from tasks.paging import fetch_all_pages
 from tasks.publish import publish_tables, results_rows
 
 
-@flow(name="libinsight-dataset")
+@edulake_flow(name="libinsight-dataset")
 def libinsight_dataset(
     base_url: str,
     dataset_id: int,

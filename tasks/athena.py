@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
@@ -20,7 +19,7 @@ from edulake.catalog.athena import (
     output_name,
 )
 from edulake.core.settings import ConfigError, get_settings
-from tasks.common import logger, make_lake, retry_if_transient, s3_options
+from tasks.common import edulake_task, logger, make_lake, retry_if_transient, s3_options
 
 Runner = AthenaRunner | DuckDBQueryRunner
 
@@ -67,7 +66,7 @@ def make_runner(
     return AthenaRunner(config, s3)
 
 
-@task(
+@edulake_task(
     name="run-athena-query",
     retries=3,
     retry_delay_seconds=[10, 60, 300],
@@ -105,7 +104,7 @@ def run_athena_query(
     return record
 
 
-@task(
+@edulake_task(
     name="create-athena-views",
     retries=2,
     retry_delay_seconds=[10, 60],
@@ -121,7 +120,7 @@ def create_athena_views(runner: Runner, source: str) -> list[str]:
     return views
 
 
-@task(name="report-athena-run", cache_policy=NO_CACHE)
+@edulake_task(name="report-athena-run", cache_policy=NO_CACHE)
 def report_athena_run(records: list[QueryRecord], views: list[str]) -> dict[str, Any]:
     """The run artifact: one row per query (id, state, data scanned, where the results are)."""
     rows = [

@@ -18,7 +18,6 @@ import time
 from typing import Any
 from uuid import UUID
 
-from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -40,7 +39,7 @@ from prefect.logging.handlers import APILogHandler
 from edulake.core.lake import Lake, Zone
 from edulake.privacy.audit import AuditReport, audit_run
 from edulake.sources.clever import pipeline
-from tasks.common import logger
+from tasks.common import edulake_task, logger
 
 
 def _state_text(state: Any) -> str:
@@ -147,7 +146,7 @@ class LeakFound(RuntimeError):
     """The pre-publish audit found a raw identifier where analysts could read it."""
 
 
-@task(name="audit-before-publish", cache_policy=NO_CACHE)
+@edulake_task(name="audit-before-publish", cache_policy=NO_CACHE)
 def audit_before_publish(lake: Lake, processed: pipeline.ProcessingResult) -> AuditReport:
     """The scoped PII audit of what this run wrote, before anything is published.
 

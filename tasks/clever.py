@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
@@ -17,13 +16,13 @@ from edulake.core.lease import LeaseError
 from edulake.privacy.keys import KeyRotationInProgress
 from edulake.privacy.lookup import KeyMismatchError
 from edulake.privacy.pseudonym import MissingKeyError, Pseudonymizer, PseudonymKey
-from edulake.privacy.scrub import mark_safe, scrubbed
+from edulake.privacy.scrub import mark_safe
 from edulake.sources.clever import decisions, pipeline
 from edulake.sources.clever.decisions import SkipDecision
 from edulake.sources.clever.freshness import CleverFreshness, check_reports
 from edulake.sources.clever.names import FOLDERS, ReportName, parse_report_name
 from edulake.sources.clever.process import SOURCE
-from tasks.common import explain_storage_errors, logger, retry_if_transient
+from tasks.common import edulake_task, explain_storage_errors, logger, retry_if_transient
 from tasks.events import emit_source_stale
 
 # Messages built by edulake from key ids, lake names and settings only: shown as is.
@@ -59,7 +58,7 @@ def open_source(
     raise ValueError(f"unknown source {source!r}: use testdata, folder or sftp")
 
 
-@task(
+@edulake_task(
     name="discover-reports",
     retries=3,
     retry_delay_seconds=[10, 60, 300],
@@ -93,7 +92,7 @@ def discover_reports(
     return found
 
 
-@task(
+@edulake_task(
     name="land-files",
     retries=3,
     retry_delay_seconds=[10, 60, 300],
@@ -131,7 +130,7 @@ def land_files(
     return results
 
 
-@task(name="check-freshness", cache_policy=NO_CACHE)
+@edulake_task(name="check-freshness", cache_policy=NO_CACHE)
 def check_report_freshness(
     lake: Lake,
     discovery: pipeline.Discovery,
@@ -176,7 +175,7 @@ def check_report_freshness(
     return fresh
 
 
-@task(name="apply-skip-decisions", cache_policy=NO_CACHE)
+@edulake_task(name="apply-skip-decisions", cache_policy=NO_CACHE)
 def apply_skip_decisions(
     lake: Lake, skip_files: list[str], skip_reason: str | None
 ) -> list[SkipDecision]:
@@ -200,14 +199,13 @@ def apply_skip_decisions(
     return decisions.skipped(lake)
 
 
-@task(
+@edulake_task(
     name="pseudonymize-reports",
     retries=1,
     retry_delay_seconds=30,
     retry_condition_fn=retry_if_transient,
     cache_policy=NO_CACHE,
 )
-@scrubbed  # whatever leaves this task (logs, state message, pickled result) holds no row data
 @explain_storage_errors
 def pseudonymize_reports(
     lake: Lake,

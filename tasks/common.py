@@ -1,4 +1,6 @@
-"""Resolution shared by every flow: the lake, the pseudonymization key, the catalog.
+"""Resolution shared by every flow: the lake, the pseudonymization key, the catalog;
+and the decorators every task and flow is made with (:func:`edulake_task`,
+:func:`edulake_flow`): Prefect's, plus the one scrubber for whatever leaves them.
 
 Block names come in as flow parameters (with defaults); nothing here loads a block by a
 hard-coded name. Secrets are read here and passed on as objects, never as parameters.
@@ -9,10 +11,11 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import typing
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-from prefect import get_run_logger
+from prefect import Flow, Task, flow, get_run_logger, task
 from prefect.blocks.system import Secret
 from prefect.exceptions import MissingContextError
 
@@ -30,6 +33,7 @@ from edulake.core.settings import (
 )
 from edulake.privacy.keys import DemoKeyError, refuse_real_key_on_demo_lake
 from edulake.privacy.pseudonym import PseudonymKey, WeakKeyError
+from edulake.privacy.scrub import scrubbed
 
 
 def logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
@@ -41,6 +45,39 @@ def logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def edulake_task(**options: Any) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """``prefect.task(**options)`` over the function, made to leak nothing when it fails.
+
+    Whatever exception leaves the task goes through :func:`edulake.privacy.scrub.scrub`
+    first: edulake's own (safe) errors keep their message, anything else keeps only its
+    type and a short label, and no cause or context chain carries the original along.
+    So the task run's state message, the log lines and traceback Prefect writes, the
+    ``retry_condition_fn`` and the exception pickled into the result storage see no row
+    data, header cells or secrets. Retrying still works: a transient error stays
+    transient for :func:`retry_if_transient` (see ``ScrubbedTransientError``).
+    """
+
+    def decorate(fn: Callable[P, R]) -> Task[P, R]:
+        return task(**options)(scrubbed(fn))  # type: ignore[no-any-return]
+
+    return decorate
+
+
+def edulake_flow(**options: Any) -> Callable[[Callable[P, R]], Flow[P, R]]:
+    """``prefect.flow(**options)`` whose own failures are scrubbed like a task's (the
+    flow run's state message and the exception of its failed state)."""
+
+    def decorate(fn: Callable[P, R]) -> Flow[P, R]:
+        # Prefect validates parameters against the annotations, resolved in the globals of
+        # the function it is given (the wrapper's): resolve them here, in the flow's module.
+        fn.__annotations__ = typing.get_type_hints(fn, include_extras=True)
+        return flow(**options)(scrubbed(fn))  # type: ignore[no-any-return]
+
+    return decorate
 
 
 def _failure(state: Any) -> BaseException | None:

@@ -7,7 +7,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
@@ -31,7 +30,7 @@ from edulake.sources.libinsight.store import (
 )
 from edulake.sources.libinsight.windows import Window, plan_range, split_windows
 from edulake.specs import TableSpec
-from tasks.common import logger, retry_if_transient
+from tasks.common import edulake_task, logger, retry_if_transient
 
 SECRET_ENV = "EDULAKE_LIBINSIGHT_CLIENT_SECRET"  # noqa: S105 - the variable's name, not a secret
 
@@ -142,7 +141,7 @@ def check_table_owner(lake: Lake, table: str, dataset_id: int) -> None:
         )
 
 
-@task(name="plan-range", cache_policy=NO_CACHE)
+@edulake_task(name="plan-range", cache_policy=NO_CACHE)
 def plan_run(
     lake: Lake,
     cfg: DatasetConfig,
@@ -202,7 +201,7 @@ def plan_run(
     return RunPlan(before, window, windows, backfill=from_date is not None)
 
 
-@task(name="check-key", cache_policy=NO_CACHE)
+@edulake_task(name="check-key", cache_policy=NO_CACHE)
 def check_key(lake: Lake, source: str, key: PseudonymKey) -> None:
     """Refuse another key than the lake's before fetching (nothing is fetched or landed).
 
@@ -243,7 +242,7 @@ def held_artifact(held: dict[str, int], since: dict[str, str], hints: list[str])
     )
 
 
-@task(
+@edulake_task(
     name="process-pages",
     retries=1,
     retry_delay_seconds=[30],
@@ -344,7 +343,7 @@ class Staleness:
         }
 
 
-@task(name="check-staleness", cache_policy=NO_CACHE)
+@edulake_task(name="check-staleness", cache_policy=NO_CACHE)
 def check_staleness(
     lake: Lake,
     spec: TableSpec,
@@ -375,7 +374,7 @@ def check_staleness(
     return out
 
 
-@task(name="commit-watermark", cache_policy=NO_CACHE)
+@edulake_task(name="commit-watermark", cache_policy=NO_CACHE)
 def commit_watermark(lake: Lake, table: str, dataset_id: int, plan: RunPlan) -> dt.date | None:
     """Move the watermark to the end of the committed range (never backwards)."""
     if plan.window is None:
@@ -391,7 +390,7 @@ def commit_watermark(lake: Lake, table: str, dataset_id: int, plan: RunPlan) -> 
     return through
 
 
-@task(name="report-run", cache_policy=NO_CACHE)
+@edulake_task(name="report-run", cache_policy=NO_CACHE)
 def report_run(
     dataset_id: int,
     plan: RunPlan,

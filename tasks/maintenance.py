@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
@@ -14,7 +13,7 @@ from edulake.privacy.forget import ForgetResult, suppressed_pseudonyms
 from edulake.privacy.pseudonym import Pseudonymizer, PseudonymKey
 from edulake.privacy.rotation import RotationResult, finish_rotation, rotate_key
 from edulake.sources import registry
-from tasks.common import logger
+from tasks.common import edulake_task, logger
 
 SourceName = Literal["clever", "libinsight"]
 
@@ -25,7 +24,7 @@ def read_ids_file(path: str) -> list[str]:
         return [s for line in f if (s := line.strip()) and not s.startswith("#")]
 
 
-@task(name="forget-people", cache_policy=NO_CACHE)
+@edulake_task(name="forget-people", cache_policy=NO_CACHE)
 def forget_people(
     lake: Lake, key: PseudonymKey, ids_file: str, source: SourceName = "clever"
 ) -> ForgetResult:
@@ -58,7 +57,7 @@ def forget_people(
     return result
 
 
-@task(name="rotate-key", cache_policy=NO_CACHE)
+@edulake_task(name="rotate-key", cache_policy=NO_CACHE)
 def rotate(lake: Lake, key: PseudonymKey, max_quarantine_share: float) -> RotationResult:
     """Re-pseudonymize the lake with ``key`` (the caller republishes, then finishes)."""
     result = rotate_key(lake, Pseudonymizer(key), max_quarantine_share=max_quarantine_share)
@@ -77,7 +76,7 @@ def rotate(lake: Lake, key: PseudonymKey, max_quarantine_share: float) -> Rotati
     return result
 
 
-@task(name="finish-rotation", cache_policy=NO_CACHE)
+@edulake_task(name="finish-rotation", cache_policy=NO_CACHE)
 def finish(lake: Lake, key: PseudonymKey) -> None:
     finish_rotation(lake, Pseudonymizer(key))
 
@@ -97,7 +96,7 @@ class ForgetIncomplete(RuntimeError):
     """The catalog still serves rows of a forgotten person after publishing."""
 
 
-@task(name="verify-forgotten", cache_policy=NO_CACHE)
+@edulake_task(name="verify-forgotten", cache_policy=NO_CACHE)
 def verify_forgotten(
     catalog: Catalog, lake: Lake, key: PseudonymKey, source: SourceName = "clever"
 ) -> int:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from edulake.connectors.http.client import HttpClient
 from edulake.connectors.http.paging import FetchStats, Page, Paginator, fetch_consistent
-from tasks.common import logger, retry_if_transient
+from tasks.common import edulake_task, logger, retry_if_transient
 
 
-@task(
+@edulake_task(
     name="fetch-pages",
     retries=2,
     retry_delay_seconds=[30, 120],

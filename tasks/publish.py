@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from edulake.catalog import Catalog, CatalogTable, PublishResult, publish_all
-from tasks.common import logger, retry_if_transient
+from tasks.common import edulake_task, logger, retry_if_transient
 
 
-@task(
+@edulake_task(
     name="publish-tables",
     retries=2,
     retry_delay_seconds=[5, 30],

@@ -17,9 +17,22 @@ So:
   (``CSV parse error: ...``), that label: never the text after it.
 * :func:`safe_traceback` is the stack of an exception (file, line, function) without
   any message, for a log line that helps debugging without quoting data.
-* :func:`scrubbed` wraps a function (a task) so that whatever it raises leaves it as a
-  :class:`ScrubbedError` carrying only :func:`safe_message` (safe types pass unchanged,
-  so retry logic that looks at them keeps working).
+* :func:`scrub` turns any exception into one that may leave a task or a flow: a safe
+  exception stays itself (its cause and context chain scrubbed in turn); any other
+  becomes a :class:`ScrubbedError` whose message is :func:`safe_message`, which keeps the
+  original type's name (``type_name``, ``type_names``) and the frames of its traceback
+  (file, line, code: never a message), and drops its chain. Its class keeps what retries
+  need: :class:`ScrubbedTransientError` for what :func:`edulake.core.errors.is_transient`
+  calls transient, :class:`ScrubbedDeterministicError` for a chain with a deterministic
+  error in it, so the one retry condition decides as it would have on the original.
+* :func:`scrubbed` wraps a function (a task, a flow) so that whatever it raises leaves it
+  through :func:`scrub`: the state message, the log lines and traceback Prefect writes,
+  and the exception it pickles into its result storage hold only that.
+
+Which types are safe: :class:`DataError`, the types named in :data:`SAFE_CLASS_NAMES`
+(edulake's own errors, whose messages are built from counts, names from the specs,
+settings, paths and key ids; the CLI shows these as they are) and any type given to
+:func:`mark_safe`.
 """
 
 from __future__ import annotations
@@ -30,12 +43,18 @@ import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from edulake.core.errors import DeterministicError, TransientError, classify, is_transient
+
 __all__ = [
+    "SAFE_CLASS_NAMES",
     "DataError",
+    "ScrubbedDeterministicError",
     "ScrubbedError",
+    "ScrubbedTransientError",
     "mark_safe",
     "safe_message",
     "safe_traceback",
+    "scrub",
     "scrubbed",
 ]
 
@@ -52,7 +71,72 @@ class DataError(ValueError):
 
 
 class ScrubbedError(RuntimeError):
-    """An exception whose message was withheld: only its type and a label remain."""
+    """An exception whose message was withheld: only its type and a label remain.
+
+    ``type_name`` is the original exception's class name, ``type_names`` the qualified
+    names of its classes (the CLI classifies by them)."""
+
+    def __init__(self, message: str, type_name: str = "", type_names: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.type_name = type_name or type(self).__name__
+        self.type_names = tuple(type_names)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.type_name, self.type_names))
+
+
+class ScrubbedTransientError(ScrubbedError, TransientError):
+    """A scrubbed exception that was transient: the retry condition still retries it."""
+
+
+class ScrubbedDeterministicError(ScrubbedError, DeterministicError):
+    """A scrubbed exception with a deterministic error in its chain: never retried."""
+
+
+# edulake's own errors whose messages are built from counts, spec and setting names,
+# paths, key ids and redacted URLs, never from row data or secrets (by qualified name:
+# the privacy layer imports neither flows/ nor tasks/). The CLI's expected errors are
+# these (a test checks that every name resolves to a class and that the CLI's lists
+# are covered).
+SAFE_CLASS_NAMES = frozenset(
+    {
+        "edulake.core.settings.ConfigError",
+        "edulake.core.lease.LeaseError",
+        "edulake.core.lake.StorageUnavailableError",
+        "edulake.core.landing.IncompleteTransferError",
+        "edulake.connectors.files.SourceRootError",
+        "edulake.connectors.sftp.SftpError",
+        "edulake.connectors.sftp.SftpConfigError",
+        "edulake.connectors.sftp.HostKeyError",
+        "edulake.connectors.sftp.SftpAuthError",
+        "edulake.connectors.aws.S3AccessError",
+        "edulake.connectors.http.client.HttpError",
+        "edulake.connectors.http.paging.PageFormatError",
+        "edulake.connectors.http.paging.PagesChangedError",
+        "edulake.catalog.athena.AthenaQueryFailed",
+        "edulake.privacy.pseudonym.WeakKeyError",
+        "edulake.privacy.pseudonym.MissingKeyError",
+        "edulake.privacy.keys.DemoKeyError",
+        "edulake.privacy.keys.KeyRotationInProgress",
+        "edulake.privacy.lookup.KeyMismatchError",
+        "edulake.specs.HeaderMismatch",
+        "edulake.specs.IdentifierPolicyError",
+        "edulake.sources.clever.decisions.SkipError",
+        "edulake.sources.clever.pipeline.LandingFailed",
+        "edulake.sources.libinsight.config.DatasetMismatchError",
+        "edulake.sources.libinsight.pipeline.DriftError",
+        "edulake.sources.libinsight.windows.NoStartError",
+        "edulake.sources.registry.UnknownTableError",
+        "flows.clever_participation.FilesFailed",
+        "flows.clever_participation.SourceStale",
+        "tasks.audit.LeakFound",
+        "tasks.libinsight.FutureWatermarkError",
+        "tasks.libinsight.LegacyTableError",
+        "tasks.libinsight.MissingClientSecretError",
+        "tasks.libinsight.TableOwnedError",
+        "tasks.maintenance.ForgetIncomplete",
+    }
+)
 
 
 def mark_safe(*types: type[BaseException]) -> None:
@@ -62,8 +146,15 @@ def mark_safe(*types: type[BaseException]) -> None:
             _SAFE_TYPES.append(t)
 
 
+def _qualified_names(exc: BaseException) -> tuple[str, ...]:
+    return tuple(f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__)
+
+
 def is_safe(exc: BaseException) -> bool:
-    return isinstance(exc, (DataError, ScrubbedError, *_SAFE_TYPES))
+    """Whether ``exc``'s own message is built without data (it is shown as is)."""
+    if isinstance(exc, (DataError, ScrubbedError, *_SAFE_TYPES)):
+        return True
+    return not SAFE_CLASS_NAMES.isdisjoint(_qualified_names(exc))
 
 
 def safe_message(exc: BaseException) -> str:
@@ -94,16 +185,65 @@ def safe_traceback(exc: BaseException) -> str:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _chain_has_deterministic(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if classify(current) is False:
+            return True
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
+    return False
+
+
+def scrub(exc: BaseException, _seen: set[int] | None = None) -> BaseException:
+    """``exc`` as it may leave a task or a flow (see the module docstring).
+
+    A safe exception is returned itself, its ``__cause__`` and ``__context__`` replaced
+    by their scrubbed forms; any other is replaced by a :class:`ScrubbedError` (or its
+    transient or deterministic kind, as :func:`~edulake.core.errors.is_transient` judged
+    the whole chain) with the original's traceback frames and no chain.
+    """
+    seen = _seen if _seen is not None else set()
+    if id(exc) in seen:
+        return exc
+    seen.add(id(exc))
+    if is_safe(exc):
+        if exc.__cause__ is not None:
+            exc.__cause__ = scrub(exc.__cause__, seen)
+        if exc.__context__ is not None:
+            exc.__context__ = scrub(exc.__context__, seen)
+        return exc
+    kind: type[ScrubbedError]
+    if _chain_has_deterministic(exc):
+        kind = ScrubbedDeterministicError
+    elif is_transient(exc):
+        kind = ScrubbedTransientError
+    else:
+        kind = ScrubbedError
+    out = kind(safe_message(exc), type(exc).__name__, _qualified_names(exc))
+    out.__suppress_context__ = True
+    return out.with_traceback(exc.__traceback__)
+
+
+SCRUBBED_ATTR = "__edulake_scrubbed__"
+
+
 def scrubbed(fn: F) -> F:
-    """Let nothing leave ``fn`` whose message could hold data (see :func:`safe_message`)."""
+    """Let nothing leave ``fn`` whose message could hold data (see :func:`scrub`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            if is_safe(exc):
+            out = scrub(exc)
+            if out is exc:
                 raise
-            raise ScrubbedError(safe_message(exc)) from None
+        # raised outside the except block: the original is not even its __context__
+        raise out
 
+    setattr(wrapper, SCRUBBED_ATTR, True)
     return wrapper  # type: ignore[return-value]

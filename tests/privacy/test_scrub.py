@@ -80,3 +80,146 @@ def test_marked_stream_keeps_every_byte_that_matters_to_csv():
     text = out.decode("utf-8")  # always valid UTF-8
     assert [text.count(ch) for ch in ',\n"'] == [raw.count(ch.encode()) for ch in ',\n"']
     assert unmark(text) == 'a,b\n"x\ufffd\n,y",\ufffd\ufffd\n\ufffd\ufffd'
+
+
+SECRET = "s3cr3t-Pl4nted-9f2b"  # planted, not a credential
+
+
+def _raised(exc: BaseException) -> BaseException:
+    try:
+        raise exc
+    except BaseException as caught:
+        return caught
+
+
+def test_scrub_keeps_what_the_retry_condition_decides_on():
+    from edulake.core.errors import is_transient
+    from edulake.privacy.scrub import (
+        ScrubbedDeterministicError,
+        ScrubbedTransientError,
+        scrub,
+    )
+
+    cases = [
+        (ConnectionResetError(f"peer reset while sending {ROW} {SECRET}"), True),
+        (TimeoutError(f"read timed out on {ROW}"), True),
+        (ValueError(f"bad row {ROW}"), False),
+        (RuntimeError(f"who knows {ROW}"), False),
+    ]
+    for exc, transient in cases:
+        out = scrub(_raised(exc))
+        assert is_transient(out) is transient is is_transient(exc), type(exc)
+        assert out.type_name == type(exc).__name__  # type: ignore[attr-defined]
+        assert f"builtins.{type(exc).__name__}" in out.type_names  # type: ignore[attr-defined]
+        assert "LEAKSIS0001" not in str(out) and SECRET not in str(out)
+        again = pickle.loads(pickle.dumps(out))
+        assert type(again) is type(out) and str(again) == str(out)
+        assert again.type_name == out.type_name  # type: ignore[attr-defined]
+        assert b"LEAKSIS0001" not in pickle.dumps(out)
+        assert out.__traceback__ is not None  # the frames stay, for debugging
+    assert isinstance(scrub(_raised(cases[0][0])), ScrubbedTransientError)
+    assert isinstance(scrub(_raised(cases[2][0])), ScrubbedDeterministicError)
+    # a deterministic error anywhere in the chain wins, as in is_transient
+    with pytest.raises(ConnectionError) as outer:
+        try:
+            raise ValueError(f"row {ROW}")
+        except ValueError as inner:
+            raise ConnectionError("reset") from inner
+    assert not is_transient(outer.value) and not is_transient(scrub(outer.value))
+
+
+def test_a_safe_error_keeps_its_message_and_loses_the_data_in_its_chain():
+    import traceback
+
+    from edulake.core.errors import is_transient
+    from edulake.core.lake import StorageUnavailableError
+    from edulake.privacy.scrub import scrub
+
+    with pytest.raises(StorageUnavailableError) as raised:
+        try:
+            raise OSError(f"AWS Error SLOW_DOWN during PutObject of {ROW} key {SECRET}")
+        except OSError as cause:
+            raise StorageUnavailableError("s3://bucket/lake kept failing after retries") from cause
+    out = scrub(raised.value)
+    assert out is raised.value and str(out) == "s3://bucket/lake kept failing after retries"
+    printed = "".join(traceback.format_exception(out))
+    assert "LEAKSIS0001" not in printed and SECRET not in printed
+    assert "OSError" in printed and "kept failing" in printed
+    assert is_transient(out)  # the cause still says "later"
+
+
+def test_the_cli_shows_a_scrubbed_error_by_its_original_type():
+    from edulake import cli
+    from edulake.privacy.scrub import scrub
+
+    line, code = cli.error_line(scrub(_raised(ValueError(f"row {ROW}"))))
+    assert line == "edulake: failed with ValueError (run with --debug for details)" and code == 1
+
+
+def test_every_safe_name_is_a_class_and_covers_the_cli_expected_errors():
+    import importlib
+
+    from edulake import cli
+    from edulake.privacy.scrub import SAFE_CLASS_NAMES
+
+    for qualified in sorted(SAFE_CLASS_NAMES):
+        module, _, name = qualified.rpartition(".")
+        cls = getattr(importlib.import_module(module), name)
+        assert isinstance(cls, type) and issubclass(cls, BaseException), qualified
+        assert f"{cls.__module__}.{cls.__qualname__}" == qualified, qualified
+    expected = set(cli.USAGE_ERRORS) | set(cli.RUN_ERRORS)
+    assert expected - {"edulake.privacy.scrub.DataError"} <= SAFE_CLASS_NAMES
+
+
+def test_every_task_and_flow_is_made_with_the_scrubber():
+    """Every Prefect task in tasks/ is an ``edulake_task``, every flow an ``edulake_flow``."""
+    import importlib
+    import pkgutil
+
+    from prefect import Flow, Task
+
+    import flows
+    import tasks
+    from edulake.privacy.scrub import SCRUBBED_ATTR
+
+    found: dict[str, bool] = {}
+    for package, kind in ((tasks, Task), (flows, Flow)):
+        for info in pkgutil.iter_modules(package.__path__):
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+            for name, obj in vars(module).items():
+                if isinstance(obj, kind) and obj.fn.__module__ == module.__name__:
+                    found[f"{module.__name__}.{name}"] = getattr(obj.fn, SCRUBBED_ATTR, False)
+    # flows/clever_maintenance.py belongs to the key-rotation work (its tasks are scrubbed)
+    unscrubbed = sorted(n for n, ok in found.items() if not ok)
+    assert unscrubbed == ["flows.clever_maintenance.clever_rotate_key"], unscrubbed
+    assert len(found) > 20
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_scrubbed_transient_error_is_still_retried():
+    from prefect import flow
+
+    from tasks.common import edulake_task, retry_if_transient
+
+    calls = []
+
+    @edulake_task(
+        name="flaky", retries=2, retry_delay_seconds=0, retry_condition_fn=retry_if_transient
+    )
+    def flaky(kind: str) -> int:
+        calls.append(kind)
+        if len(calls) == 1:
+            error = ConnectionResetError if kind == "transient" else ValueError
+            raise error(f"while sending {ROW} with {SECRET}")
+        return len(calls)
+
+    @flow
+    def run(kind: str) -> object:
+        return flaky(kind, return_state=True)
+
+    assert run("transient").result() == 2  # retried once, then it worked
+    calls.clear()
+    state = run("deterministic", return_state=True)
+    assert state.is_failed() and calls == ["deterministic"]  # not retried
+    exc = state.result(raise_on_failure=False)
+    assert str(exc) == "ValueError" and exc.type_name == "ValueError"
