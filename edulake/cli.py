@@ -574,6 +574,12 @@ def _settings_lake(lake_root: str | None, np_root: str | None) -> Lake:
     return Lake(lake_root or settings.root, np_root or settings.np_root)
 
 
+def _source_names() -> list[str]:
+    from edulake.sources import registry
+
+    return [s.name for s in registry.registered()]
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from edulake.privacy.audit import audit
     from edulake.sources.libinsight.config import load_dataset_config
@@ -596,9 +602,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
         texts=texts,
         blobs=blobs,
         dataset_configs=[load_dataset_config(c) for c in args.dataset_config or []],
+        sources=args.source,
     )
     print(
-        f"PII audit: {report.ids_checked} raw identifiers from stage1np checked "
+        f"PII audit ({', '.join(args.source or ['every registered source'])}): "
+        f"{report.ids_checked} raw identifiers from stage1np checked "
         f"({report.ids_too_short} shorter than 4 characters not searchable); scanned "
         + ", ".join(f"{n} {k}" for k, n in sorted(report.scanned.items()))
     )
@@ -904,6 +912,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset-config",
         action="append",
         help="a LibInsight dataset config YAML that is not bundled (repeatable)",
+    )
+    au.add_argument(
+        "--source",
+        action="append",
+        choices=_source_names(),
+        help="only the raw identifiers of this registered source (repeatable; default: "
+        "every registered source and any other CSV in stage1np)",
     )
     au.set_defaults(func=cmd_audit)
 

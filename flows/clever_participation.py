@@ -8,6 +8,7 @@ from typing import Any
 from edulake.core.faults import pausepoint
 from edulake.core.settings import CatalogKind, SourceKind, get_settings
 from edulake.privacy.keys import demo_refusal
+from edulake.sources import registry
 from edulake.sources.clever import pipeline
 from tasks.audit import audit_before_publish
 from tasks.clever import (
@@ -118,7 +119,7 @@ def clever_participation(
         processed = pseudonymize_reports(lake, key, report_from, report_to, share)
         pausepoint("clever.processed")
         # A raw id where analysts could read it fails the run here, unpublished (tasks/audit.py).
-        audit_before_publish(lake, processed)
+        audit_before_publish(lake, registry.clever_scope(processed.files, processed.changed))
         cat = make_catalog(lake, catalog)
         try:
             # the catalog catches up with the lake, whatever earlier runs left undone

@@ -8,8 +8,10 @@ from typing import Any, Literal
 from edulake.catalog import CatalogTable
 from edulake.core.settings import CatalogKind
 from edulake.privacy.keys import demo_refusal
+from edulake.sources import registry
 from edulake.sources.libinsight.config import load_dataset_config
 from edulake.sources.libinsight.store import LandedPage
+from tasks.audit import audit_before_publish
 from tasks.common import edulake_flow, make_catalog, make_lake, resolve_key, validate_run
 from tasks.events import emit_data_committed, emit_source_stale
 from tasks.lease import hold_lake_lease
@@ -122,6 +124,13 @@ def libinsight_dataset(
         if plan.window is not None:
             landed = [p for ps in pages.values() for p in ps]
             processed = process_pages(lake, cfg, table_name, landed, plan.window, key)
+            # A raw name where analysts could read it fails the run here, unpublished.
+            audit_before_publish(
+                lake,
+                registry.libinsight_scope(
+                    table_name, processed.months, [p.key for p in landed], processed.export_key
+                ),
+            )
             cat = make_catalog(lake, catalog)
             try:
                 table = CatalogTable.from_spec(

@@ -1,4 +1,4 @@
-"""What the PII audit reads from Prefect, and the audit every Clever run does before publishing.
+"""What the PII audit reads from Prefect, and the audit every run does before publishing.
 
 Prefect keeps, per flow run: logs, the flow run's and its task runs' state messages, the
 artifacts, the events (state changes and our own ``edulake.*`` events, with payloads)
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -37,8 +38,7 @@ from prefect.events.filters import (
 from prefect.logging.handlers import APILogHandler
 
 from edulake.core.lake import Lake, Zone
-from edulake.privacy.audit import AuditReport, audit_run
-from edulake.sources.clever import pipeline
+from edulake.privacy.audit import AuditReport, AuditScope, audit_run
 from tasks.common import edulake_task, logger
 
 
@@ -147,34 +147,45 @@ class LeakFound(RuntimeError):
 
 
 @edulake_task(name="audit-before-publish", cache_policy=NO_CACHE)
-def audit_before_publish(lake: Lake, processed: pipeline.ProcessingResult) -> AuditReport:
+def audit_before_publish(lake: Lake, scope: AuditScope) -> AuditReport:
     """The scoped PII audit of what this run wrote, before anything is published.
 
-    Identifiers: the identifier columns and header cells of the stage1np files this run
-    processed, plus the stage2np lookups (every identity ever hashed). Scanned: the
-    stage2p files of every unpublished partition (this run's and any a failed run left),
-    the processed records of this run's files, and the texts this run's report will
-    publish (file statuses and errors). A finding fails the run: nothing is published,
-    the partitions stay unpublished, and every next run audits them again.
+    The same for every registered source (``scope`` from the source's builder in
+    :mod:`edulake.sources.registry`: ``clever_scope``, ``libinsight_scope``).
+    Identifiers: those of the stage1np files this run read (identifier columns, header
+    cells, protected fields), plus the source's stage2np lookups (every identity ever
+    hashed). Scanned: the stage2p files of every unpublished partition (this run's and
+    any a failed run left), and the records, exports and texts this run wrote or will
+    publish. A finding fails the run: nothing is published, the partitions stay held
+    (``_system/audit/<source>/held.json``), and every next run audits them again.
     """
     log = logger()
     started = time.perf_counter()
     # Partitions an earlier run's audit held back stay in scope until a clean audit: the
     # catalog follows the lake, so without this the next run would publish them.
-    held = _held(lake)
-    scope = {t: sorted(set(p) | set(held.get(t, []))) for t, p in processed.changed.items()}
+    held = _held(lake, scope.source)
+    changed = {t: sorted(set(p) | set(held.get(t, []))) for t, p in scope.changed.items()}
     for table, parts in held.items():
-        scope.setdefault(table, sorted(parts))
-    report = audit_run(lake, processed.files, scope)
+        changed.setdefault(table, sorted(parts))
+    report = audit_run(lake, dataclasses.replace(scope, changed=changed))
     log.info(
-        "pre-publish audit: %d identifiers, %s: %d finding(s) in %.1f s",
+        "pre-publish audit of %s: %d identifiers, %s: %d finding(s) in %.1f s",
+        scope.source,
         report.ids_checked,
         ", ".join(f"{n} {k}" for k, n in sorted(report.scanned.items())) or "nothing scanned",
         len(report.findings),
         time.perf_counter() - started,
     )
     if report.findings:
-        lake.write_json(Zone.SYSTEM, HELD, {t: sorted(p) for t, p in scope.items() if p})
+        lake.write_json(
+            Zone.SYSTEM, held_key(scope.source), {t: sorted(p) for t, p in changed.items() if p}
+        )
+        # An export is read by analysts without the catalog: a leaking one is withdrawn
+        # (every run rebuilds it from stage2p).
+        for key in scope.exports:
+            if any(f.location == f"exports/{key}" for f in report.findings):
+                lake.delete(Zone.EXPORTS, key)
+                log.warning("export %s withdrawn: the pre-publish audit found it leaking", key)
         where = "; ".join(f"#{f.fingerprint} in {f.location} ({f.detail})" for f in report.findings)
         raise LeakFound(
             f"the pre-publish PII audit found {len(report.findings)} raw identifier(s) outside "
@@ -182,16 +193,19 @@ def audit_before_publish(lake: Lake, processed: pipeline.ProcessingResult) -> Au
             "audit` on the lake, fix the cause, then re-run."
         )
     if held:
-        lake.delete(Zone.SYSTEM, HELD)  # audited clean: they may be published now
+        lake.delete(Zone.SYSTEM, held_key(scope.source))  # audited clean: may be published
     return report
 
 
-HELD = "audit/clever/held.json"  # partitions a pre-publish audit found leaking
+def held_key(source: str) -> str:
+    """Partitions a pre-publish audit found leaking, per source (under ``_system``)."""
+    return f"audit/{source}/held.json"
 
 
-def _held(lake: Lake) -> dict[str, list[str]]:
+def _held(lake: Lake, source: str) -> dict[str, list[str]]:
     """Partitions held back by an earlier run's pre-publish audit finding."""
-    if not lake.exists(Zone.SYSTEM, HELD):
+    key = held_key(source)
+    if not lake.exists(Zone.SYSTEM, key):
         return {}
-    data = lake.read_json(Zone.SYSTEM, HELD)
+    data = lake.read_json(Zone.SYSTEM, key)
     return {str(t): [str(v) for v in parts] for t, parts in data.items()}

@@ -1,8 +1,11 @@
 """PII audit: is any raw identifier readable outside the protected zone?
 
 Collects every raw identifier present in stage1np and scans everything an analyst or a
-BI tool can read. The identifiers are the values of the fields the configs pseudonymize
-or mask: for Clever the CSV columns each spec hashes (``sis_id``/``staff_id``,
+BI tool can read. Each source in :mod:`edulake.sources.registry` collects its own
+identifiers (``Source.raw_ids``); ``edulake audit`` loops over all of them, and every
+run's audit before publishing (:func:`audit_run`, one :class:`AuditScope` per run) uses
+its source's. The identifiers are the values of the fields the configs pseudonymize
+or mask, and of every field named like an identifier: for Clever the CSV columns each spec hashes (``sis_id``/``staff_id``,
 ``clever_user_id``); for LibInsight the record fields each dataset config hashes (e.g.
 ``_entered_by``, a staff member's name) in the raw JSON pages. What is scanned:
 
@@ -60,7 +63,7 @@ from edulake.core.csvproc import compression_of
 from edulake.core.lake import TMP_DIR, Lake, Zone
 from edulake.privacy.identifiers import is_identifier, is_identifier_name
 from edulake.sources.libinsight.config import DatasetConfig, load_dataset_config
-from edulake.specs import PiiOp, TableSpec, load_spec
+from edulake.specs import PiiOp, TableSpec
 
 MIN_ID_LEN = 4
 # What splits tokens (the complement of _TOKEN), for RE2 over text: non-ASCII included.
@@ -71,10 +74,6 @@ _WORD = rb"A-Za-z0-9_\x80-\xff"
 # Ops whose values must never leave the protected zone (DROP is left out: see
 # raw_identifiers; KEEP values are published on purpose).
 PROTECTED_OPS = frozenset({PiiOp.HASH, PiiOp.HASH_NO_LOOKUP, PiiOp.MASK})
-# Which bundled specs describe each source's stage1np files (folder -> table).
-SOURCES: dict[str, dict[str, str]] = {
-    "clever": {"daily-participation": "daily_participation", "resource-usage": "resource_usage"},
-}
 
 
 @dataclass(frozen=True)
@@ -383,51 +382,45 @@ def _hidden_payloads(data: bytes, depth: int = 2) -> list[bytes]:
     return out
 
 
-def raw_identifiers(lake: Lake, dataset_configs: Iterable[DatasetConfig] = ()) -> set[str]:
+def raw_identifiers(
+    lake: Lake, dataset_configs: Iterable[DatasetConfig] = (), sources: Iterable[str] | None = None
+) -> set[str]:
     """Every non-blank raw value of a pseudonymized or masked field in stage1np.
 
-    CSVs (Clever, or any other ``.csv`` landed): the values of the columns the spec
-    protects and of every column named like an identifier, and the header cells that
-    are not column names (see :func:`_ids_in_csv`). LibInsight: the
-    hashed or masked fields of the records of every landed page, read with the configs
-    that apply to its dataset (see :func:`libinsight_configs`); ``dataset_configs`` adds
-    configs that are not bundled (a YAML path given to the flow).
+    Each registered source (:mod:`edulake.sources.registry`) collects its own: Clever the
+    values of the columns its specs protect and of every column named like an
+    identifier, and the header cells that are not column names (see :func:`_ids_in_csv`);
+    LibInsight the hashed or masked fields of the records of every landed page, read
+    with the configs that apply to its dataset (see :func:`libinsight_configs`), and any
+    field named like an identifier that no config keeps. ``dataset_configs`` adds
+    LibInsight configs that are not bundled (a YAML path given to the flow). Any other
+    ``.csv`` in stage1np (a folder no source claims) is read by its header names alone.
+    ``sources`` limits this to the named sources (and leaves unclaimed folders out).
 
     Dropped fields are not collected: ``op: drop`` says a field is not needed, not that
     it is personal (the reference desk drops ``walkins`` and ``scans``, small counts that
     occur legitimately everywhere); a personal field is configured ``hash`` or ``mask``.
     """
+    from edulake.sources import registry
+
     ids: set[str] = set()
-    specs: dict[tuple[str, str], TableSpec] = {}
-    for obj in lake.list(Zone.STAGE1NP):
-        ids |= stage1np_csv_ids(lake, obj.key, specs)
-    ids |= _libinsight_ids(lake, libinsight_configs(lake, dataset_configs))
+    chosen = [registry.get(n) for n in sources] if sources is not None else registry.registered()
+    for source in chosen:
+        ids |= source.raw_ids(lake, None, list(dataset_configs))
+    if sources is None:
+        claimed = {s.name for s in registry.registered()}
+        for obj in lake.list(Zone.STAGE1NP):
+            if obj.key.split("/", 1)[0] not in claimed:
+                ids |= stage1np_csv_ids(lake, obj.key)
     return ids
 
 
-def stage1np_csv_ids(
-    lake: Lake, key: str, specs: dict[tuple[str, str], TableSpec] | None = None
-) -> set[str]:
-    """The raw identifiers of one stage1np file if it is a CSV (see :func:`_ids_in_csv`).
-
-    Files of a known source folder are read with its spec (its protected columns, its
-    column order for a headerless file); any other ``.csv`` (``.csv.gz``) file is read
-    by its header names alone.
-    """
-    parts = key.split("/")
-    if parts[0] == LIBINSIGHT:
-        return set()  # JSON pages: _libinsight_ids
-    folders = SOURCES.get(parts[0])
-    table = folders.get(parts[1]) if folders and len(parts) > 1 else None
-    if table is None and not key.lower().endswith((".csv", ".csv.gz")):
+def stage1np_csv_ids(lake: Lake, key: str, spec: TableSpec | None = None) -> set[str]:
+    """The raw identifiers of one stage1np file if it is a CSV (see :func:`_ids_in_csv`),
+    read with ``spec`` (its protected columns, its column order for a headerless file),
+    or by its header names alone."""
+    if spec is None and not key.lower().endswith((".csv", ".csv.gz")):
         return set()
-    spec = None
-    if table:
-        if specs is None:
-            specs = {}
-        if (parts[0], table) not in specs:
-            specs[(parts[0], table)] = load_spec(parts[0], table)
-        spec = specs[(parts[0], table)]
     return _ids_in_csv(lake.read_bytes(Zone.STAGE1NP, key), spec)
 
 
@@ -472,13 +465,18 @@ def libinsight_configs(
     return out
 
 
-def _libinsight_ids(lake: Lake, configs: dict[int | None, list[DatasetConfig]]) -> set[str]:
+def libinsight_ids(
+    lake: Lake, configs: dict[int | None, list[DatasetConfig]], keys: Iterable[str] | None = None
+) -> set[str]:
+    """The raw identifiers of LibInsight's landed pages (``keys``; None: every page)."""
     out: set[str] = set()
     labels_of: dict[int, set[str]] = {}  # dataset id -> labels of its protected fields
     kept_labels: dict[int, set[str]] = {}  # dataset id -> other configured labels
-    for obj in lake.list(Zone.STAGE1NP, LIBINSIGHT):
+    if keys is None:
+        keys = [o.key for o in lake.list(Zone.STAGE1NP, LIBINSIGHT)]
+    for key in keys:
         # libinsight/dataset-<id>/landed=<day>/<from>_<to>/page-00001.json (see its store)
-        m = _PAGE.match(obj.key)
+        m = _PAGE.match(key)
         if m is None:
             continue
         dataset = int(m.group(1))
@@ -495,7 +493,7 @@ def _libinsight_ids(lake: Lake, configs: dict[int | None, list[DatasetConfig]]) 
             dataset,
             {f.label for cfg in configs.get(dataset, configs[None]) for f in cfg.fields} - labels,
         )
-        for rec in _page_records(lake.read_bytes(Zone.STAGE1NP, obj.key)):
+        for rec in _page_records(lake.read_bytes(Zone.STAGE1NP, key)):
             # Configured protected fields, and any field named like an identifier that no
             # config lists (a renamed `Entered By`: held back now, a column in older lakes).
             named = {k for k in rec.keys() - kept if is_identifier(k)}
@@ -666,13 +664,16 @@ def audit(
     dataset_configs: Iterable[DatasetConfig] = (),
     blobs: Iterable[tuple[str, bytes]] = (),
     min_cell: int | None = None,
+    sources: Iterable[str] | None = None,
 ) -> AuditReport:
     """Scan everything readable outside the protected zones for stage1np identifiers.
 
     ``texts`` are logs, Prefect state messages, artifacts and events; ``blobs`` are files
-    that may hide text in encoded payloads (Prefect's result storage).
+    that may hide text in encoded payloads (Prefect's result storage). The identifiers
+    are every registered source's (``sources``: only those named; see
+    :func:`raw_identifiers`).
     """
-    auditor = Auditor(raw_identifiers(lake, dataset_configs), min_cell)
+    auditor = Auditor(raw_identifiers(lake, dataset_configs, sources), min_cell)
     separate_np = lake.protected is not lake.main
     skip = {Zone.STAGE1NP.value, TMP_DIR}
     if not separate_np:
@@ -720,75 +721,80 @@ def audit(
 _COUNT = re.compile(r"(?<![A-Za-z0-9_.-])\d+(?![A-Za-z0-9_-])")
 
 
-def audit_run(
-    lake: Lake,
-    files: Iterable[Any],
-    changed: dict[str, list[str]],
-    texts: Iterable[tuple[str, str]] = (),
-) -> AuditReport:
-    """The scoped audit of one Clever run, before it publishes (cheap: its own files).
+@dataclass
+class AuditScope:
+    """What one run of a registered source wrote, for its audit before publishing.
 
-    ``files`` are the run's per-file results (``name``, ``sha256``, ``status``,
-    ``error``). Identifiers: those of the stage1np versions processed (see
-    :func:`stage1np_csv_ids`) plus every raw value of the stage2np lookups. Scanned: the
-    stage2p files of the ``changed`` partitions, the processed records of these files,
-    the per-file statuses and errors (what logs, artifacts and the run's state message
-    will carry), and ``texts``.
+    ``changed``: table -> partition values (the stage2p files to scan). ``inputs``: the
+    stage1np keys the run read (their identifiers are collected by the source);
+    ``versions``: landed file versions (name, sha256) the source resolves to more. Scanned
+    besides the stage2p files: ``system_keys`` (records in ``_system``), ``exports``
+    (files in the exports zone), ``results`` (per-file messages that logs, artifacts and
+    the state message will carry; numbers in them are counts and positions, masked) and
+    ``texts``. The source's builder (``Source.scope``) fills it from the run's result.
     """
-    from edulake.core.landing import Ledger
-    from edulake.privacy.lookup import lookup_key, read_lookup
-    from edulake.sources.clever.names import parse_report_name
-    from edulake.sources.clever.process import SOURCE, processed_key
 
-    files = list(files)
-    latest = Ledger(lake, SOURCE).latest()
-    specs = {t: load_spec(SOURCE, t) for t in SOURCES[SOURCE].values()}
+    source: str
+    changed: dict[str, list[str]]
+    inputs: list[str] = field(default_factory=list)
+    versions: list[tuple[str, str]] = field(default_factory=list)
+    results: list[tuple[str, str]] = field(default_factory=list)
+    system_keys: list[str] = field(default_factory=list)
+    exports: list[str] = field(default_factory=list)
+    texts: list[tuple[str, str]] = field(default_factory=list)
+
+
+def audit_run(lake: Lake, scope: AuditScope) -> AuditReport:
+    """The scoped audit of one run, before it publishes (cheap: its own files).
+
+    The same for every registered source. Identifiers: those of the stage1np ``inputs``
+    and of the stage1np files behind each stage2p file scanned (``Source.inputs_of``: a
+    partition a failed run left unpublished), collected by the source
+    (``Source.raw_ids``), plus every raw value of the source's stage2np lookups (every
+    identity ever hashed, whatever a config says now). Scanned: the stage2p files of the
+    ``changed`` partitions (values, metadata, footer) and the rest of the scope.
+    """
+    from edulake.privacy.lookup import lookup_key, read_lookup
+    from edulake.sources import registry
+
+    source = registry.get(scope.source)
+    specs = {s.name: s for s in source.specs(lake)}
     parquet: list[str] = []
-    for table, parts in changed.items():
-        table_spec = specs.get(table)
-        column = (table_spec.partition_by if table_spec else None) or "date"
+    for table, parts in scope.changed.items():
+        spec = specs.get(table)
+        part_col = spec.partition_column if spec else None
+        column = part_col.name if part_col else "date"
         for part in parts:
-            objs = lake.list(Zone.STAGE2P, f"{SOURCE}/{table}/{column}={part}")
+            objs = lake.list(Zone.STAGE2P, f"{source.name}/{table}/{column}={part}")
             parquet += [o.key for o in objs if o.key.endswith(".parquet")]
-    texts = list(texts)
-    if not (parquet or files or texts):
+    if not (parquet or scope.results or scope.texts or scope.exports or scope.system_keys):
         return AuditReport()  # nothing new: nothing to read the identifiers for
-    # The stage1np versions behind what is scanned: this run's files, and the source
-    # files of every stage2p file scanned (a partition a failed run left unpublished).
-    sources = {(f.name, f.sha256) for f in files}
-    by_stem = {parse_report_name(name).stem: entry for name, entry in latest.items()}
-    for key in parquet:
-        entry = by_stem.get(key.rsplit("/", 1)[-1][: -len(".parquet")])
-        if entry is not None:
-            sources.add((entry.name, entry.sha256))
-    ids: set[str] = set()
-    cache: dict[tuple[str, str], TableSpec] = {}
-    for name, sha in sorted(sources):
-        entry = latest.get(name)
-        if entry is not None and entry.sha256 == sha:
-            ids |= stage1np_csv_ids(lake, entry.path, cache)
-    for spec in specs.values():
-        for c in spec.lookup_columns:
-            if lake.exists(Zone.STAGE2NP, lookup_key(SOURCE, c.name)):
-                values = read_lookup(lake, SOURCE, c.name)["value"]
-                ids.update(v for v in pc.unique(values).to_pylist() if v)
+    inputs = sorted(set(scope.inputs) | set(source.inputs_of(lake, parquet, scope.versions)))
+    ids = source.raw_ids(lake, inputs, [])
+    for column in source.lookup_columns(lake):
+        if lake.exists(Zone.STAGE2NP, lookup_key(source.name, column)):
+            values = read_lookup(lake, source.name, column)["value"]
+            ids.update(v for v in pc.unique(values).to_pylist() if v)
     auditor = Auditor(ids)
     for key in parquet:
         auditor.report.count("parquet files")
         # the footer, not every compressed page: the values are read decoded above
         auditor.scan_parquet(key, lake.read_bytes(Zone.STAGE2P, key), raw_bytes=False)
-    for f in files:
-        key = processed_key(f.name, f.sha256)
+    for key in scope.system_keys:
         if lake.exists(Zone.SYSTEM, key):
-            auditor.report.count("processed records")
+            auditor.report.count("system records")
             auditor.scan_bytes(f"_system/{key}", lake.read_bytes(Zone.SYSTEM, key))
+    for key in scope.exports:
+        if lake.exists(Zone.EXPORTS, key):
+            auditor.report.count("exports")
+            auditor.scan_bytes(f"exports/{key}", lake.read_bytes(Zone.EXPORTS, key))
+    for location, text in scope.results:
         auditor.report.count("file results")
         # Numbers in these messages are counts, positions and offsets (they are built by
         # edulake.privacy.scrub's rules, which never quote a cell that is a number): masked,
         # so "3 of 1001 rows" is not taken for the sis_id 1001 and cannot block a publish.
-        text = _COUNT.sub("#", f"{f.status}: {f.error or ''}")
-        auditor.scan_text(f"result of {f.name}", text)
-    for location, text in texts:
+        auditor.scan_text(location, _COUNT.sub("#", text))
+    for location, text in scope.texts:
         auditor.report.count("logs and artifacts")
         auditor.scan_text(location, text)
     return auditor.report

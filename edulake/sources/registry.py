@@ -2,9 +2,12 @@
 
 One entry per source: its name (the ``source`` of its specs, its lake folders and its key
 record), its table specs (from which the hashed and lookup columns follow), the catalog
-tables it publishes, and its ``forget`` hook. Erasure (:mod:`edulake.privacy.forget`),
-its verification and the republish after it take what they need from here, so no
-maintenance code imports one source's modules to serve another.
+tables it publishes, its ``forget`` hook, and what the PII audit needs: ``raw_ids``
+(the raw identifiers of its stage1np files) and ``inputs_of`` (the stage1np files behind
+stage2p files). Erasure (:mod:`edulake.privacy.forget`), its verification, the republish
+after it and the audit (:mod:`edulake.privacy.audit`: ``edulake audit`` and every run's
+audit before publishing) take what they need from here, so no privacy or maintenance
+code imports one source's modules to serve another.
 
 - ``clever``: the two report specs (``daily_participation``, ``resource_usage``).
 - ``libinsight``: the spec of every table with month files in the lake, from the record
@@ -15,14 +18,18 @@ maintenance code imports one source's modules to serve another.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from edulake.catalog import CatalogTable
 from edulake.core.lake import Lake
 from edulake.privacy.forget import ForgetResult, forget
 from edulake.privacy.pseudonym import Pseudonymizer
 from edulake.specs import TableSpec
+
+if TYPE_CHECKING:
+    from edulake.privacy.audit import AuditScope
 
 
 class UnknownTableError(RuntimeError):
@@ -37,6 +44,10 @@ class Source:
     specs: Callable[[Lake], list[TableSpec]]
     catalog_tables: Callable[[Lake, str], list[CatalogTable]]  # (lake, key id)
     forget: Callable[[Lake, list[str], Pseudonymizer], ForgetResult]
+    # (lake, stage1np keys or None for all of the source's, extra configs) -> raw ids
+    raw_ids: Callable[[Lake, list[str] | None, Sequence[Any]], set[str]]
+    # (lake, stage2p keys, landed versions (name, sha256)) -> the stage1np keys behind them
+    inputs_of: Callable[[Lake, list[str], Sequence[tuple[str, str]]], list[str]]
     views_for: str | None = None  # the views folder published with the tables
 
     def hashed_columns(self, lake: Lake) -> list[str]:
@@ -63,6 +74,60 @@ def _clever_catalog_tables(lake: Lake, key_id: str) -> list[CatalogTable]:
 
 def _clever_forget(lake: Lake, raw_ids: list[str], pseudonymizer: Pseudonymizer) -> ForgetResult:
     return forget(lake, "clever", raw_ids, pseudonymizer, _clever_specs(lake))
+
+
+def _clever_raw_ids(lake: Lake, keys: list[str] | None, _extra: Sequence[Any] = ()) -> set[str]:
+    """Identifier columns and stray header cells of Clever's stage1np CSVs (see
+    :func:`edulake.privacy.audit.stage1np_csv_ids`), each read with its report's spec."""
+    from edulake.core.lake import Zone
+    from edulake.privacy.audit import stage1np_csv_ids
+    from edulake.sources.clever.names import REPORTS
+
+    specs = {t.name: t for t in _clever_specs(lake)}
+    if keys is None:
+        keys = [o.key for o in lake.list(Zone.STAGE1NP, "clever")]
+    out: set[str] = set()
+    for key in keys:
+        parts = key.split("/")
+        table = REPORTS.get(parts[1]) if len(parts) > 2 else None
+        out |= stage1np_csv_ids(lake, key, specs.get(table) if table else None)
+    return out
+
+
+def _clever_inputs_of(
+    lake: Lake, stage2p_keys: list[str], versions: Sequence[tuple[str, str]] = ()
+) -> list[str]:
+    """The landed files behind stage2p files (``<unit>.parquet`` is named after the
+    source file's stem: the ledger's newest version of it) and behind ``versions``
+    ((name, sha256) of landed files; a version no longer the newest is left out)."""
+    from edulake.core.landing import Ledger
+    from edulake.sources.clever.names import parse_report_name
+
+    latest = Ledger(lake, "clever").latest()
+    out = [e.path for n, sha in versions if (e := latest.get(n)) is not None and e.sha256 == sha]
+    by_stem = {parse_report_name(n).stem: e for n, e in latest.items()}
+    for key in stage2p_keys:
+        entry = by_stem.get(key.rsplit("/", 1)[-1].removesuffix(".parquet"))
+        if entry is not None:
+            out.append(entry.path)
+    return out
+
+
+def clever_scope(files: Iterable[Any], changed: dict[str, list[str]]) -> AuditScope:
+    """The audit scope of a Clever run: ``files`` are its per-file results (``name``,
+    ``sha256``, ``status``, ``error``): the landed versions processed are its inputs, their
+    processed records and messages are scanned with the ``changed`` partitions."""
+    from edulake.privacy.audit import AuditScope
+    from edulake.sources.clever.process import processed_key
+
+    files = list(files)
+    return AuditScope(
+        "clever",
+        changed,
+        versions=[(f.name, f.sha256) for f in files],
+        results=[(f"result of {f.name}", f"{f.status}: {f.error or ''}") for f in files],
+        system_keys=[processed_key(f.name, f.sha256) for f in files],
+    )
 
 
 # -- libinsight --------------------------------------------------------------------------
@@ -117,9 +182,54 @@ def _libinsight_forget(
     return result
 
 
+def _libinsight_raw_ids(lake: Lake, keys: list[str] | None, extra: Sequence[Any] = ()) -> set[str]:
+    """Protected fields (and unlisted identifier-named ones) of the landed raw pages."""
+    from edulake.privacy.audit import libinsight_configs, libinsight_ids
+
+    return libinsight_ids(lake, libinsight_configs(lake, extra), keys)
+
+
+def _libinsight_inputs_of(
+    _lake: Lake, _stage2p_keys: list[str], _versions: Sequence[tuple[str, str]] = ()
+) -> list[str]:
+    """A month file is made from every page ever fetched for its month: not traced. The
+    audit still has the run's own pages and every identity in the lookups."""
+    return []
+
+
+def libinsight_scope(
+    table: str, months: Iterable[str], pages: Iterable[str], export_key: str | None
+) -> AuditScope:
+    """The audit scope of a LibInsight run: the month files it rewrote, the raw pages
+    it read (``pages``: stage1np keys) and its CSV export."""
+    from edulake.privacy.audit import AuditScope
+
+    return AuditScope(
+        "libinsight",
+        {table: sorted(months)},
+        inputs=sorted(pages),
+        exports=[export_key] if export_key else [],
+    )
+
+
 _SOURCES = (
-    Source("clever", _clever_specs, _clever_catalog_tables, _clever_forget, views_for="clever"),
-    Source("libinsight", _libinsight_specs, _libinsight_catalog_tables, _libinsight_forget),
+    Source(
+        "clever",
+        _clever_specs,
+        _clever_catalog_tables,
+        _clever_forget,
+        raw_ids=_clever_raw_ids,
+        inputs_of=_clever_inputs_of,
+        views_for="clever",
+    ),
+    Source(
+        "libinsight",
+        _libinsight_specs,
+        _libinsight_catalog_tables,
+        _libinsight_forget,
+        raw_ids=_libinsight_raw_ids,
+        inputs_of=_libinsight_inputs_of,
+    ),
 )
 
 

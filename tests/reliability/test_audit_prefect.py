@@ -19,6 +19,7 @@ from edulake.cli import main
 from edulake.core.lake import Lake, Zone
 from edulake.privacy.audit import audit_run, raw_identifiers
 from edulake.privacy.identifiers import IDENTIFIER_PATTERNS, is_identifier_name
+from edulake.sources.registry import clever_scope
 from edulake.specs import PiiOp
 
 from ..clever.helpers import DP_HEADER, write
@@ -68,16 +69,18 @@ def test_ids_come_from_headers_and_identifier_columns_not_only_from_the_specs(
     run(lake, src, pseudonymizer)
     # any other CSV landed in stage1np: identifier-named columns, whatever they are
     lake.write_bytes(Zone.STAGE1NP, "other/roster.csv", b"email,grade\nana@example.org,5\n")
-    import edulake.privacy.audit as audit_mod
-    from edulake.specs import load_spec
+    import edulake.sources.registry as registry_mod
 
-    def forgetful(source, table):  # a spec that no longer says sis_id is personal
-        spec = load_spec(source, table)
-        for c in spec.columns:
-            c.op = PiiOp.KEEP
-        return spec
+    real = registry_mod._clever_specs
 
-    monkeypatch.setattr(audit_mod, "load_spec", forgetful)
+    def forgetful(lake):  # specs that no longer say sis_id is personal
+        specs = [s.model_copy(deep=True) for s in real(lake)]
+        for spec in specs:
+            for c in spec.columns:
+                c.op = PiiOp.KEEP
+        return specs
+
+    monkeypatch.setattr(registry_mod, "_clever_specs", forgetful)
     ids = raw_identifiers(lake)
     assert {"LEAKSIS0002", "LEAK-UUID-0002"} <= ids  # header cells
     assert {"1001", "c001"} <= ids  # identifier-named columns (no spec says hash)
@@ -210,7 +213,7 @@ def test_the_scoped_audit_is_clean_on_a_clean_run(glued_lake, tmp_path, pseudony
         src, DP.replace("01-03", "01-05"), DP_HEADER + "\n" + GOOD.replace("01-03", "01-05") + "\n"
     )
     _, _, processed = run(glued_lake, src, pseudonymizer)
-    report = audit_run(glued_lake, processed.files, processed.changed)
+    report = audit_run(glued_lake, clever_scope(processed.files, processed.changed))
     assert report.findings == []
     assert report.scanned["parquet files"] == 1 and report.ids_checked >= 2
 
@@ -227,7 +230,7 @@ def test_the_scoped_audit_reads_the_run_messages_but_not_their_counts(glued_lake
         return SimpleNamespace(name=name, sha256=entry.sha256, status="failed", error=error)
 
     counts = result("3 of 1001 rows (0.3%) failed validation; column 9 (unrecognised, 11 chars)")
-    assert audit_run(glued_lake, [counts], {}).findings == []
+    assert audit_run(glued_lake, clever_scope([counts], {})).findings == []
     leak = result("unknown columns: LEAKSIS0002")
-    (finding,) = audit_run(glued_lake, [leak], {}).findings
+    (finding,) = audit_run(glued_lake, clever_scope([leak], {})).findings
     assert finding.location == f"result of {name}" and "LEAKSIS0002" not in str(finding)
