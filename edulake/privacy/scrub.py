@@ -163,11 +163,21 @@ def safe_message(exc: BaseException) -> str:
     A :class:`DataError` or a type marked safe keeps its message. Anything else becomes
     ``<type>`` or ``<type>: <label>``, the label being the start of the message up to
     the first colon when it is only letters and spaces (``ArrowInvalid: CSV parse
-    error``); the rest of the message, where data would be, is dropped.
+    error``); the rest of the message, where data would be, is dropped. A pydantic
+    ``ValidationError`` (a config or settings model) names the fields that failed, never
+    the input values.
     """
     if is_safe(exc):
         return str(exc)
     name = type(exc).__name__
+    errors = getattr(exc, "errors", None)
+    if name == "ValidationError" and callable(errors):
+        try:
+            locs = sorted({".".join(str(p) for p in e.get("loc", ())) or "?" for e in errors()})
+        except Exception:  # not pydantic's: the generic rule below
+            locs = []
+        if locs:
+            return f"{name}: invalid field(s) {', '.join(locs)}"
     m = _LABEL.match(str(exc).strip())
     label = m.group(1).strip() if m else ""
     return f"{name}: {label}" if label and label != name else name

@@ -223,3 +223,14 @@ def test_a_scrubbed_transient_error_is_still_retried():
     assert state.is_failed() and calls == ["deterministic"]  # not retried
     exc = state.result(raise_on_failure=False)
     assert str(exc) == "ValueError" and exc.type_name == "ValueError"
+
+
+def test_a_validation_error_names_its_fields_not_their_values():
+    from pydantic import BaseModel, ValidationError
+
+    class Config(BaseModel):
+        dataset_id: int
+
+    with pytest.raises(ValidationError) as raised:
+        Config(dataset_id="LEAKSIS0001")
+    assert safe_message(raised.value) == "ValidationError: invalid field(s) dataset_id"
