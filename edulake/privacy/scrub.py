@@ -74,15 +74,23 @@ class ScrubbedError(RuntimeError):
     """An exception whose message was withheld: only its type and a label remain.
 
     ``type_name`` is the original exception's class name, ``type_names`` the qualified
-    names of its classes (the CLI classifies by them)."""
+    names of its classes (the CLI classifies by them), ``causes`` the qualified class
+    names of its cause/context chain, outermost first (names only, for debugging)."""
 
-    def __init__(self, message: str, type_name: str = "", type_names: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        message: str,
+        type_name: str = "",
+        type_names: tuple[str, ...] = (),
+        causes: tuple[str, ...] = (),
+    ):
         super().__init__(message)
         self.type_name = type_name or type(self).__name__
         self.type_names = tuple(type_names)
+        self.causes = tuple(causes)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (str(self), self.type_name, self.type_names))
+        return (type(self), (str(self), self.type_name, self.type_names, self.causes))
 
 
 class ScrubbedTransientError(ScrubbedError, TransientError):
@@ -195,17 +203,16 @@ def safe_traceback(exc: BaseException) -> str:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _chain_has_deterministic(exc: BaseException) -> bool:
-    seen: set[int] = set()
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what caused it, as Python prints it (cause, else context)."""
+    out: list[BaseException] = []
     current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if classify(current) is False:
-            return True
+    while current is not None and all(current is not e for e in out):
+        out.append(current)
         current = current.__cause__ or (
             None if current.__suppress_context__ else current.__context__
         )
-    return False
+    return out
 
 
 def scrub(exc: BaseException, _seen: set[int] | None = None) -> BaseException:
@@ -226,14 +233,16 @@ def scrub(exc: BaseException, _seen: set[int] | None = None) -> BaseException:
         if exc.__context__ is not None:
             exc.__context__ = scrub(exc.__context__, seen)
         return exc
+    chain = _chain(exc)
     kind: type[ScrubbedError]
-    if _chain_has_deterministic(exc):
+    if any(classify(e) is False for e in chain):
         kind = ScrubbedDeterministicError
     elif is_transient(exc):
         kind = ScrubbedTransientError
     else:
         kind = ScrubbedError
-    out = kind(safe_message(exc), type(exc).__name__, _qualified_names(exc))
+    causes = tuple(_qualified_names(e)[0] for e in chain[1:])
+    out = kind(safe_message(exc), type(exc).__name__, _qualified_names(exc), causes)
     out.__suppress_context__ = True
     return out.with_traceback(exc.__traceback__)
 

@@ -126,6 +126,7 @@ def test_scrub_keeps_what_the_retry_condition_decides_on():
         except ValueError as inner:
             raise ConnectionError("reset") from inner
     assert not is_transient(outer.value) and not is_transient(scrub(outer.value))
+    assert scrub(outer.value).causes == ("builtins.ValueError",)
 
 
 def test_a_safe_error_keeps_its_message_and_loses_the_data_in_its_chain():
