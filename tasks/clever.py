@@ -13,6 +13,7 @@ from edulake.connectors.files import FileSource, FolderSource
 from edulake.core.lake import Lake, StorageUnavailableError
 from edulake.core.landing import LandingResult, Ledger, SourceFile, summarize
 from edulake.core.lease import LeaseError
+from edulake.core.settings import ConfigError
 from edulake.privacy.keys import KeyRotationInProgress
 from edulake.privacy.lookup import KeyMismatchError
 from edulake.privacy.pseudonym import MissingKeyError, Pseudonymizer, PseudonymKey
@@ -47,7 +48,7 @@ def open_source(
         return src
     if source == "folder":
         if not source_path:
-            raise ValueError(
+            raise ConfigError(
                 "source='folder' needs source_path: a folder laid out like Clever's SFTP"
             )
         return FolderSource(source_path)
@@ -55,7 +56,7 @@ def open_source(
         from edulake.connectors.blocks import open_sftp_source  # type: ignore[attr-defined,unused-ignore]
 
         return open_sftp_source(sftp_block)  # type: ignore[no-any-return,unused-ignore]
-    raise ValueError(f"unknown source {source!r}: use testdata, folder or sftp")
+    raise ConfigError(f"unknown source {source!r}: use testdata, folder or sftp")
 
 
 @edulake_task(

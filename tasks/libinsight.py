@@ -13,6 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from edulake.core.lake import Lake, Zone
+from edulake.core.settings import ConfigError
 from edulake.privacy.keys import ensure_key
 from edulake.privacy.pseudonym import Pseudonymizer, PseudonymKey
 from edulake.sources.libinsight.api import LibInsightClient
@@ -67,7 +68,7 @@ def open_client(
 ) -> LibInsightClient:
     """An authenticated client; the secret goes from the block into the client, nowhere else."""
     if not client_id:
-        raise ValueError("client_id is required (LibInsight: Manage API Authentication)")
+        raise ConfigError("client_id is required (LibInsight: Manage API Authentication)")
     return LibInsightClient(
         base_url,
         client_id,

@@ -20,6 +20,7 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from edulake.connectors.sftp import SftpError, SftpSettings, SftpSource, fetch_host_key
+from edulake.core.settings import ConfigError
 
 
 class SftpServer(Block):
@@ -104,7 +105,7 @@ def open_sftp_source(block_name: str, *, connect: bool = True) -> SftpSource:
     try:
         block = SftpServer.load(block_name, _sync=True)  # type: ignore[call-arg]
     except ValueError as exc:
-        raise ValueError(
+        raise ConfigError(
             f"no SftpServer block named {block_name!r}: create one (docs/sftp.md) or pass "
             "the right name as the flow's sftp_block parameter"
         ) from exc
