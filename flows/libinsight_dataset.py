@@ -103,6 +103,7 @@ def libinsight_dataset(
                     rps=requests_per_second,
                     on_page=lander,
                     on_restart=lander.reset,
+                    progress_key="libinsight-paging-progress",
                 )
                 pages[str(window)] = lander.pages
                 checks["duplicate_ids"] += stats.duplicate_ids
