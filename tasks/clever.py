@@ -14,6 +14,7 @@ from edulake.connectors.files import FileSource, FolderSource
 from edulake.core.lake import Lake, StorageUnavailableError
 from edulake.core.landing import LandingResult, Ledger, SourceFile, summarize
 from edulake.core.lease import LeaseError
+from edulake.demo.clever_testdata import TestDataOptions
 from edulake.privacy.keys import KeyRotationInProgress
 from edulake.privacy.lookup import KeyMismatchError
 from edulake.privacy.pseudonym import MissingKeyError, Pseudonymizer, PseudonymKey
@@ -45,13 +46,12 @@ def open_source(
     source: str,
     source_path: str | None,
     sftp_block: str,
-    testdata: dict[str, Any] | None = None,
+    testdata: TestDataOptions | dict[str, Any] | None = None,
 ) -> FileSource:
     """The Clever source named by the flow's ``source`` parameter."""
     if source == "testdata":
-        from edulake.demo.clever_testdata import TestDataSource
-
-        src: FileSource = TestDataSource(**(testdata or {}))
+        options = TestDataOptions.model_validate(testdata or {})
+        src: FileSource = options.source()
         return src
     if source == "folder":
         if not source_path:
