@@ -413,8 +413,10 @@ def count_lines(
         f"- processing: {len(files):,} file(s); {sum(f.rows_written for f in files):,} rows "
         f"written, {sum(f.rows_quarantined for f in files):,} quarantined"
         + (f"; {read_again} file(s) read again row by row" if read_again else ""),
-        "- partitions changed: " + count_words({t: len(p) for t, p in processed.changed.items()}),
-        "- identities in the protected lookups: " + count_words(processed.lookups),
+        "- partitions changed: "
+        + count_words({f"in {t}": len(p) for t, p in processed.changed.items()}),
+        "- identities in the protected lookups: "
+        + count_words({f"by {c}": n for c, n in processed.lookups.items()}),
     ]
     if published:
         lines.append(f"- tables published: {len(published)}")

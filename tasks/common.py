@@ -273,10 +273,10 @@ def count_words(counts: Mapping[str, int], words: Mapping[str, str] | None = Non
     """``18 landed, 2 already landed``: counts in words (largest first), never a dict repr.
 
     ``words`` names each key for people (``{"unchanged": "already landed"}``); a key
-    without a word has its dashes and underscores turned into spaces."""
+    without a word is shown as it is (a table or column name)."""
     words = words or {}
     parts = [
-        f"{n:,} {words.get(k, k.replace('_', ' ').replace('-', ' '))}"
+        f"{n:,} {words.get(k, k)}"
         for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         if n
     ]
