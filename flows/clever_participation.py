@@ -46,7 +46,7 @@ def clever_participation(
     report_from: dt.date | None = None,
     report_to: dt.date | None = None,
     demo: bool = False,
-    hmac_key_block: str = "edulake-hmac-key",
+    hmac_key_block: str | None = "edulake-hmac-key",
     aws_credentials_block: str | None = None,
     catalog: CatalogKind | None = None,
     max_concurrent_downloads: int = 4,
@@ -75,7 +75,8 @@ def clever_participation(
         demo: allow the public demo key when no key is configured (test data only; refused
             for real sources).
         hmac_key_block: name of the Secret (or AwsSecret) block holding the
-            pseudonymization key; without it, EDULAKE_HMAC_KEY.
+            pseudonymization key; empty (null), or no such block: EDULAKE_HMAC_KEY, else
+            the demo key when demo is true.
         aws_credentials_block: name of a prefect-aws AwsCredentials block for an s3://
             lake or the Glue catalog; empty: settings or the AWS default chain.
         catalog: where tables are published: duckdb (embedded) or glue (Athena); empty:

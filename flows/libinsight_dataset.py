@@ -49,7 +49,7 @@ def libinsight_dataset(
     np_root: str | None = None,
     catalog: CatalogKind | None = None,
     demo: bool = False,
-    hmac_key_block: str = "edulake-hmac-key",
+    hmac_key_block: str | None = "edulake-hmac-key",
     aws_credentials_block: str | None = None,
 ) -> dict[str, Any]:
     """Fetch a LibInsight custom dataset's records, land them raw, publish a typed table.
@@ -83,7 +83,8 @@ def libinsight_dataset(
         demo: allow the public demo key when no key is configured (the bundled stand-in
             server only).
         hmac_key_block: name of the Secret (or AwsSecret) block holding the
-            pseudonymization key; without it, EDULAKE_HMAC_KEY.
+            pseudonymization key; empty (null), or no such block: EDULAKE_HMAC_KEY, else
+            the demo key when demo is true.
         aws_credentials_block: name of a prefect-aws AwsCredentials block for an s3:// lake
             or the Glue catalog; empty: settings or the AWS default chain.
     """
