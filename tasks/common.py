@@ -18,6 +18,7 @@ from uuid import UUID
 from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.blocks.system import Secret
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import MissingContextError
 
 from edulake.catalog import Catalog, open_catalog
@@ -297,7 +298,8 @@ class Progress:
     Updates are throttled: one when ``min_interval`` seconds have passed since the last
     and the share moved, or when the work is done, so a thousand files do not make a
     thousand API calls. Callable from worker threads. Progress is for people watching:
-    a failed update is logged and never fails the work.
+    a failed update is logged and never fails the work, and outside a flow or task run
+    (a plain function call) nothing is sent.
     """
 
     def __init__(
@@ -319,6 +321,8 @@ class Progress:
         self._sent_at = clock()
         self.updates = 0  # how many updates reached the API (tests, reports)
         self.artifact_id: UUID | None = None
+        if FlowRunContext.get() is None and TaskRunContext.get() is None:
+            return  # a plain call (tests, the benchmark): nobody watches, no API to tell
         try:
             self.artifact_id = create_progress_artifact(  # type: ignore[assignment]
                 progress=self.percent, key=key, description=self._text()

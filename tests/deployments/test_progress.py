@@ -75,3 +75,10 @@ def test_a_total_learnt_late_starts_at_zero_and_finish_is_100() -> None:
 
     first, middle, last = work()
     assert (first, middle, last) == (0.0, 50.0, 100.0)
+
+
+def test_outside_a_run_nothing_is_sent() -> None:
+    bar = Progress("test-progress-plain", 2, "files done", min_interval=0.0)
+    bar.advance(2)
+    bar.finish()
+    assert bar.artifact_id is None and bar.updates == 0 and bar.percent == 100.0
