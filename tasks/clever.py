@@ -410,7 +410,7 @@ def count_lines(
         f"- files offered: {len(discovery.reports):,}"
         + (f" ({len(discovery.ignored):,} other names ignored)" if discovery.ignored else ""),
         f"- landing: {count_words(summarize(landed), LANDING_WORDS)}",
-        f"- processing: {len(files):,} file(s); {sum(f.rows_written for f in files):,} rows "
+        f"- files processed: {len(files):,}; {sum(f.rows_written for f in files):,} rows "
         f"written, {sum(f.rows_quarantined for f in files):,} quarantined"
         + (f"; {read_again} file(s) read again row by row" if read_again else ""),
         "- partitions changed: "
