@@ -6,12 +6,14 @@ extract is written to the lake's exports zone (``exports/athena/<name>.csv``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from edulake.catalog.athena import Format, Mode, list_queries
 from edulake.core.settings import CatalogKind
 from tasks.athena import create_athena_views, make_runner, report_athena_run, run_athena_query
 from tasks.common import edulake_flow, validate_run
+
+SourceName = Literal["clever", "libinsight"]
 
 
 @edulake_flow(name="athena-query")
@@ -19,7 +21,7 @@ def athena_query(
     query_names: list[str] | None = None,
     mode: Mode = "select",
     fmt: Format = "csv",
-    views_for: list[str] | None = None,
+    views_for: list[SourceName] | None = None,
     aws_credentials_block: str | None = None,
     workgroup: str | None = None,
     output_location: str | None = None,
@@ -37,10 +39,16 @@ def athena_query(
         fmt: parquet or csv, for unload and ctas.
         views_for: sources whose Athena views to (re)create first, e.g. ["clever"].
         aws_credentials_block: prefect-aws AwsCredentials block (default: AWS chain).
-        workgroup / output_location / database_prefix: override EDULAKE_CATALOG__*.
+        workgroup: the Athena workgroup; empty: EDULAKE_CATALOG__ATHENA_WORKGROUP.
+        output_location: the s3:// results location; empty:
+            EDULAKE_CATALOG__ATHENA_OUTPUT_LOCATION.
+        database_prefix: prefix of the Glue database names; empty:
+            EDULAKE_CATALOG__GLUE_DATABASE_PREFIX.
         catalog: duckdb (run on the DuckDB catalog, results to <lake>/exports/athena/) or
             glue (Athena); default: EDULAKE_CATALOG__KIND.
-        lake_root / np_root: the lake (duckdb only), overriding EDULAKE_LAKE__*.
+        lake_root: the lake's root (duckdb only); empty: EDULAKE_LAKE__ROOT.
+        np_root: the root of the protected zones (duckdb only); empty:
+            EDULAKE_LAKE__NP_ROOT.
         table: for per-table queries (the Tableau extract: one LibInsight table per
             dataset), the table, or the ``edulake.table.<db>.<table>`` resource id the
             trigger passes; the result is named ``<query>-<table>``.

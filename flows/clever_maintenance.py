@@ -25,6 +25,20 @@ def clever_rotate_key(
 
     First store the new key in the Secret block (or EDULAKE_HMAC_KEY); ordinary runs then
     refuse to start until this flow has finished. If it is interrupted, run it again.
+
+    Args:
+        lake_root: the lake's root (a folder or s3://bucket/prefix); empty:
+            EDULAKE_LAKE__ROOT.
+        np_root: the root of the protected zones (identity lookups, quarantine); empty:
+            EDULAKE_LAKE__NP_ROOT, else <lake_root>-protected for a local lake.
+        hmac_key_block: name of the Secret (or AwsSecret) block holding the new
+            pseudonymization key; without it, EDULAKE_HMAC_KEY.
+        aws_credentials_block: name of a prefect-aws AwsCredentials block for an s3:// lake
+            or the Glue catalog; empty: settings or the AWS default chain.
+        catalog: the catalog to republish: duckdb (embedded) or glue (Athena); empty:
+            EDULAKE_CATALOG__KIND.
+        max_quarantine_share: a file fails above this share of bad rows while it is
+            reprocessed; empty: EDULAKE_MAX_QUARANTINE_SHARE.
     """
     validate_run(
         lake_root=lake_root,

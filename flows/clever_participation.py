@@ -7,6 +7,7 @@ from typing import Any
 
 from edulake.core.faults import pausepoint
 from edulake.core.settings import CatalogKind, SourceKind, get_settings
+from edulake.demo.clever_testdata import TestDataOptions
 from edulake.privacy.keys import demo_refusal
 from edulake.sources import registry
 from edulake.sources.clever import pipeline
@@ -44,7 +45,7 @@ def clever_participation(
     report_from: dt.date | None = None,
     report_to: dt.date | None = None,
     demo: bool = False,
-    hmac_key_block: str = "edulake-hmac-key",
+    hmac_key_block: str | None = "edulake-hmac-key",
     aws_credentials_block: str | None = None,
     catalog: CatalogKind | None = None,
     max_concurrent_downloads: int = 4,
@@ -53,30 +54,44 @@ def clever_participation(
     fail_report_age_days: int | None = None,
     skip_files: list[str] | None = None,
     skip_reason: str | None = None,
-    testdata: dict[str, Any] | None = None,
+    testdata: TestDataOptions | None = None,
 ) -> dict[str, Any]:
     """Land Clever reports, pseudonymize them and publish them for BI tools.
 
     Args:
-        source: testdata (bundled generator), folder, or sftp (Clever's SFTP server).
-        source_path: the folder, for source=folder.
-        sftp_block: name of the SftpServer block, for source=sftp.
-        lake_root / np_root: override EDULAKE_LAKE__ROOT / EDULAKE_LAKE__NP_ROOT.
-        report_from / report_to: only report dates in this range (inclusive).
-        demo: allow the public demo key when no key is configured (test data only).
-        hmac_key_block: Secret block holding the pseudonymization key.
-        aws_credentials_block: prefect-aws AwsCredentials block for an s3:// lake.
-        catalog: duckdb or glue (default: EDULAKE_CATALOG__KIND).
+        source: where the reports come from: sftp (Clever's SFTP server, production),
+            folder (a folder laid out like it) or testdata (the bundled generator, demo).
+        source_path: the folder, for source=folder (unused otherwise).
+        sftp_block: name of the SftpServer block (host, user, key, pinned host key), for
+            source=sftp.
+        lake_root: the lake's root (a folder or s3://bucket/prefix); empty:
+            EDULAKE_LAKE__ROOT.
+        np_root: the root of the protected zones (identity lookups, quarantine), ideally
+            another bucket; empty: EDULAKE_LAKE__NP_ROOT, else <lake_root>-protected for
+            a local lake (an s3:// lake then shares its root, with a warning).
+        report_from: the first report date to take (inclusive); empty: no lower bound.
+        report_to: the last report date to take (inclusive); empty: no upper bound.
+        demo: allow the public demo key when no key is configured (test data only; refused
+            for real sources).
+        hmac_key_block: name of the Secret (or AwsSecret) block holding the
+            pseudonymization key; empty (null), or no such block: EDULAKE_HMAC_KEY, else
+            the demo key when demo is true.
+        aws_credentials_block: name of a prefect-aws AwsCredentials block for an s3://
+            lake or the Glue catalog; empty: settings or the AWS default chain.
+        catalog: where tables are published: duckdb (embedded) or glue (Athena); empty:
+            EDULAKE_CATALOG__KIND.
         max_concurrent_downloads: parallel transfers when many files are due.
-        max_quarantine_share: a file fails above this share of bad rows.
-        max_report_age_days: warn, and emit edulake.source.stale, when the newest report
-            on the server is older (not checked for source=testdata, whose dates are fixed).
-        fail_report_age_days: fail the run when it is older than this (default:
-            EDULAKE_FAIL_REPORT_AGE_DAYS, 7), after everything else is committed.
-        skip_files: report files (``FILE`` or ``FILE@<sha256 prefix>``) whose newest
-            version is acknowledged as bad: recorded as skipped by decision, not processed.
-        skip_reason: why (required with skip_files; kept with the decision).
-        testdata: generator parameters for source=testdata (days, students, ...).
+        max_quarantine_share: a file fails (nothing of it written) above this share of bad
+            rows, e.g. 0.01; empty: EDULAKE_MAX_QUARANTINE_SHARE.
+        max_report_age_days: warn, and emit edulake.source.stale, when the newest report on
+            the server is older than this (not checked for testdata, whose dates are fixed).
+        fail_report_age_days: fail the run when the newest report is older than this, after
+            everything else is committed; empty: EDULAKE_FAIL_REPORT_AGE_DAYS (7).
+        skip_files: report files (FILE or FILE@<sha256 prefix>) whose newest version is
+            acknowledged as bad: recorded as skipped by decision, not processed.
+        skip_reason: why those files are skipped (required with skip_files; kept with the
+            decision).
+        testdata: the generator's options, for source=testdata (days, students, seed, ...).
     """
     validate_run(
         lake_root=lake_root,

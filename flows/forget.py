@@ -23,11 +23,25 @@ def forget_flow(
 ) -> dict[str, Any]:
     """Forget the people whose raw ids are listed in ``ids_file`` (one a line).
 
-    ``source``: ``clever`` (sis_id, staff_id, clever_user_id) or ``libinsight`` (staff
-    names as recorded in ``_entered_by``), per :mod:`edulake.sources.registry`.
-
     The ids are read from a file (on the protected side) and never passed as parameters,
     so they never reach Prefect's database, logs or artifacts; only counts are reported.
+
+    Args:
+        ids_file: path or s3:// URL of the file listing the raw ids, one a line (keep it
+            on the protected side).
+        lake_root: the lake's root (a folder or s3://bucket/prefix); empty:
+            EDULAKE_LAKE__ROOT.
+        np_root: the root of the protected zones (identity lookups, quarantine); empty:
+            EDULAKE_LAKE__NP_ROOT, else <lake_root>-protected for a local lake.
+        demo: the lake was made with the public demo key (test data only).
+        hmac_key_block: name of the Secret (or AwsSecret) block holding the
+            pseudonymization key; without it, EDULAKE_HMAC_KEY.
+        aws_credentials_block: name of a prefect-aws AwsCredentials block for an s3:// lake
+            or the Glue catalog; empty: settings or the AWS default chain.
+        catalog: the catalog to republish: duckdb (embedded) or glue (Athena); empty:
+            EDULAKE_CATALOG__KIND.
+        source: whose people: clever (sis_id, staff_id, clever_user_id) or libinsight
+            (staff names as recorded in _entered_by), per edulake.sources.registry.
     """
     validate_run(
         lake_root=lake_root,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Any
 
 from edulake.catalog import CatalogTable
 from edulake.core.settings import CatalogKind
 from edulake.privacy.keys import demo_refusal
 from edulake.sources import registry
+from edulake.sources.libinsight.auth import AuthMode
 from edulake.sources.libinsight.config import load_dataset_config
 from edulake.sources.libinsight.store import LandedPage
 from tasks.audit import audit_before_publish
@@ -36,7 +37,7 @@ def libinsight_dataset(
     request_id: int | None = None,
     client_id: str = "",
     client_secret_block: str | None = "edulake-libinsight-secret",  # noqa: S107 - a block name
-    auth_mode: Literal["form", "basic"] = "form",
+    auth_mode: AuthMode = "form",
     dataset_config: str = "reference_desk",
     from_date: dt.date | None = None,
     to_date: dt.date | None = None,
@@ -48,26 +49,44 @@ def libinsight_dataset(
     np_root: str | None = None,
     catalog: CatalogKind | None = None,
     demo: bool = False,
-    hmac_key_block: str = "edulake-hmac-key",
+    hmac_key_block: str | None = "edulake-hmac-key",
     aws_credentials_block: str | None = None,
 ) -> dict[str, Any]:
     """Fetch a LibInsight custom dataset's records, land them raw, publish a typed table.
 
     Args:
-        base_url: the instance, e.g. https://yourlib.libinsight.com.
-        dataset_id: the custom dataset's id; request_id: only for setups that need it.
-        client_id: API client id; the secret comes from the ``client_secret_block`` Secret
-            block (or EDULAKE_LIBINSIGHT_CLIENT_SECRET), never from a parameter.
-        auth_mode: send the client credentials as form fields or HTTP Basic.
-        dataset_config: bundled config name (reference_desk) or a YAML path. The table is
-            the dataset's own: ``<config name>_<dataset_id>``, or the config's name when
-            the config is bound to this dataset (``dataset_id:``; another id is refused).
-        from_date / to_date: a backfill range; default: watermark - lookback_days .. yesterday.
-            A to_date after yesterday is capped at yesterday.
-        stale_after_days: no record for this many days -> an ``edulake.source.stale`` event.
-        concurrency / requests_per_second: politeness towards the API.
-        lake_root / np_root / catalog / aws_credentials_block: where it goes.
-        demo / hmac_key_block: pseudonymization key (demo: the public demo key).
+        base_url: the LibInsight instance, e.g. https://yourlib.libinsight.com.
+        dataset_id: the custom dataset's id (Admin > Widgets & APIs).
+        request_id: the data grid's request id, only for setups that need one.
+        client_id: the API client id (Manage API Authentication); its secret comes from
+            the client_secret_block Secret block, never from a parameter.
+        client_secret_block: name of the Secret block holding the client secret; without
+            it, EDULAKE_LIBINSIGHT_CLIENT_SECRET.
+        auth_mode: how the client credentials are sent for a token: form (fields in the
+            body) or basic (HTTP Basic authentication).
+        dataset_config: a bundled config name (reference_desk, instruction_log) or a YAML
+            path. The table is the dataset's own: <config name>_<dataset_id>, or the
+            config's name when the config is bound to this dataset (dataset_id: in it).
+        from_date: first day of a backfill; empty: the watermark minus lookback_days.
+        to_date: last day of a backfill; empty, or after yesterday: yesterday.
+        lookback_days: days before the watermark fetched again by an incremental run
+            (records edited late).
+        stale_after_days: no record for this many days emits edulake.source.stale.
+        concurrency: pages fetched at once.
+        requests_per_second: a cap on requests per second; empty: no cap.
+        lake_root: the lake's root (a folder or s3://bucket/prefix); empty:
+            EDULAKE_LAKE__ROOT.
+        np_root: the root of the protected zones; empty: EDULAKE_LAKE__NP_ROOT, else
+            <lake_root>-protected for a local lake.
+        catalog: where the table is published: duckdb (embedded) or glue (Athena); empty:
+            EDULAKE_CATALOG__KIND.
+        demo: allow the public demo key when no key is configured (the bundled stand-in
+            server only).
+        hmac_key_block: name of the Secret (or AwsSecret) block holding the
+            pseudonymization key; empty (null), or no such block: EDULAKE_HMAC_KEY, else
+            the demo key when demo is true.
+        aws_credentials_block: name of a prefect-aws AwsCredentials block for an s3:// lake
+            or the Glue catalog; empty: settings or the AWS default chain.
     """
     validate_run(
         lake_root=lake_root,
@@ -103,6 +122,7 @@ def libinsight_dataset(
                     rps=requests_per_second,
                     on_page=lander,
                     on_restart=lander.reset,
+                    progress_key="libinsight-paging-progress",
                 )
                 pages[str(window)] = lander.pages
                 checks["duplicate_ids"] += stats.duplicate_ids

@@ -14,6 +14,7 @@ from edulake.core.lake import Lake, StorageUnavailableError
 from edulake.core.landing import LandingResult, Ledger, SourceFile, summarize
 from edulake.core.lease import LeaseError
 from edulake.core.settings import ConfigError
+from edulake.demo.clever_testdata import TestDataOptions
 from edulake.privacy.keys import KeyRotationInProgress
 from edulake.privacy.lookup import KeyMismatchError
 from edulake.privacy.pseudonym import MissingKeyError, Pseudonymizer, PseudonymKey
@@ -22,8 +23,16 @@ from edulake.sources.clever import decisions, pipeline
 from edulake.sources.clever.decisions import SkipDecision
 from edulake.sources.clever.freshness import CleverFreshness, check_reports
 from edulake.sources.clever.names import FOLDERS, ReportName, parse_report_name
-from edulake.sources.clever.process import SOURCE
-from tasks.common import edulake_task, explain_storage_errors, logger, retry_if_transient
+from edulake.sources.clever.process import SOURCE, FileResult
+from tasks.common import (
+    Progress,
+    count_words,
+    edulake_task,
+    explain_storage_errors,
+    logger,
+    retry_if_transient,
+    top_reasons,
+)
 from tasks.events import emit_source_stale
 
 # Messages built by edulake from key ids, lake names and settings only: shown as is.
@@ -38,13 +47,12 @@ def open_source(
     source: str,
     source_path: str | None,
     sftp_block: str,
-    testdata: dict[str, Any] | None = None,
+    testdata: TestDataOptions | dict[str, Any] | None = None,
 ) -> FileSource:
     """The Clever source named by the flow's ``source`` parameter."""
     if source == "testdata":
-        from edulake.demo.clever_testdata import TestDataSource
-
-        src: FileSource = TestDataSource(**(testdata or {}))
+        options = TestDataOptions.model_validate(testdata or {})
+        src: FileSource = options.source()
         return src
     if source == "folder":
         if not source_path:
@@ -110,10 +118,12 @@ def land_files(
     """Land every report file the ledger does not hold yet (already landed ones are skipped)."""
     log = logger()
     done = 0
+    bar = Progress("clever-landing-progress", len(reports), "Clever files looked at for landing")
 
     def progress(r: LandingResult) -> None:
         nonlocal done
         done += 1
+        bar.advance()
         if r.landed:
             log.info(
                 "[%d/%d] landed %s (%s bytes, %s)", done, len(reports), r.name, r.size, r.outcome
@@ -127,7 +137,8 @@ def land_files(
         flow_run_id=flow_run.get_id(),
         on_done=progress,
     )
-    log.info("landing: %s", summarize(results) or "nothing offered")
+    bar.finish()
+    log.info("landing: %s", count_words(summarize(results), LANDING_WORDS))
     return results
 
 
@@ -220,10 +231,12 @@ def pseudonymize_reports(
     entries = pipeline.pending(lake, report_from, report_to)
     log.info("%d landed file versions to process", len(entries))
     done = 0
+    bar = Progress("clever-processing-progress", len(entries), "Clever files pseudonymized")
 
     def progress(r: Any) -> None:
         nonlocal done
         done += 1
+        bar.advance()
         log.info(
             "[%d/%d] %s: %s, %d rows written, %d quarantined%s",
             done,
@@ -242,6 +255,7 @@ def pseudonymize_reports(
         max_quarantine_share=max_quarantine_share,
         on_done=progress,
     )
+    bar.finish()
     for col, rows in result.lookups.items():
         log.info("stage2np lookup %s: %d identities", col, rows)
     return result
@@ -277,6 +291,140 @@ def run_status(
     return "ok", "OK"
 
 
+# Landing outcomes and processing statuses in words (the run report's tables and lines).
+LANDING_WORDS = {
+    "vanished": "vanished before it was landed",
+    "landed": "landed",
+    "new-version": "landed (a new version)",
+    "same-content": "already landed (same content)",
+    "unchanged": "already landed (unchanged)",
+}
+STATUS_WORDS = {
+    "processed": "ok",
+    "empty": "ok (empty file)",
+    "header-mismatch": "FAILED: the header does not match the report",
+    "not-a-report": "FAILED: not a Clever report",
+    "too-many-bad-rows": "FAILED: too many bad rows",
+    "error": "FAILED: error",
+}
+HOW_READ = {
+    "fast": "all at once",
+    "exact": "again, row by row (some rows were malformed)",
+}
+
+
+def _landing_order(r: LandingResult) -> int:
+    """Problems first (vanished), then what this run landed, then what it already had."""
+    return list(LANDING_WORDS).index(r.outcome) if r.outcome in LANDING_WORDS else 0
+
+
+def _processing_order(f: FileResult) -> tuple[int, int, str]:
+    """Failed files first, then files with quarantined rows (most first), then the rest."""
+    failed = f.status not in ("processed", "empty")
+    return (0 if failed else 1 if f.rows_quarantined else 2, -f.rows_quarantined, f.name)
+
+
+def landing_rows(landed: list[LandingResult]) -> list[dict[str, Any]]:
+    """The landing table: what happened to each offered file, problems first."""
+    return [
+        {
+            "file": r.name,
+            "outcome": LANDING_WORDS.get(r.outcome, r.outcome),
+            "bytes": r.size,
+            "stored as (stage1np)": r.entry.path if r.entry else "",
+        }
+        for r in sorted(landed, key=lambda r: (_landing_order(r), r.name))
+    ] or [{"file": "(none offered)", "outcome": "", "bytes": 0, "stored as (stage1np)": ""}]
+
+
+def processing_rows(files: list[FileResult]) -> list[dict[str, Any]]:
+    """The processing table: problem files first, the useful columns first."""
+    return [
+        {
+            "file": f.name,
+            "status": STATUS_WORDS.get(f.status, f.status),
+            "rows quarantined": f.rows_quarantined,
+            "quarantine file (protected)": f.quarantine_file or "",
+            "error": f.error or "",
+            "why quarantined": top_reasons(f.quarantine_reasons) if f.quarantine_reasons else "",
+            "rows read": f.rows_read,
+            "rows written": f.rows_written,
+            "table": f.table,
+            "partitions": len(f.partitions),
+            "read": HOW_READ.get(f.mode, f.mode),
+        }
+        for f in sorted(files, key=_processing_order)
+    ] or [{"file": "(nothing to process)"}]
+
+
+def problem_lines(
+    discovery: pipeline.Discovery,
+    landed: list[LandingResult],
+    processed: pipeline.ProcessingResult,
+    freshness: CleverFreshness | None,
+    skipped: list[SkipDecision],
+) -> list[str]:
+    """The report's problems, worst first: failed, quarantined, skipped, stale, the rest."""
+    lines = [f"- **FAILED** `{f.name}`: {f.error}" for f in processed.failed]
+    quarantined = sorted(
+        (f for f in processed.files if f.rows_quarantined), key=lambda f: -f.rows_quarantined
+    )
+    for f in quarantined:
+        kept = "" if f in processed.failed else " (the rest of the file was written)"
+        why = f"; why: {top_reasons(f.quarantine_reasons)}" if f.quarantine_reasons else ""
+        lines.append(
+            f"- **QUARANTINED** {f.rows_quarantined:,} of {f.rows_read:,} rows of `{f.name}`"
+            f"{kept}, in `{f.quarantine_file}` (protected zone){why}"
+        )
+    lines += [f"- skipped by decision: {d.line()}" for d in skipped]
+    if freshness:
+        lines += [
+            f"- **WARNING** {w}" for r in freshness.reports.values() for w in r.warning_lines()
+        ]
+    vanished = [r.name for r in landed if r.outcome == "vanished"]
+    if vanished:
+        lines.append(
+            f"- **WARNING** {len(vanished)} file(s) vanished from the source before they were "
+            "landed"
+        )
+    misplaced = discovery.misplaced_message()
+    if misplaced:
+        lines.append(f"- **WARNING** {misplaced}")
+    if discovery.missing_folders:
+        folders = ", ".join(f"{f}/" for f in discovery.missing_folders)
+        lines.append(f"- **WARNING** the source has no {folders} folder")
+    return lines
+
+
+def count_lines(
+    discovery: pipeline.Discovery,
+    landed: list[LandingResult],
+    processed: pipeline.ProcessingResult,
+    published: list[dict[str, object]],
+    freshness: CleverFreshness | None,
+) -> list[str]:
+    """The report's counts, in words."""
+    files = processed.files
+    read_again = sum(1 for f in files if f.mode == "exact")
+    lines = [
+        f"- files offered: {len(discovery.reports):,}"
+        + (f" ({len(discovery.ignored):,} other names ignored)" if discovery.ignored else ""),
+        f"- landing: {count_words(summarize(landed), LANDING_WORDS)}",
+        f"- files processed: {len(files):,}; {sum(f.rows_written for f in files):,} rows "
+        f"written, {sum(f.rows_quarantined for f in files):,} quarantined"
+        + (f"; {read_again} file(s) read again row by row" if read_again else ""),
+        "- partitions changed: "
+        + count_words({f"in {t}": len(p) for t, p in processed.changed.items()}),
+        "- identities in the protected lookups: "
+        + count_words({f"by {c}": n for c, n in processed.lookups.items()}),
+    ]
+    if published:
+        lines.append(f"- tables published: {len(published)}")
+    if freshness:
+        lines += [f"- {r.status_line()}" for r in freshness.reports.values()]
+    return lines
+
+
 def report_run(
     discovery: pipeline.Discovery,
     landed: list[LandingResult],
@@ -288,44 +436,21 @@ def report_run(
 ) -> dict[str, Any]:
     """Leave the run's report as Prefect artifacts and return its summary.
 
-    The summary's first line says how the run ends (OK / WARNING / FAILED) and why:
-    a stale source or a failed file is never hidden below the counts.
+    The summary's first line says how the run ends (OK / WARNING / FAILED) and why; then
+    the problems (failed, quarantined, skipped, stale), then the counts, in words: a
+    stale source or a failed file is never hidden below the counts.
     """
     skipped = skipped or []
     status, headline = run_status(discovery, processed, freshness, skipped)
     create_table_artifact(
         key="clever-landing",
-        table=[
-            {
-                "file": r.name,
-                "outcome": r.outcome,
-                "bytes": r.size,
-                "stage1np": r.entry.path if r.entry else None,
-            }
-            for r in landed
-        ]
-        or [{"file": "(none offered)", "outcome": "", "bytes": 0, "stage1np": ""}],
-        description="Clever files landed or skipped in this run.",
+        table=landing_rows(landed),
+        description="Clever files landed or skipped in this run (problems first).",
     )
     create_table_artifact(
         key="clever-processing",
-        table=[
-            {
-                "file": f.name,
-                "table": f.table,
-                "status": f.status,
-                "mode": f.mode,
-                "rows_read": f.rows_read,
-                "rows_written": f.rows_written,
-                "rows_quarantined": f.rows_quarantined,
-                "partitions": len(f.partitions),
-                "quarantine_file": f.quarantine_file,
-                "error": f.error,
-            }
-            for f in processed.files
-        ]
-        or [{"file": "(nothing to process)"}],
-        description="Rows read, written and quarantined per landed file.",
+        table=processing_rows(processed.files),
+        description="Per landed file: problems first; rows quarantined, where, and why.",
     )
     if published:
         create_table_artifact(
@@ -341,6 +466,7 @@ def report_run(
         "partitions_changed": {t: len(p) for t, p in processed.changed.items()},
         "lookups": processed.lookups,
         "failed_files": [f.name for f in processed.failed],
+        "quarantine_files": [f.quarantine_file for f in processed.files if f.quarantine_file],
         "skipped_files": [
             {"file": d.name, "sha256": d.sha256, "by": d.by, "at": d.at, "reason": d.reason}
             for d in skipped
@@ -351,29 +477,13 @@ def report_run(
         "demo": demo,
         "freshness": freshness.as_dict() if freshness else None,
     }
-    lines = [
-        f"# Clever participation run: {headline}",
-        "",
-        "**DEMO MODE: demo key, not for real student data.**" if demo else "",
-        f"- files offered: {summary['offered']} (ignored: {summary['ignored']})",
-        f"- landing: {summary['landing']}",
-        f"- files processed: {summary['files_processed']}; rows written "
-        f"{summary['rows_written']}, quarantined {summary['rows_quarantined']}",
-        f"- partitions changed: {summary['partitions_changed']}",
-        f"- identities in stage2np lookups: {summary['lookups']}",
-    ]
-    if freshness:
-        lines.append(freshness.markdown())
-    misplaced = discovery.misplaced_message()
-    if misplaced:
-        lines.append(f"- **WARNING** {misplaced}")
-    for f in processed.failed:
-        lines.append(f"- **FAILED** `{f.name}`: {f.error}")
-    for d in skipped:
-        lines.append(f"- skipped by decision: {d.line()}")
+    problems = problem_lines(discovery, landed, processed, freshness, skipped)
+    lines = [f"# Clever participation run: {headline}", ""]
+    if demo:
+        lines += ["**DEMO MODE: demo key, not for real student data.**", ""]
+    lines += ["## Problems", *(problems or ["- none"]), "", "## Counts"]
+    lines += count_lines(discovery, landed, processed, published, freshness)
     create_markdown_artifact(
-        key="clever-summary",
-        markdown="\n".join(line for i, line in enumerate(lines) if line or i == 1),
-        description="Clever run summary.",
+        key="clever-summary", markdown="\n".join(lines), description="Clever run summary."
     )
     return summary

@@ -11,12 +11,17 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
+import time
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
+from uuid import UUID
 
 from prefect import Flow, Task, flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.blocks.system import Secret
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import MissingContextError
 
 from edulake.catalog import Catalog, open_catalog
@@ -297,3 +302,119 @@ def _check_aws_credentials(block: str | None, settings: Settings, kind: str) -> 
             "and EDULAKE_S3__SECRET_ACCESS_KEY, pass aws_credentials_block, or give the worker "
             "a role (AWS default chain)"
         )
+
+
+# -- run reports: words, not reprs ---------------------------------------------------------
+
+
+def count_words(counts: Mapping[str, int], words: Mapping[str, str] | None = None) -> str:
+    """``18 landed, 2 already landed``: counts in words (largest first), never a dict repr.
+
+    ``words`` names each key for people (``{"unchanged": "already landed"}``); a key
+    without a word is shown as it is (a table or column name)."""
+    words = words or {}
+    parts = [
+        f"{n:,} {words.get(k, k)}"
+        for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        if n
+    ]
+    return ", ".join(parts) or "none"
+
+
+def top_reasons(reasons: Mapping[str, int], limit: int = 3) -> str:
+    """``x: not a valid date (12), expected 9 fields, got 8 (1)``: the commonest first."""
+    ranked = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+    text = ", ".join(f"{reason} ({n:,})" for reason, n in ranked[:limit])
+    more = len(ranked) - limit
+    return text + (f" and {more} other reason(s)" if more > 0 else "")
+
+
+class Progress:
+    """A progress artifact for long work, updated as the work advances.
+
+    Updates are throttled: one when ``min_interval`` seconds have passed since the last
+    and the share moved, or when the work is done, so a thousand files do not make a
+    thousand API calls. Callable from worker threads. Progress is for people watching:
+    a failed update is logged and never fails the work, and outside a flow or task run
+    (a plain function call) nothing is sent.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        total: int,
+        description: str,
+        *,
+        min_interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.key, self.total, self.description = key, total, description
+        self.done = 0
+        self._finished = False
+        self.min_interval = min_interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._sent = -1.0
+        self._sent_at = clock()
+        self.updates = 0  # how many updates reached the API (tests, reports)
+        self.artifact_id: UUID | None = None
+        if FlowRunContext.get() is None and TaskRunContext.get() is None:
+            return  # a plain call (tests, the benchmark): nobody watches, no API to tell
+        try:
+            self.artifact_id = create_progress_artifact(  # type: ignore[assignment]
+                progress=self.percent, key=key, description=self._text()
+            )
+            self._sent = self.percent
+        except Exception as exc:  # progress is for watching: never fail the work
+            logger().warning("progress artifact %s not created (%s)", key, type(exc).__name__)
+
+    @property
+    def percent(self) -> float:
+        """Share done, 0-100; a total not known yet (0) is 0 until :meth:`finish`."""
+        if self._finished:
+            return 100.0
+        return 0.0 if self.total <= 0 else min(100.0, 100.0 * self.done / self.total)
+
+    def _text(self) -> str:
+        return f"{self.description}: {self.done:,} of {self.total:,}"
+
+    def set_total(self, total: int) -> None:
+        """The total learnt late (LibInsight's page count arrives with page 1)."""
+        with self._lock:
+            self.total = total
+        self.advance(0)
+
+    def restart(self) -> None:
+        """The work starts over (a fetch whose pages changed under it)."""
+        with self._lock:
+            self.done = 0
+
+    def advance(self, n: int = 1) -> None:
+        """``n`` more items done; sends an update when it is due."""
+        with self._lock:
+            self.done += n
+            now = self._clock()
+            finished = self.total > 0 and self.done >= self.total
+            due = now - self._sent_at >= self.min_interval
+            if self.percent == self._sent or not (finished or due):
+                return
+            self._send(now)
+
+    def finish(self) -> None:
+        """The work is over (also when fewer items than announced were done)."""
+        with self._lock:
+            self.done = max(self.done, self.total)
+            self._finished = True
+            if self.percent != self._sent:
+                self._send(self._clock())
+
+    def _send(self, now: float) -> None:
+        if self.artifact_id is None:
+            return
+        try:
+            update_progress_artifact(self.artifact_id, self.percent, description=self._text())
+        except Exception as exc:
+            logger().warning("progress artifact %s not updated (%s)", self.key, type(exc).__name__)
+            return
+        self._sent, self._sent_at = self.percent, now
+        self.updates += 1

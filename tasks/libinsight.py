@@ -31,7 +31,7 @@ from edulake.sources.libinsight.store import (
 )
 from edulake.sources.libinsight.windows import Window, plan_range, split_windows
 from edulake.specs import TableSpec
-from tasks.common import edulake_task, logger, retry_if_transient
+from tasks.common import count_words, edulake_task, logger, retry_if_transient, top_reasons
 
 SECRET_ENV = "EDULAKE_LIBINSIGHT_CLIENT_SECRET"  # noqa: S105 - the variable's name, not a secret
 
@@ -289,9 +289,9 @@ def process_pages(
             log.warning("schema drift: %s: %s (%s)", row["kind"], row["field"], row["detail"])
     if result.quarantine_key:
         log.warning(
-            "%d records not kept are in the protected quarantine zone (%s): %s",
+            "%d bad records (not kept) are in the protected quarantine zone (why: %s): %s",
             result.quarantined,
-            "; ".join(f"{k}: {v}" for k, v in result.drift.dropped_rows.items()),
+            top_reasons(result.drift.dropped_rows),
             result.quarantine_key,
         )
     if result.suppressed:
@@ -448,25 +448,96 @@ def report_run(
         "export": processed.export_key if processed else None,
         "published": published,
     }
+    lines = summary_lines(dataset_id, table, plan, fetch, processed, watermark_after, staleness)
+    create_markdown_artifact("\n".join(lines), key="libinsight-summary", description="Run summary")
+    return summary
+
+
+def problem_lines(
+    fetch: dict[str, Any], processed: ProcessResult | None, staleness: Staleness | None
+) -> list[str]:
+    """The report's problems, worst first: stale, bad records, held fields, drift, paging."""
     lines = []
     if staleness is not None and staleness.stale:
+        lines.append(
+            f"- **STALE** no records for {staleness.days} days (last record "
+            f"{staleness.last_record}, committed through {staleness.through}; threshold "
+            f"{staleness.threshold} days): is the dataset still in use?"
+        )
+    if processed is not None:
+        drift = processed.drift
+        if processed.quarantined:
+            lines.append(
+                f"- **BAD RECORDS** {processed.quarantined:,} record(s) not kept, in "
+                f"`{processed.quarantine_key}` (protected zone); why: "
+                f"{top_reasons(drift.dropped_rows) or 'see the quarantine file'}"
+            )
+        if drift.held_fields:
+            lines.append(
+                "- **HELD BACK** field(s) the config does not classify yet (stage1np only): "
+                + ", ".join(f"{label} ({n:,} records)" for label, n in drift.held_fields.items())
+            )
+        for row in drift.rows():
+            if row["kind"] not in ("held back", "bad records"):
+                lines.append(f"- **SCHEMA DRIFT** {row['kind']}: {row['field']} ({row['detail']})")
+    paging = {
+        "records repeating another page's id": fetch.get("duplicate_ids", 0),
+        "empty pages": fetch.get("empty_pages", 0),
+        "fetches started over (the data changed while fetched)": fetch.get(
+            "fetches_started_over", 0
+        ),
+    }
+    if any(paging.values()):
+        lines.append("- **WARNING** while paging: " + count_words(paging))
+    return lines
+
+
+def summary_lines(
+    dataset_id: int,
+    table: str,
+    plan: RunPlan,
+    fetch: dict[str, Any],
+    processed: ProcessResult | None,
+    watermark_after: dt.date | None,
+    staleness: Staleness | None,
+) -> list[str]:
+    """The run report: a headline, the problems, then the counts, in words."""
+    problems = problem_lines(fetch, processed, staleness)
+    stale = staleness is not None and staleness.stale
+    status = "WARNING" if problems else "OK"
+    lines = []
+    if stale and staleness is not None:
         lines += [
             f"**STALE: dataset {dataset_id} has had no records for {staleness.days} days** "
             f"(last record {staleness.last_record}, through {staleness.through}; threshold "
             f"{staleness.threshold} days)",
             "",
         ]
-    lines += [f"# LibInsight dataset {dataset_id}", ""]
-    lines += [
-        f"- **{k}**: {v}"
-        for k, v in summary.items()
-        if k not in ("drift", "published", "stale", "held_fields")
-    ]
-    if held:
-        lines += ["", "Held back (stage1np only, classify in the config): " + ", ".join(held)]
-    lines += [
-        "",
-        "Drift: " + ("; ".join(f"{r['kind']} {r['field']}" for r in drift_rows) or "none"),
-    ]
-    create_markdown_artifact("\n".join(lines), key="libinsight-summary", description="Run summary")
-    return summary
+    lines += [f"# LibInsight dataset {dataset_id} -> libinsight.{table}: {status}", ""]
+    lines += ["## Problems", *(problems or ["- none"]), "", "## Counts"]
+    if plan.window is None:
+        lines.append(f"- up to date: nothing to fetch (watermark {plan.watermark_before})")
+    else:
+        how = (
+            "a backfill of the dates asked for"
+            if plan.backfill
+            else "new records since the watermark, minus the look-back days"
+        )
+        lines.append(f"- fetched {plan.window} ({how}) in {len(plan.windows)} window(s)")
+    if fetch:
+        lines.append(
+            f"- pages: {fetch.get('pages', 0):,} ({fetch.get('requests', 0):,} requests, "
+            f"{fetch.get('retries', 0):,} retried; {fetch.get('token_fetches', 0)} token "
+            "fetch(es))"
+        )
+    if processed is not None:
+        lines.append(
+            f"- rows written: {processed.rows:,} from {processed.records:,} records, in "
+            f"{len(processed.months)} month file(s)"
+        )
+        lines.append(f"- Tableau export: `{processed.export_key}` ({processed.export_rows:,} rows)")
+        if processed.suppressed:
+            lines.append(f"- left out (forgotten people): {processed.suppressed:,}")
+    before = plan.watermark_before or "none"
+    lines.append(f"- watermark: {before} -> {watermark_after or 'none'}")
+    return lines

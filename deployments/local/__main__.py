@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
-from deployments.local.stack import LOCAL_POOL, LocalStack, StackError
+from deployments.local.stack import LOCAL_POOL, LocalStack, StackError, prefect_executable
 from deployments.project import REPO_ROOT
 
 DEFAULT_HOME = REPO_ROOT / ".prefect" / "local"
@@ -49,13 +50,71 @@ def up(stack: LocalStack) -> None:
         stack.stop()
         raise
     print(stack.prefect("deployment", "ls"))
+    lake_root = Path(stack.extra_env.get("EDULAKE_LAKE__ROOT") or REPO_ROOT / "lake")
     print(
         f"UI: {stack.ui_url}/deployments   (schedules are active; logs in {stack.home})\n"
-        f"Try a run on the bundled test data:\n"
-        f"  PREFECT_API_URL={stack.api_url} prefect deployment run "
-        f"clever-participation/clever-backfill --param source=testdata --param demo=true --watch\n"
-        f"Stop: python -m deployments.local down"
+        f"Try a run on the bundled test data ({key_note(lake_root)}):\n"
+        f"  {suggested_run(stack, lake_root)}\n"
+        f"and a LibInsight run:\n"
+        f"  {suggested_run(stack, lake_root, 'libinsight')}\n"
+        f"Stop: {shown(Path(sys.executable))} -m deployments.local down"
     )
+
+
+def shown(path: Path) -> str:
+    """A path as a user in the checkout types it: relative inside it, absolute outside."""
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def is_demo_lake(lake_root: Path, source: str = "clever") -> bool:
+    """Whether the lake's data of ``source`` was made with the public demo key (`make demo`,
+    `make demo-libinsight`)."""
+    from edulake.core.lake import Lake
+    from edulake.privacy.keys import demo_history
+
+    if not lake_root.is_dir():
+        return False
+    return demo_history(Lake(str(lake_root)), source)
+
+
+def key_note(lake_root: Path) -> str:
+    """Which key the suggested runs use, and why."""
+    if is_demo_lake(lake_root):
+        return f"{lake_root} was made by `make demo`: the run uses the demo key, like the demo"
+    return f"into {lake_root}, pseudonymized with the key in the edulake-hmac-key block"
+
+
+# The runs `up` suggests: deployment, its source's name in the lake, extra parameters.
+SUGGESTED = {
+    "clever": ("clever-participation/clever-backfill", ["source=testdata"]),
+    "libinsight": ("libinsight-dataset/libinsight-weekly", []),
+}
+
+
+def suggested_run(stack: LocalStack, lake_root: Path, source: str = "clever") -> str:
+    """A command `up` prints, ready to paste: the full path to prefect, the API URL, the
+    lake, and the same key handling as ``make demo`` on a lake it made.
+
+    A lake made by `make demo` holds the public demo key, and a lake that held it refuses
+    any other key; so on it the run names no key block (``hmac_key_block=null``) and allows
+    the demo key, exactly as the demo does. On any other lake the run uses the key block
+    `up` created, so the lake takes the scheduled runs' key."""
+    deployment, extra = SUGGESTED[source]
+    argv = [
+        f"PREFECT_API_URL={stack.api_url}",
+        shown(Path(prefect_executable())),
+        "deployment",
+        "run",
+        deployment,
+    ]
+    for param in [*extra, f"lake_root={lake_root}"]:
+        argv += ["--param", param]
+    if is_demo_lake(lake_root, source):
+        argv += ["--param", "demo=true", "--param", "hmac_key_block=null"]
+    return shlex.join([*argv, "--watch"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=["up", "down"])
-    parser.add_argument("--port", type=int, default=4200)
+    parser.add_argument("command", choices=["up", "down"], help="start (up) or stop (down)")
+    parser.add_argument(
+        "--port", type=int, default=4200, help="port of the server and UI on 127.0.0.1 (4200)"
+    )
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME, help="state folder")
     parser.add_argument("--pool", default=LOCAL_POOL, help="process work pool name")
     parser.add_argument(

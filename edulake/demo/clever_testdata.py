@@ -36,6 +36,7 @@ from typing import IO
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field
 
 from edulake.connectors.files import FolderSource
 from edulake.core.landing import SourceFile
@@ -796,6 +797,30 @@ class TestDataParams:
     def cache_key(self) -> str:
         text = f"{self!r}|v{GENERATOR_VERSION}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class TestDataOptions(BaseModel):
+    """The test-data generator's options, as the ``testdata`` flow parameter takes them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    __test__ = False  # a name starting with "Test" is not a pytest class
+
+    days: int = Field(5, ge=1, le=3660, description="Report days to generate, from start.")
+    students: int = Field(2_000, ge=0, description="Students in the generated district.")
+    teachers: int = Field(150, ge=0, description="Teachers in the generated district.")
+    staff: int = Field(40, ge=0, description="Staff in the generated district.")
+    schools: int = Field(12, ge=1, description="Schools the people are spread over.")
+    seed: int = Field(0, description="Random seed: the same seed gives the same files.")
+    start: dt.date = Field(dt.date(2022, 1, 3), description="The first report day.")
+    multi_day_file: bool = Field(
+        False,
+        description="Write every day into one file per report and role (an edge case: "
+        "Clever's files hold one day each).",
+    )
+
+    def source(self, cache_dir: str | None = None) -> TestDataSource:
+        """The generated files served like a Clever folder."""
+        return TestDataSource(**self.model_dump(), cache_dir=cache_dir)
 
 
 class TestDataSource:

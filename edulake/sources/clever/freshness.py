@@ -190,19 +190,28 @@ class FreshnessReport:
         """Why the run fails and what to do (no row data, no identifiers)."""
         return f"{self.failure_reason()} {WHAT_TO_DO}"
 
-    def markdown(self) -> str:
-        """Lines for the run's markdown artifact."""
+    def status_line(self) -> str:
+        """One line for the run report's counts: newest on the server, last landed."""
         newest = (
             f"{self.newest_available} ({self.age_days} days old)"
             if self.newest_available
             else "none"
         )
         prefix = f"{self.report}: " if self.report else ""
-        lines = [
-            f"- {prefix}newest report on the server: {newest}; "
-            f"last landed report date: {self.last_landed or 'none'}"
-        ]
-        lines += [f"- **WARNING** {prefix}{w}" for w in self.warnings]
+        return (
+            f"{prefix}newest report on the server {newest}; "
+            f"last landed report date {self.last_landed or 'none'}"
+        )
+
+    def warning_lines(self) -> list[str]:
+        """The warnings, each naming its report (missing days as ranges, never day by day)."""
+        prefix = f"{self.report}: " if self.report else ""
+        return [f"{prefix}{w}" for w in self.warnings]
+
+    def markdown(self) -> str:
+        """Lines for the run's markdown artifact."""
+        lines = [f"- {self.status_line()}"]
+        lines += [f"- **WARNING** {w}" for w in self.warning_lines()]
         return "\n".join(lines)
 
 

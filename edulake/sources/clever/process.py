@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -78,6 +79,8 @@ class FileResult:
     partitions: dict[str, int] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
     quarantine_file: str | None = None
+    # why rows were quarantined -> how many: column names and checks, never a value
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     mode: str = "fast"
     compression: str | None = None  # gzip: decompressed while read (stage1np keeps it)
@@ -151,6 +154,7 @@ def process_file(
     result.rows_read = result.rows_written + result.rows_quarantined + result.rows_suppressed
     if rejected:
         result.quarantine_file = _write_quarantine(lake, entry, spec, rejected)
+        result.quarantine_reasons = dict(Counter(rejected.reasons))
     # lines swallowed by an unterminated quote count as lost lines, not as nothing
     lost = result.rows_quarantined + rejected.extra_lines
     total = result.rows_read + rejected.extra_lines

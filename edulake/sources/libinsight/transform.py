@@ -158,7 +158,7 @@ class DriftReport:
             for k, v in self.multi_in_single.items()
         ]
         out += [
-            {"kind": "dropped rows", "field": k, "detail": f"{v} (in the quarantine)"}
+            {"kind": "bad records", "field": k, "detail": f"{v} (in the quarantine)"}
             for k, v in self.dropped_rows.items()
         ]
         if self.duplicate_records:
