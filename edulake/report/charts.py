@@ -9,6 +9,9 @@ day.
 
 from __future__ import annotations
 
+import functools
+import json
+from collections.abc import Callable
 from typing import Any
 
 import altair as alt
@@ -28,10 +31,27 @@ def _spec(chart: alt.TopLevelMixin) -> dict[str, Any]:
     return spec
 
 
+def _cached(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """Specs depend on their arguments only (the data is named, not included): built and
+    validated once per process, a fresh copy per call."""
+    memo: dict[str, str] = {}
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        key = json.dumps([args, kwargs], sort_keys=True)
+        if key not in memo:
+            memo[key] = json.dumps(fn(*args, **kwargs))
+        out: dict[str, Any] = json.loads(memo[key])
+        return out
+
+    return wrapper
+
+
 def _not_null(field: str) -> str:
     return f"isValid(datum['{field}'])"
 
 
+@_cached
 def line_over_time(data: str, x: str, y: str, color: str, title_y: str) -> dict[str, Any]:
     """A line per ``color`` value over days (gaps where a cell was suppressed)."""
     c = (
@@ -49,6 +69,7 @@ def line_over_time(data: str, x: str, y: str, color: str, title_y: str) -> dict[
     return _spec(c)
 
 
+@_cached
 def grouped_bars(data: str, category: str, fields: list[tuple[str, str]]) -> dict[str, Any]:
     """Bars per category, one per measure (``fields``: column, label)."""
     c = (
@@ -76,6 +97,7 @@ def grouped_bars(data: str, category: str, fields: list[tuple[str, str]]) -> dic
     return _spec(c)
 
 
+@_cached
 def bars(
     data: str,
     category: str,
@@ -109,6 +131,7 @@ def bars(
     return _spec(c)
 
 
+@_cached
 def faceted_bars(data: str, facet: str, category: str, value: str, order: str) -> dict[str, Any]:
     """One small bar chart per ``facet`` value (top resources per school)."""
     c = (
@@ -127,6 +150,7 @@ def faceted_bars(data: str, facet: str, category: str, value: str, order: str) -
     return _spec(c)
 
 
+@_cached
 def freshness_calendar(data: str) -> dict[str, Any]:
     """One row of weeks per report: each day landed, missing, stale or about to be deleted."""
     c = (
@@ -155,6 +179,7 @@ def freshness_calendar(data: str) -> dict[str, Any]:
     return _spec(c)
 
 
+@_cached
 def month_type_bars(data: str, month: str, kind: str, value: str) -> dict[str, Any]:
     """Stacked bars per month, one colour per type."""
     c = (
@@ -176,6 +201,7 @@ def month_type_bars(data: str, month: str, kind: str, value: str) -> dict[str, A
     return _spec(c)
 
 
+@_cached
 def month_bars(data: str, month: str, value: str) -> dict[str, Any]:
     """Bars of one total per month."""
     c = (
@@ -195,6 +221,7 @@ def month_bars(data: str, month: str, value: str) -> dict[str, Any]:
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
 
+@_cached
 def heatmap(data: str, value: str) -> dict[str, Any]:
     """Hour of day x weekday (ISO 1 = Monday), colour = count."""
     c = (

@@ -11,11 +11,14 @@ embedded, and a test can compare that JSON with the published views.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import html
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 BUNDLE_LABEL = "vega + vega-lite + vega-embed (vl-convert-python bundle)"
@@ -76,13 +79,39 @@ class Page:
 
 @functools.cache
 def javascript_bundle() -> str:
-    """vega-embed, vega-lite and vega as one script (built once per process, ~5 s)."""
+    """vega-embed, vega-lite and vega as one script.
+
+    Bundling takes 5-15 s, so the result is kept per process and in the user's cache
+    folder (``$XDG_CACHE_HOME/edulake``, else ``~/.cache/edulake``), named by the
+    vl-convert and Vega-Lite versions; a folder that cannot be written is skipped.
+    """
     import vl_convert
     from altair.utils._importers import vl_version_for_vl_convert
 
     # The Vega-Lite version Altair writes its specs for (v6_4 for altair 6.3).
     version = vl_version_for_vl_convert()
-    return str(vl_convert.javascript_bundle(vl_version=version))  # type: ignore[call-arg]
+    name = f"vega-bundle-{getattr(vl_convert, '__version__', 'x')}-{version}.js"
+    cached = _cache_dir() / name
+    with contextlib.suppress(OSError):
+        text = cached.read_text(encoding="utf-8")
+        if text.endswith(BUNDLE_END):
+            return text
+    text = str(vl_convert.javascript_bundle(vl_version=version))  # type: ignore[call-arg]
+    with contextlib.suppress(OSError):
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{name}.{os.getpid()}")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, cached)  # whole or not at all: readers never see half a bundle
+    return text
+
+
+# The bundle's last statement (a truncated cache file does not end with it).
+BUNDLE_END = "window.vegaLite=__default1;"
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "edulake"
 
 
 def _script_json(obj: Any) -> str:
