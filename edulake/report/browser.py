@@ -8,6 +8,7 @@ draw) before the picture or the DOM is taken.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -94,3 +95,36 @@ def dump_dom(html_path: str, net_log: str | None = None, timeout: float = TIMEOU
     if done.returncode != 0 or "<html" not in done.stdout:
         raise RuntimeError(f"chromium --dump-dom failed (exit {done.returncode})")
     return done.stdout
+
+
+# URL_REQUESTs the browser makes for itself (sign-in, network time, suggestions) carry
+# no initiating origin; anything a page asks for carries the page's origin ("null" for
+# a file:// page). Those made for the browser fail anyway (every host is NOTFOUND).
+BROWSER_INITIATOR = "not an origin"
+LOCAL_SCHEMES = ("file:", "data:", "about:", "chrome:", "blob:")
+
+
+def page_requests(net_log: str) -> list[str]:
+    """URLs a page asked for over the network, from a Chromium net log (``--log-net-log``).
+
+    Requests the browser makes for itself are left out; file: and data: are not network.
+    """
+    with open(net_log, encoding="utf-8") as f:
+        text = f.read().rstrip().rstrip(",")
+    try:
+        log = json.loads(text)
+    except json.JSONDecodeError:  # a log cut short at exit: close it
+        log = json.loads(text + "]}")
+    kinds = {v: k for k, v in log.get("constants", {}).get("logEventTypes", {}).items()}
+    out = []
+    for ev in log.get("events", []):
+        if kinds.get(ev.get("type")) != "URL_REQUEST_START_JOB":
+            continue
+        params = ev.get("params") or {}
+        url = str(params.get("url") or "")
+        if not url:  # the end of a job: its start named the URL
+            continue
+        if url.startswith(LOCAL_SCHEMES) or params.get("initiator") == BROWSER_INITIATOR:
+            continue
+        out.append(url)
+    return out
