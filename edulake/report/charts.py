@@ -92,7 +92,7 @@ def grouped_bars(data: str, category: str, fields: list[tuple[str, str]]) -> dic
                 alt.Tooltip("value:Q", format=".2f"),
             ],
         )
-        .properties(width=WIDTH - 120)
+        .properties(width=WIDTH - 120, height=alt.Step(24))
     )
     return _spec(c)
 

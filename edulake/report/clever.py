@@ -163,6 +163,29 @@ def build(
     page.headline = _headline(data, files, freshness, landed)
     page.sections = [
         Section(
+            "Freshness",
+            note=(
+                "Per report day: landed, missing, stale (no delivery since the newest report), "
+                "or about to be deleted (on Clever's server, not landed; it keeps ~14 days)."
+                + (
+                    ""
+                    if server_checked
+                    else " Built from the lake alone: a run of the flow also checks what is "
+                    "on Clever's server."
+                )
+            ),
+            charts=[
+                Chart(
+                    "freshness",
+                    "Report days",
+                    charts.freshness_calendar("freshness"),
+                    ["freshness"],
+                    note="; ".join(fresh_notes),
+                )
+            ],
+            tables=[_freshness_table(freshness)],
+        ),
+        Section(
             "Usage",
             charts=[
                 Chart(
@@ -206,29 +229,6 @@ def build(
                     ["top_resources"],
                 ),
             ],
-        ),
-        Section(
-            "Freshness",
-            note=(
-                "Per report day: landed, missing, stale (no delivery since the newest report), "
-                "or about to be deleted (on Clever's server, not landed; it keeps ~14 days)."
-                + (
-                    ""
-                    if server_checked
-                    else " Built from the lake alone: a run of the flow also checks what is "
-                    "on Clever's server."
-                )
-            ),
-            charts=[
-                Chart(
-                    "freshness",
-                    "Report days",
-                    charts.freshness_calendar("freshness"),
-                    ["freshness"],
-                    note="; ".join(fresh_notes),
-                )
-            ],
-            tables=[_freshness_table(freshness)],
         ),
         Section(
             "Quarantine",
