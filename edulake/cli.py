@@ -718,7 +718,7 @@ def cmd_libinsight_watermark(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from edulake.core.lake import Lake
     from edulake.core.settings import get_settings, resolve_np_root
-    from edulake.report import SOURCES, write_reports
+    from edulake.report import SOURCES, NothingPublishedError, write_reports
     from edulake.report.browser import BrowserMissingError, find_chromium
 
     settings = get_settings().lake
@@ -741,10 +741,21 @@ def cmd_report(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     sources = SOURCES if args.source == "all" else (args.source,)
     print(f"reading catalog {path}", file=sys.stderr)
-    for w in write_reports(lake, sources, catalog_path=path, screenshot=args.screenshot):
+    try:
+        written = write_reports(lake, sources, catalog_path=path, screenshot=args.screenshot)
+    except NothingPublishedError as exc:
+        print(f"edulake: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not written:
+        print(f"edulake: nothing is published in {path} yet: run a flow first", file=sys.stderr)
+        return EXIT_USAGE
+    for w in written:
         print(f"{w.source} dashboard: {w.uri}")
         if w.screenshot:
             print(f"{w.source} screenshot: {w.screenshot}")
+    skipped = [s for s in sources if s not in {w.source for w in written}]
+    if skipped:
+        print(f"(no page for {', '.join(skipped)}: nothing published yet)", file=sys.stderr)
     return 0
 
 

@@ -27,6 +27,10 @@ class NoCatalogError(FileNotFoundError):
     """There is no DuckDB catalog file to build the dashboard from."""
 
 
+class NothingPublishedError(LookupError):
+    """The catalog holds nothing of this source yet (its flow never published)."""
+
+
 @dataclass(frozen=True)
 class Written:
     """A page written into the lake (and its screenshot, when asked for)."""
@@ -75,6 +79,14 @@ def build_page(
     n = min_cell_setting() if min_cell is None else min_cell
     con = connect(catalog_path)
     try:
+        # fetchall: a result left unfinished blocks the connection's next query (duckdb 2)
+        published = con.execute(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ?", [source]
+        ).fetchall()
+        if not published or not published[0][0]:
+            raise NothingPublishedError(
+                f"nothing of {source} is published in {catalog_path} yet: run its flow first"
+            )
         if source == "clever":
             return clever.build(
                 lake,
@@ -128,7 +140,13 @@ def write_reports(
 ) -> list[Written]:
     """Build and write the pages of ``sources``."""
     path = catalog_path or catalog_file(lake)
-    return [
-        write_page(lake, build_page(s, lake, path, **kwargs), screenshot=screenshot)
-        for s in sources
-    ]
+    out = []
+    for s in sources:
+        try:
+            page = build_page(s, lake, path, **kwargs)
+        except NothingPublishedError:
+            if len(sources) == 1:
+                raise
+            continue  # "all": the sources that have something
+        out.append(write_page(lake, page, screenshot=screenshot))
+    return out

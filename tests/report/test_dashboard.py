@@ -351,3 +351,34 @@ def test_cli_report_with_screenshots(built, tmp_path):
     )
     assert missing.returncode == 2
     assert missing.stderr.count("\n") == 1 and "no catalog file" in missing.stderr
+
+
+def test_cli_report_on_a_lake_with_one_source(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.catalog.helpers import source
+    from tests.reliability import crash_runner
+
+    root, np_root = str(tmp_path / "lake"), str(tmp_path / "np")
+    assert crash_runner.main(source(str(tmp_path / "src"), days=1), root, np_root) == 0
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+
+    def report(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "edulake", "report", "--lake-root", root, *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            check=False,
+        )
+
+    only = report("--source", "libinsight")
+    assert only.returncode == 2 and "Traceback" not in only.stderr
+    assert "nothing of libinsight is published" in only.stderr
+    both = report()  # all: the page of what is there, and a word about the rest
+    assert both.returncode == 0, both.stderr
+    assert both.stdout.splitlines() == [f"clever dashboard: {root}/exports/dashboard/clever.html"]
+    assert "no page for libinsight" in both.stderr
+    assert not os.path.exists(f"{root}/exports/dashboard/libinsight.html")
