@@ -1,6 +1,6 @@
 # edulake: the two commands a newcomer needs are `make demo` and `make test`.
 # Both set up everything they need on a fresh machine (a .venv, pip packages and,
-# for the tests, the OpenSSH server from Debian).
+# for the tests, the OpenSSH server and Chromium from Debian).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -22,11 +22,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 setup: $(VENV)/.installed
 
-# System packages the integration tests use (real sshd for the SFTP tests).
+# System packages the integration tests use (real sshd for the SFTP tests, headless
+# Chromium for the dashboard tests and `edulake report --screenshot`).
 setup-test: setup
 	@command -v /usr/sbin/sshd >/dev/null 2>&1 || { \
 	  echo "installing openssh-server (needs root)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server; }
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium (needs root)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 ## The main job on the embedded default: bundled Clever test data -> ./lake -> DuckDB, prints answers.
 demo: setup

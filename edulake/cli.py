@@ -4,6 +4,7 @@ python -m edulake demo                 # Clever on bundled test data -> ./lake -
 python -m edulake clever --source folder --source-path DIR [--lake-root ...]
 python -m edulake libinsight --base-url URL --dataset-id N --client-id ID  # secret: block/env
 python -m edulake query "SELECT ..." [--format table|csv|json]   # the DuckDB catalog
+python -m edulake report [--source clever|libinsight|all] [--screenshot]  # offline dashboards
 python -m edulake audit [--lake-root ...] [--np-root ...]   # PII audit: exit 1 on findings
 python -m edulake forget --ids-file FILE [--source libinsight] # erasure request
 python -m edulake rotate-key                                 # re-pseudonymize with a new key
@@ -723,6 +724,50 @@ def cmd_libinsight_watermark(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from edulake.core.lake import Lake
+    from edulake.core.settings import get_settings, resolve_np_root
+    from edulake.report import SOURCES, NothingPublishedError, write_reports
+    from edulake.report.browser import BrowserMissingError, find_chromium
+
+    settings = get_settings().lake
+    root = args.lake_root or settings.root
+    # the protected root as the flows resolve it: the quarantine counts are read there
+    lake = Lake(root, resolve_np_root(root, args.np_root or settings.np_root))
+    path = _catalog_path(args.lake_root)
+    if not os.path.isfile(path):
+        print(
+            f"edulake: no catalog file {path}: run a flow first, or point --lake-root / "
+            "EDULAKE_LAKE__ROOT / EDULAKE_CATALOG__DUCKDB_PATH at the lake",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.screenshot:
+        try:
+            find_chromium()  # before any page is built: say so at once
+        except BrowserMissingError as exc:
+            print(f"edulake: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    sources = SOURCES if args.source == "all" else (args.source,)
+    print(f"reading catalog {path}", file=sys.stderr)
+    try:
+        written = write_reports(lake, sources, catalog_path=path, screenshot=args.screenshot)
+    except NothingPublishedError as exc:
+        print(f"edulake: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not written:
+        print(f"edulake: nothing is published in {path} yet: run a flow first", file=sys.stderr)
+        return EXIT_USAGE
+    for w in written:
+        print(f"{w.source} dashboard: {w.uri}")
+        if w.screenshot:
+            print(f"{w.source} screenshot: {w.screenshot}")
+    skipped = [s for s in sources if s not in {w.source for w in written}]
+    if skipped:
+        print(f"(no page for {', '.join(skipped)}: nothing published yet)", file=sys.stderr)
+    return 0
+
+
 def version() -> str:
     """The installed distribution's version, else the package's own (a source checkout)."""
     from importlib.metadata import PackageNotFoundError
@@ -921,6 +966,24 @@ def build_parser() -> argparse.ArgumentParser:
         "every registered source and any other CSV in stage1np)",
     )
     au.set_defaults(func=cmd_audit)
+
+    rp = command(
+        "report", "write the offline HTML dashboard of each source into <lake>/exports/dashboard/"
+    )
+    rp.add_argument(
+        "--source",
+        choices=["clever", "libinsight", "all"],
+        default="all",
+        help="which source's page to write (default: all)",
+    )
+    rp.add_argument("--lake-root", help=LAKE_HELP)
+    rp.add_argument("--np-root", help=NP_HELP + "; only quarantine counts are read from it")
+    rp.add_argument(
+        "--screenshot",
+        action="store_true",
+        help="also write a PNG of each page (headless Chromium, 1400x1000) beside it",
+    )
+    rp.set_defaults(func=cmd_report)
 
     fg = command("forget", "remove people (raw ids in a file, one a line)")
     fg.add_argument("--ids-file", required=True, help="file of raw ids to forget, one a line")

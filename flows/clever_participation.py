@@ -25,6 +25,7 @@ from tasks.common import edulake_flow, make_catalog, make_lake, resolve_key, val
 from tasks.events import emit_data_committed
 from tasks.lease import hold_lake_lease
 from tasks.publish import publish_tables, results_rows
+from tasks.report import publish_report
 
 
 class FilesFailed(RuntimeError):
@@ -150,6 +151,7 @@ def clever_participation(
                 rows[f.table] = rows.get(f.table, 0) + f.rows_written
             emit_data_committed("clever", changed, rows)
     summary = report_run(found, landed, processed, results_rows(published), demo, fresh, skipped)
+    publish_report(lake, "clever", catalog, freshness=fresh)  # exports/dashboard/clever.html
     stale = fresh.failure_message() if fresh else None
     if processed.failed:
         raise FilesFailed(

@@ -28,6 +28,7 @@ from tasks.libinsight import (
 )
 from tasks.paging import fetch_all_pages
 from tasks.publish import publish_tables, results_rows
+from tasks.report import publish_report
 
 
 @edulake_flow(name="libinsight-dataset")
@@ -167,6 +168,12 @@ def libinsight_dataset(
     staleness = check_staleness(lake, spec, after, stale_after_days, dataset_id)
     if staleness.stale:
         emit_source_stale(cfg.source, f"dataset-{dataset_id}", staleness.payload(dataset_id))
+    publish_report(
+        lake,
+        "libinsight",
+        catalog,
+        drift={table_name: processed.drift.rows()} if processed else None,
+    )
     return report_run(
         dataset_id, plan, pages, fetch, processed, published, after, table_name, staleness
     )
