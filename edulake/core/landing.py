@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import IO, Any, Literal
 
 from edulake.core.faults import crashpoint
-from edulake.core.index import RecordIndex, Snapshot
+from edulake.core.index import RecordIndex
 from edulake.core.lake import Lake, Zone, safe_key
 
 CHUNK = 1 << 20

@@ -327,7 +327,6 @@ def _slim_processed(record: dict[str, Any]) -> dict[str, Any]:
 def compact_state(lake: Lake) -> dict[str, bool]:
     """Fold this run's ledger and processed journals into their manifests (end of a run,
     under the lake lease); which were rewritten. Free when nothing changed."""
-    crashpoint("state.compacting")
     out = {"ledger": Ledger(lake, SOURCE).compact()}
     out["processed"] = processed_index(lake).compact()
     return out
