@@ -7,7 +7,7 @@ then one real run of a small test-data source (2 days) lands, processes and publ
 reading the synthesized history once and compacting the state indexes. Then the same
 run again, with nothing new: that no-op run is measured (best of ``repeat``) through
 the counting filesystem (``edulake.core.counting``): storage requests by kind and wall
-time. For comparison, the requests of the same no-op run with the index manifests
+time, each run with a new ``Lake`` object (as each flow run has: nothing cached). For comparison, the requests of the same no-op run with the index manifests
 deleted first (what every run read before the indexes: each record, one GET).
 
     python -m bench --rows 20000 --no-flow --no-libinsight   # includes this section
@@ -61,6 +61,7 @@ def measure_history(
             best = float("inf")
             requests: dict[str, int] = {}
             for _ in range(repeat):
+                lake = Lake(f"{base}/{n}/lake", f"{base}/{n}/np")  # a new run: nothing cached
                 with count_requests(lake) as counter:
                     began = time.perf_counter()
                     result = daily_run(lake, src, key)

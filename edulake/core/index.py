@@ -37,6 +37,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import threading
+import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,6 +48,11 @@ from edulake.core.faults import crashpoint
 from edulake.core.lake import Lake, ObjectInfo, Zone, safe_key
 
 INDEX_ROOT = "index"
+# Parsed manifests per Lake object: (size, mtime) when read, the document.
+_CACHE: weakref.WeakKeyDictionary[Lake, dict[str, tuple[tuple[int, float | None], Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+_CACHE_LOCK = threading.Lock()
 MANIFEST = "manifest.gzjson"  # gzip JSON; not ".gz": pyarrow would decompress it on read
 
 
@@ -131,11 +138,9 @@ class RecordIndex:
     # -- reads -----------------------------------------------------------------------------
     def load(self) -> Snapshot:
         """Every record: the manifest plus the journal, or a full read when it cannot be trusted."""
-        try:
-            raw = self.lake.read_bytes(Zone.SYSTEM, self.manifest_key)
-        except FileNotFoundError:
+        doc = self._manifest()
+        if doc is None:
             return self._full()
-        doc = json.loads(gzip.decompress(raw))
         sentinel = doc.get("sentinel") or {}
         key = sentinel.get("key")
         if not key or _sentinel(key, self._info(key)) != sentinel:
@@ -148,6 +153,26 @@ class RecordIndex:
             snap.records[str(entry["key"])] = entry["record"]
             snap.journaled.append(str(entry["key"]))
         return snap
+
+    def _manifest(self) -> dict[str, Any] | None:
+        """The manifest, parsed once per lake object while it does not change (HEAD, then
+        GET only when it changed: parsing a long history is what would grow)."""
+        info = self.lake.info(Zone.SYSTEM, self.manifest_key)
+        if info is None:
+            return None
+        stamp = (info.size, info.mtime)
+        with _CACHE_LOCK:
+            hit = _CACHE.get(self.lake, {}).get(self.manifest_key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        try:
+            raw = self.lake.read_bytes(Zone.SYSTEM, self.manifest_key)
+        except FileNotFoundError:
+            return None
+        doc: dict[str, Any] = json.loads(gzip.decompress(raw))
+        with _CACHE_LOCK:  # a change between HEAD and GET: the next HEAD differs, re-read
+            _CACHE.setdefault(self.lake, {})[self.manifest_key] = (stamp, doc)
+        return doc
 
     def _journal_keys(self) -> list[str]:
         return [o.key for o in self.lake.list(Zone.SYSTEM, self.journal_prefix)]

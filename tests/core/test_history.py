@@ -44,6 +44,7 @@ def aged_lake(root: str, days: int, source_dir: str) -> Lake:
 
 
 def noop_requests(lake: Lake, source_dir: str) -> dict[str, int]:
+    lake = Lake(lake.main.uri, lake.protected.uri)  # a new run: nothing cached
     with count_requests(lake) as counter:
         result = daily_run(lake, FolderSource(source_dir), Pseudonymizer(KEY))
     assert result == {"offered": 12, "landed": 0, "processed": 0}

@@ -212,13 +212,12 @@ def pending(
     skipped = decided(lake)
     out = []
     for name, entry in sorted(Ledger(lake, SOURCE).latest().items()):
+        if processed_key(name, entry.sha256) in processed or (name, entry.sha256) in skipped:
+            continue
         day = parse_report_name(name).report_date
         if (report_from and day < report_from) or (report_to and day > report_to):
             continue
-        if (name, entry.sha256) in skipped:
-            continue
-        if processed_key(name, entry.sha256) not in processed:
-            out.append(entry)
+        out.append(entry)
     return out
 
 
