@@ -164,7 +164,8 @@ class RecordIndex:
         with _CACHE_LOCK:
             hit = _CACHE.get(self.lake, {}).get(self.manifest_key)
         if hit is not None and hit[0] == stamp:
-            return hit[1]
+            cached: dict[str, Any] = hit[1]
+            return cached
         try:
             raw = self.lake.read_bytes(Zone.SYSTEM, self.manifest_key)
         except FileNotFoundError:

@@ -76,7 +76,7 @@ class Ledger:
         self.source = source
         self._prefix = f"ledger/{source}"
         self.index = RecordIndex(lake, self._prefix) if indexed else None
-        self._known: dict[str, list[LedgerEntry]] | None = None
+        self._known: dict[str, list[dict[str, Any]]] | None = None  # name -> records
         self._lock = threading.Lock()
 
     def _key(self, name: str, sha256: str) -> str:
@@ -99,7 +99,7 @@ class Ledger:
         self.index.add(self._key(entry.name, entry.sha256), obj)
         with self._lock:
             if self._known is not None:
-                self._known.setdefault(entry.name, []).append(entry)
+                self._known.setdefault(entry.name, []).append(obj)
 
     def read(self, name: str, sha256: str) -> LedgerEntry:
         return LedgerEntry.from_json(self.lake.read_json(Zone.SYSTEM, self._key(name, sha256)))
@@ -155,30 +155,39 @@ class Ledger:
         with self._lock:
             if self._known is None:
                 self._known = {}
-                for e in self._load():
-                    self._known.setdefault(e.name, []).append(e)
-            found = list(self._known.get(name, []))
+                for r in self._load_raw():
+                    self._known.setdefault(str(r["name"]), []).append(r)
+            found = [_entry(r) for r in self._known.get(name, [])]
         return sorted(found, key=lambda e: (e.landed_at, e.sha256))
 
-    def _load(self) -> list[LedgerEntry]:
+    def _load_raw(self) -> list[Any]:
+        """Every record as stored (a long history: converted only where needed)."""
         if self.index is None:
             keys = [o.key for o in self.lake.list(Zone.SYSTEM, self._prefix)]
-            return _read_all(self.lake, [k for k in keys if k.endswith(".json")])
+            return _read_raw(self.lake, [k for k in keys if k.endswith(".json")])
         snap = self.index.load()
         if snap.listed:  # a full read (no usable manifest): tidy up what it saw
             self._drop_finished_intents([o.key for o in snap.listed])
-        return [LedgerEntry.from_json(r) for r in snap.records.values()]
+        return list(snap.records.values())
 
     def entries(self) -> list[LedgerEntry]:
         """Every version of every file, oldest first."""
-        return sorted(self._load(), key=lambda e: (e.landed_at, e.name))
+        entries = [LedgerEntry.from_json(r) for r in self._load_raw()]
+        return sorted(entries, key=lambda e: (e.landed_at, e.name))
+
+    def latest_records(self) -> dict[str, dict[str, Any]]:
+        """The newest version of each file name, as stored (no conversion of the rest)."""
+        out: dict[str, dict[str, Any]] = {}
+        for r in self._load_raw():
+            name = r["name"]
+            seen = out.get(name)
+            if seen is None or (r["landed_at"], r["sha256"]) > (seen["landed_at"], seen["sha256"]):
+                out[name] = r
+        return out
 
     def latest(self) -> dict[str, LedgerEntry]:
         """The newest version of each file name."""
-        out: dict[str, LedgerEntry] = {}
-        for e in self.entries():
-            out[e.name] = e
-        return out
+        return {n: LedgerEntry.from_json(r) for n, r in sorted(self.latest_records().items())}
 
     def compact(self) -> bool:
         """Fold the journal into the manifest (under the lake lease, end of a run).
@@ -200,12 +209,19 @@ class Ledger:
         return written
 
 
-def _read_all(lake: Lake, keys: list[str]) -> list[LedgerEntry]:
+def _read_raw(lake: Lake, keys: list[str]) -> list[Any]:
     if not keys:
         return []
     with ThreadPoolExecutor(max_workers=min(16, len(keys))) as pool:
-        objs = list(pool.map(lambda k: lake.read_json(Zone.SYSTEM, k), keys))
-    return [LedgerEntry.from_json(o) for o in objs]
+        return list(pool.map(lambda k: lake.read_json(Zone.SYSTEM, k), keys))
+
+
+def _read_all(lake: Lake, keys: list[str]) -> list[LedgerEntry]:
+    return [LedgerEntry.from_json(o) for o in _read_raw(lake, keys)]
+
+
+def _entry(record: dict[str, Any]) -> LedgerEntry:
+    return LedgerEntry.from_json(record)
 
 
 Outcome = Literal["landed", "new-version", "unchanged", "same-content", "vanished"]

@@ -208,16 +208,20 @@ def pending(
     Versions skipped by decision (:mod:`edulake.sources.clever.decisions`) are left out:
     they stay in stage1np, unprocessed, and the run summary lists them.
     """
-    processed = processed_index(lake).load().records
+    head = len(f"processed/{SOURCE}/")
+    processed = {
+        tuple(k[head : -len(".json")].rsplit("/", 1)) for k in processed_index(lake).load().records
+    }
     skipped = decided(lake)
     out = []
-    for name, entry in sorted(Ledger(lake, SOURCE).latest().items()):
-        if processed_key(name, entry.sha256) in processed or (name, entry.sha256) in skipped:
-            continue
+    for name, record in sorted(Ledger(lake, SOURCE).latest_records().items()):
+        version = (name, record["sha256"])
+        if version in processed or version in skipped:
+            continue  # a long history: only what is pending is parsed and converted
         day = parse_report_name(name).report_date
         if (report_from and day < report_from) or (report_to and day > report_to):
             continue
-        out.append(entry)
+        out.append(LedgerEntry.from_json(record))
     return out
 
 
