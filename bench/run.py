@@ -153,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-libinsight", action="store_true", help="skip LibInsight paging")
     ap.add_argument("--pages", type=int, default=200, help="LibInsight pages (default 200)")
     ap.add_argument("--latency-ms", type=float, default=50.0, help="per request (default 50)")
+    ap.add_argument("--no-history", action="store_true", help="skip the history section")
     ap.add_argument("--json", help="also write the JSON report to this file")
     ap.add_argument("--scratch", help="folder for inputs and outputs (default: a temp dir)")
     return ap
@@ -193,10 +194,18 @@ def main(argv: list[str] | None = None) -> int:
         print("  whole flow ...", file=sys.stderr, flush=True)
         demo_args = ["--days", "1", "--students", "300"] if args.quick else []
         report["flow"] = measure_flow(demo_args)
+    if not args.no_history:
+        from bench.history import measure_history
+
+        report["history"] = measure_history((10, 100) if args.quick else (10, 100, 1000))
     report["total_s"] = round(time.perf_counter() - began, 1)
     text = json.dumps(report, indent=2)
     print(text)
     print(render(report))
+    if "history" in report:
+        from bench.history import render as render_history
+
+        print("\n" + render_history(report["history"]))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             f.write(text + "\n")

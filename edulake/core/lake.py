@@ -270,6 +270,14 @@ class Lake:
         info = self.store(zone).fs.get_file_info(self.fs_path(zone, key))
         return bool(info.type == pafs.FileType.File)
 
+    def info(self, zone: Zone, key: str) -> ObjectInfo | None:
+        """Size and mtime of one file (one HEAD), or None when there is none."""
+        info = self.store(zone).fs.get_file_info(self.fs_path(zone, key))
+        if info.type != pafs.FileType.File:
+            return None
+        mtime = info.mtime.timestamp() if info.mtime is not None else None
+        return ObjectInfo(safe_key(key), info.size or 0, mtime)
+
     def list(self, zone: Zone, prefix: str = "") -> list[ObjectInfo]:
         """Every file under ``prefix`` in a zone (recursive), sorted by key."""
         store = self.store(zone)

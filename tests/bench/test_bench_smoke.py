@@ -42,5 +42,8 @@ def test_bench_quick_reports_every_section(tmp_path):
     assert li["pages"] == 20 and li["sequential_s"] > 0 and li["concurrent_s"] > 0
     flow = report["flow"]
     assert flow["demo_first_run_s"] > 0 and flow["trivial_flow_s"] > 0
-    for heading in ("Clever processing", "LibInsight paging", "Whole flow"):
+    history = report["history"]
+    assert [r["days"] for r in history["runs"]] == [10, 100]
+    assert history["requests_ratio"] == 1.0  # the no-op run's requests do not grow
+    for heading in ("Clever processing", "LibInsight paging", "Whole flow", "History"):
         assert heading in done.stdout

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from edulake.catalog.duckdb import connect as connect_catalog
+from edulake.core.index import RecordIndex
 from edulake.core.lake import Lake, Zone
 from edulake.demo.clever_testdata import TestDataSource
 
@@ -37,6 +38,10 @@ CRASH_POINTS = [
     ("process.committed", 3),  # some outputs committed, lookups and records not written
     ("process.lookups_merged", 1),  # lookups merged, no processed record yet
     ("process.recording", 2),  # some processed records written, others not
+    ("land.recorded", 2),  # a ledger record written, not yet in the index's journal
+    ("land.journaled", 2),  # a ledger record journaled, its intent not yet dropped
+    ("process.recorded", 2),  # a processed record written, not yet journaled
+    ("index.compacted", 2),  # the processed manifest written, its journal not yet dropped
     ("publish.transaction", 2),  # inside a catalog transaction (DELETE done, no COMMIT)
     ("publish.committed", 1),  # first table committed, the others not
 ]
@@ -77,6 +82,9 @@ def state(base: str) -> dict[str, object]:
             meta = pq.read_metadata(f)
         assert meta.metadata[b"edulake.key_id"].decode() == KEY.key_id
     out["processed"] = sorted((r["name"], r["rows_written"]) for r in records)
+    for prefix in ("ledger/clever", "processed/clever"):  # the index claims what is there
+        listed = {o.key for o in lake.list(Zone.SYSTEM, prefix) if o.key.endswith(".json")}
+        assert set(RecordIndex(lake, prefix).load().records) == listed, prefix
     for folder in (f"{base}/lake/catalog", f"{base}/np/catalog"):  # no swap leftovers
         assert not [n for n in os.listdir(folder) if n.endswith((".swap", ".swap.wal"))]
     con = connect_catalog(f"{base}/lake/catalog/edulake.duckdb", np_dir=f"{base}/np/catalog")

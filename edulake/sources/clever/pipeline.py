@@ -24,6 +24,7 @@ from edulake.connectors.files import (
     find_misplaced,
 )
 from edulake.core.faults import crashpoint
+from edulake.core.index import RecordIndex
 from edulake.core.lake import Lake, Zone
 from edulake.core.landing import LandingResult, Ledger, LedgerEntry, SourceFile, land_file
 from edulake.privacy.forget import suppressed_pseudonyms
@@ -207,17 +208,20 @@ def pending(
     Versions skipped by decision (:mod:`edulake.sources.clever.decisions`) are left out:
     they stay in stage1np, unprocessed, and the run summary lists them.
     """
-    processed = {o.key for o in lake.list(Zone.SYSTEM, f"processed/{SOURCE}")}
+    head = len(f"processed/{SOURCE}/")
+    processed = {
+        tuple(k[head : -len(".json")].rsplit("/", 1)) for k in processed_index(lake).load().records
+    }
     skipped = decided(lake)
     out = []
-    for name, entry in sorted(Ledger(lake, SOURCE).latest().items()):
+    for name, record in sorted(Ledger(lake, SOURCE).latest_records().items()):
+        version = (name, record["sha256"])
+        if version in processed or version in skipped:
+            continue  # a long history: only what is pending is parsed and converted
         day = parse_report_name(name).report_date
         if (report_from and day < report_from) or (report_to and day > report_to):
             continue
-        if (name, entry.sha256) in skipped:
-            continue
-        if processed_key(name, entry.sha256) not in processed:
-            out.append(entry)
+        out.append(LedgerEntry.from_json(record))
     return out
 
 
@@ -297,6 +301,7 @@ def process_pending(
             parts.update(_partitions_of(previous.get("outputs", [])))
         done.append((entry, res, previous))
     stale = 0
+    index = processed_index(lake)
     for entry, res, previous in done:
         stale += remove_stale_outputs(lake, previous, res)
         crashpoint("process.recording")
@@ -305,8 +310,29 @@ def process_pending(
             "path": entry.path,
             "processed_at": dt.datetime.now(dt.UTC).isoformat(),
         }
-        lake.write_json(Zone.SYSTEM, processed_key(entry.name, entry.sha256), record)
+        key = processed_key(entry.name, entry.sha256)
+        lake.write_json(Zone.SYSTEM, key, record)
+        crashpoint("process.recorded")
+        index.add(key, record)  # after the record: the index never claims more
+    compact_state(lake)
     return ProcessingResult(results, {t: sorted(p) for t, p in changed.items()}, lookups, stale)
+
+
+def processed_index(lake: Lake) -> RecordIndex:
+    """The index of the processed records (their keys are what ``pending`` needs)."""
+    return RecordIndex(lake, f"processed/{SOURCE}", slim=_slim_processed)
+
+
+def _slim_processed(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: record.get(k) for k in ("name", "sha256", "status", "processed_at")}
+
+
+def compact_state(lake: Lake) -> dict[str, bool]:
+    """Fold this run's ledger and processed journals into their manifests (end of a run,
+    under the lake lease); which were rewritten. Free when nothing changed."""
+    out = {"ledger": Ledger(lake, SOURCE).compact()}
+    out["processed"] = processed_index(lake).compact()
+    return out
 
 
 # Arrow's allocator keeps freed blocks for reuse, and with several threads it keeps a lot.

@@ -117,7 +117,7 @@ class PageLander:
         self, lake: Lake, dataset_id: int, window: Window, flow_run_id: str | None = None
     ) -> None:
         self.lake = lake
-        self.ledger = Ledger(lake, SOURCE)
+        self.ledger = Ledger(lake, SOURCE, indexed=False)  # landed outside the lease
         self.dataset_id = dataset_id
         self.window = window
         self.run_id = flow_run_id
