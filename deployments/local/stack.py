@@ -271,12 +271,14 @@ class LocalStack:
             self.extra_env.clear()
             self.extra_env.update(saved)
 
-    def deploy_all(self) -> str:
-        """Deploy every deployment of prefect.yaml to the process pool (no image build)."""
+    def deploy_all(self, names: tuple[str, ...] = ()) -> str:
+        """Deploy every deployment of prefect.yaml (or only ``names``, "flow/deployment")
+        to the process pool (no image build)."""
         prefect_file = write_local_variant(
             self.home / "prefect.local.yaml", self.code_dir, self.prefect_file
         )
-        return self.prefect("deploy", "--all", "--prefect-file", str(prefect_file))
+        which = [arg for name in names for arg in ("--name", name)] or ["--all"]
+        return self.prefect("deploy", *which, "--prefect-file", str(prefect_file))
 
 
 def _stop_group(pid: int, timeout: float) -> bool:
