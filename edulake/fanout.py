@@ -87,6 +87,14 @@ def _table(data: Any) -> list[Mapping[str, Any]]:
     return [r for r in rows if isinstance(r, Mapping)] if isinstance(rows, list) else []
 
 
+def _versions(artifacts: Mapping[str, Any], key: str) -> list[Any]:
+    """Every version of one artifact, oldest first (a list, or one value)."""
+    value = artifacts.get(key)
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
 def child_outcome(
     child: str,
     state_type: str,
@@ -97,16 +105,18 @@ def child_outcome(
 ) -> ChildOutcome:
     """A child's row from its final state and its artifacts (keyed by artifact key).
 
-    Counts come from the child's ``clever-landing`` and ``clever-processing`` tables,
-    staleness from the headline of its ``clever-summary``; a child that crashed before
-    writing them counts zero. ``failure_kind`` is the exception class, never its text:
+    Counts come from the child's ``clever-landing`` and ``clever-processing`` tables
+    (summed over versions: a flow run executed twice landed what both landed),
+    staleness from the headline of its latest ``clever-summary``; a child that crashed
+    before writing them counts zero. ``failure_kind`` is the exception class, never its text:
     the parent's table carries no message a child may have built from its data.
     """
-    landing = _table(artifacts.get("clever-landing"))
-    processing = _table(artifacts.get("clever-processing"))
+    landing = [r for v in _versions(artifacts, "clever-landing") for r in _table(v)]
+    processing = [r for v in _versions(artifacts, "clever-processing") for r in _table(v)]
     landed = sum(1 for r in landing if r.get("outcome") in ("landed", "new-version"))
     rows = sum(int(r.get("rows_written") or 0) for r in processing)
-    summary = artifacts.get("clever-summary")
+    summaries = _versions(artifacts, "clever-summary")
+    summary = summaries[-1] if summaries else None
     headline = summary.splitlines()[0] if isinstance(summary, str) and summary else ""
     stale = " stale" in headline or failure_kind == "SourceStale"
     failed = state_type != "COMPLETED"

@@ -53,13 +53,18 @@ def ensure_limits(limits: dict[str, int]) -> list[str]:
     return created
 
 
-def _artifacts(flow_run_id: UUID) -> dict[str, Any]:
-    """The child's artifacts by key (its landing, processing and summary reports)."""
+def _artifacts(flow_run_id: UUID) -> dict[str, list[Any]]:
+    """The child's artifacts by key, oldest first (its landing, processing and summary
+    reports; a flow run executed more than once has one version per execution)."""
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
         )
-    return {a.key: a.data for a in found if a.key}
+    out: dict[str, list[Any]] = {}
+    for a in sorted(found, key=lambda a: str(a.created)):
+        if a.key:
+            out.setdefault(a.key, []).append(a.data)
+    return out
 
 
 @task(name="run-child", task_run_name="child-{child}")

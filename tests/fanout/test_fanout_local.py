@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow.dataset as ds
 import pytest
 
-from deployments.local.stack import LocalStack
+from deployments.local.stack import FANOUT_LIMIT, FANOUT_SLOTS, LocalStack
 from edulake.core.lake import Lake, Zone
 from edulake.demo.clever_testdata import generate_reports
 from tests.concurrency.test_pairs import everything
@@ -75,6 +75,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """Server + process worker with the fan-out deployments of prefect.yaml."""
     with prefect_server(tmp_path_factory.mktemp("prefect"), extra_env=WORKER_ENV) as running:
         running.create_pool()
+        running.create_lake_limit(FANOUT_LIMIT, FANOUT_SLOTS)  # as `deployments.local up`
         running.deploy_all(DEPLOYMENTS)
         running.start_worker()
         yield running
@@ -214,6 +215,9 @@ def test_five_district_consortium(stack: LocalStack, sshd: SshdServer, tmp_path:
         d: "FAILED" if d == BAD_HOST_KEY else "COMPLETED" for d in DISTRICTS
     }
     assert not (base / BAD_HOST_KEY / "lake" / "stage1np").exists()
+    # One writer per district lake (created by the parent), the fan-out bound kept as made.
+    limits = stack.prefect("gcl", "ls")
+    assert all(f"edulake-lake-{d}" in limits for d in DISTRICTS), limits
 
     # Every district's lake equals its single-district run (its folder, its key).
     good = [d for d in DISTRICTS if d != BAD_HOST_KEY]

@@ -165,6 +165,16 @@ def test_child_outcome_from_its_artifacts() -> None:
     }
     ok = child_outcome("albany", "COMPLETED", "Completed", artifacts, "id-1")
     assert (ok.landed, ok.rows, ok.stale, ok.failed, ok.reason) == (2, 15, True, False, "")
+    twice = child_outcome(
+        "albany",
+        "COMPLETED",
+        "Completed",
+        {
+            "clever-landing": [artifacts["clever-landing"], '[{"outcome": "unchanged"}]'],
+            "clever-summary": ["# Clever participation run: WARNING: x stale", "# ... run: OK"],
+        },
+    )
+    assert (twice.landed, twice.stale) == (2, False)
     crashed = child_outcome("troy", "CRASHED", "Crashed", {}, "id-2")
     assert (crashed.landed, crashed.rows, crashed.failed, crashed.reason) == (0, 0, True, "Crashed")
     failed = child_outcome("x", "FAILED", "Failed", {}, "id-3", "SftpHostKeyError")
