@@ -33,13 +33,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edulake.core.settings import ConfigError
 
 # A district id names Glue databases (lower case, digits, underscore), limits and folders.
 DISTRICT_ID = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+# Five cron fields, each a list of *, N or N-M with an optional /step (what Prefect's
+# cron schedules take, minus the names and random/hashed forms); bounds per field.
+_CRON_ITEM = re.compile(r"^(\*|(\d+)(?:-(\d+))?)(?:/(\d+))?$")
+_CRON_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 TEMPLATED = ("lake_root", "np_root", "sftp_block", "hmac_key_block", "glue_database_prefix")
 
 
@@ -75,7 +78,7 @@ class District(BaseModel):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
-        if not croniter.is_valid(value):
+        if not is_cron(value):
             raise ValueError("is not a cron expression (five fields, e.g. '30 5 * * *')")
         return value
 
@@ -213,6 +216,25 @@ class Consortium(BaseModel):
                 {"cron": d.schedule, "timezone": d.timezone, "slot": schedule_slot(d)},
             )
         return list(slots.values())
+
+
+def is_cron(text: str) -> bool:
+    """Whether ``text`` is a five-field numeric cron expression within each field's bounds."""
+    fields = text.split()
+    if len(fields) != 5:
+        return False
+    for field, (low, high) in zip(fields, _CRON_BOUNDS, strict=True):
+        for item in field.split(","):
+            m = _CRON_ITEM.match(item)
+            if not m:
+                return False
+            first, last, step = m.group(2), m.group(3), m.group(4)
+            values = [int(v) for v in (first, last) if v is not None]
+            if any(not low <= v <= high for v in values) or (step is not None and int(step) < 1):
+                return False
+            if len(values) == 2 and values[0] > values[1]:
+                return False
+    return True
 
 
 def schedule_slot(district: District) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from edulake.core.settings import ConfigError
 from edulake.fanout import child_outcome, failure_message, month_windows, pick_windows
-from edulake.tenants import ConsortiumError, load_consortium, main, parse_consortium
+from edulake.tenants import ConsortiumError, is_cron, load_consortium, main, parse_consortium
 
 GOOD = """
 consortium: capital-region
@@ -183,3 +183,20 @@ def test_child_outcome_from_its_artifacts() -> None:
         "2 of 3 districts failed: troy (Crashed), x (Failed (SftpHostKeyError))"
     )
     assert message.endswith('["troy", "x"]')
+
+
+def test_cron_expressions() -> None:
+    for good in ("30 5 * * *", "0 6 * * 1-5", "*/15 3,4 1 1-12/2 0"):
+        assert is_cron(good), good
+    for bad in (
+        "30 5 * *",
+        "60 5 * * *",
+        "0 24 * * *",
+        "0 5 0 * *",
+        "0 5 * * 8",
+        "5-1 * * * *",
+        "*/0 * * * *",
+        "every day at 5",
+        "H 5 * * *",
+    ):
+        assert not is_cron(bad), bad
