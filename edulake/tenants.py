@@ -127,10 +127,13 @@ class District(BaseModel):
 
     def child_env(self) -> dict[str, str]:
         """Settings of the child's process (job variable ``env``): its Glue databases, its
-        lake's concurrency limit (so districts do not queue behind one another)."""
+        lake's concurrency limit (so districts do not queue behind one another), and no
+        installation-wide key: a district whose key block is missing fails, instead of
+        falling back to EDULAKE_HMAC_KEY, which would link it with every such district."""
         return {
             "EDULAKE_CATALOG__GLUE_DATABASE_PREFIX": self.database_prefix,
             "EDULAKE_LEASE__PREFECT_LIMIT": self.lake_limit,
+            "EDULAKE_HMAC_KEY": "",
         }
 
 

@@ -44,6 +44,8 @@ WORKER_ENV = {
     "EDULAKE_LEASE__PREFECT_LIMIT": "",
     "EDULAKE_FAIL_REPORT_AGE_DAYS": "100000",
     "PREFECT_LOGGING_LEVEL": "WARNING",
+    # An installation-wide key on the worker: a trap, no district may fall back to it.
+    "EDULAKE_HMAC_KEY": secrets.token_hex(32),
 }
 
 RUN = """
@@ -144,11 +146,12 @@ def test_five_district_consortium(stack: LocalStack, sshd: SshdServer, tmp_path:
     keys = {d: secrets.token_hex(32) for d in DISTRICTS}
     blocks = []
     wrong_host = KeyPair.generate()
-    for i, d in enumerate(DISTRICTS):
+    for d in DISTRICTS:
         folder = sshd.root / d
-        # Each district its own data (seed) in its own folder, reached with its own login key.
+        # The same students in every district's folder (so only the keys keep pseudonyms
+        # apart), each folder reached with the district's own login key.
         generate_reports(
-            str(folder), start=start, days=2, students=25, teachers=3, staff=1, schools=1, seed=i
+            str(folder), start=start, days=2, students=25, teachers=3, staff=1, schools=1
         )
         client = KeyPair.generate(f"district-{d}")
         with (sshd.workdir / "authorized_keys").open("a") as f:
@@ -234,7 +237,7 @@ def test_five_district_consortium(stack: LocalStack, sshd: SshdServer, tmp_path:
         assert got == everything(str(refs[d] / "lake"), str(refs[d] / "np")), d
         seen[d] = pseudonyms(str(base / d / "lake"), str(base / d / "np"))
         assert seen[d]
-    # No pseudonym is shared across districts (own keys; the same ids would collide).
+    # No pseudonym is shared across districts: the same students, hashed with own keys.
     names = sorted(seen)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
@@ -258,6 +261,7 @@ def test_backfill_by_month_with_a_crashed_child_rerun_alone(
     )
     (tmp_path / "k").unlink()
     lake, np_root = str(tmp_path / "x" / "lake"), str(tmp_path / "x" / "np")
+
     params: dict[str, Any] = {
         "report_from": "2022-01-30",
         "report_to": "2022-02-02",

@@ -46,6 +46,7 @@ def test_defaults_fill_each_district_with_its_id(tmp_path) -> None:
     assert albany.child_env() == {
         "EDULAKE_CATALOG__GLUE_DATABASE_PREFIX": "edulake_albany",
         "EDULAKE_LEASE__PREFECT_LIMIT": "edulake-lake-albany",
+        "EDULAKE_HMAC_KEY": "",  # the district's block or nothing: never a shared key
     }
     assert albany.child_parameters() == {
         "source": "sftp",
