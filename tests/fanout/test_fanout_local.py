@@ -205,7 +205,7 @@ def test_five_district_consortium(stack: LocalStack, sshd: SshdServer, tmp_path:
 
     # The bad host key failed its district only; the parent says which, and is not green.
     assert result["state"] == "FAILED"
-    assert "1 of 5 districts failed: cohoes (Failed" in result["message"]
+    assert "1 of 5 districts failed: cohoes (Failed (HostKeyError))" in result["message"]
     table = {r["child"]: r for r in json.loads(result["artifacts"]["clever-consortium"])}
     assert set(table) == set(DISTRICTS)
     assert table[BAD_HOST_KEY]["failed"] and table[BAD_HOST_KEY]["landed"] == 0
