@@ -14,7 +14,14 @@ import shlex
 import sys
 from pathlib import Path
 
-from deployments.local.stack import LOCAL_POOL, LocalStack, StackError, prefect_executable
+from deployments.local.stack import (
+    FANOUT_LIMIT,
+    FANOUT_SLOTS,
+    LOCAL_POOL,
+    LocalStack,
+    StackError,
+    prefect_executable,
+)
 from deployments.project import REPO_ROOT
 
 DEFAULT_HOME = REPO_ROOT / ".prefect" / "local"
@@ -35,6 +42,7 @@ def up(stack: LocalStack) -> None:
     try:
         stack.create_pool()
         stack.create_lake_limit()
+        stack.create_lake_limit(FANOUT_LIMIT, FANOUT_SLOTS)  # fan-out children in flight
         if not os.environ.get("EDULAKE_LIBINSIGHT_BASE_URL"):
             demo = stack.start_libinsight_demo()
             stack.extra_env.update({k: v for k, v in demo.items() if k not in os.environ})

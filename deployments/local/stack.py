@@ -48,6 +48,10 @@ def prefect_executable() -> str:
 # Writing flows take a slot of it before the lake lease (tasks/lease.py): deployments queue
 # in the UI instead of waiting inside a Running state (EDULAKE_LEASE__PREFECT_LIMIT).
 LAKE_LIMIT = "edulake-lake"
+# clever-consortium / clever-backfill-months take a slot of it per child run in flight
+# (tasks/fanout.py); locally two children at a time share the machine.
+FANOUT_LIMIT = "edulake-fanout"
+FANOUT_SLOTS = 2
 
 
 class StackError(RuntimeError):
@@ -251,11 +255,12 @@ class LocalStack:
         self.prefect("work-pool", "create", self.pool, "--type", "process", "--overwrite")
         self.prefect("variable", "set", POOL_VARIABLE, self.pool, "--overwrite")
 
-    def create_lake_limit(self, name: str = LAKE_LIMIT) -> None:
-        """The global concurrency limit writing runs share (one writer per lake, queued)."""
+    def create_lake_limit(self, name: str = LAKE_LIMIT, limit: int = 1) -> None:
+        """The global concurrency limit writing runs share (one writer per lake, queued);
+        also the fan-out limit (children in flight, FANOUT_LIMIT). An existing one is kept."""
         existing = self.prefect("gcl", "ls")
         if name not in existing:
-            self.prefect("gcl", "create", name, "--limit", "1")
+            self.prefect("gcl", "create", name, "--limit", str(limit))
 
     def create_blocks(self, *flags: str) -> str:
         """Blocks and variables from the environment (`python -m deployments.blocks`).
@@ -271,12 +276,14 @@ class LocalStack:
             self.extra_env.clear()
             self.extra_env.update(saved)
 
-    def deploy_all(self) -> str:
-        """Deploy every deployment of prefect.yaml to the process pool (no image build)."""
+    def deploy_all(self, names: tuple[str, ...] = ()) -> str:
+        """Deploy every deployment of prefect.yaml (or only ``names``, "flow/deployment")
+        to the process pool (no image build)."""
         prefect_file = write_local_variant(
             self.home / "prefect.local.yaml", self.code_dir, self.prefect_file
         )
-        return self.prefect("deploy", "--all", "--prefect-file", str(prefect_file))
+        which = [arg for name in names for arg in ("--name", name)] or ["--all"]
+        return self.prefect("deploy", *which, "--prefect-file", str(prefect_file))
 
 
 def _stop_group(pid: int, timeout: float) -> bool:

@@ -153,7 +153,7 @@ def test_backfills_are_unscheduled_with_a_date_range() -> None:
         assert date_params & set(entry["parameters"]), "a backfill names its date range"
 
 
-@pytest.mark.parametrize("entry", by_name(DEPLOYMENTS))
+@pytest.mark.parametrize("entry", by_name([d for d in DEPLOYMENTS if d["name"] != "clever-child"]))
 def test_one_run_at_a_time_cancelling_new_ones(entry: dict[str, Any]) -> None:
     limit = ConcurrencyLimitConfig.model_validate(entry["concurrency_limit"])
     assert limit.limit == 1
@@ -164,6 +164,18 @@ def test_one_run_at_a_time_cancelling_new_ones(entry: dict[str, Any]) -> None:
         else ConcurrencyLimitStrategy.CANCEL_NEW
     )
     assert limit.collision_strategy == expected
+
+
+def test_fanout_children_are_bounded_by_the_parents_not_the_deployment() -> None:
+    # Children of several districts run at once: the parents' global limit bounds them
+    # (tasks/fanout.py), the lake lease orders writers of one lake. A deployment limit
+    # of 1 would cancel (or queue) every district behind the first.
+    child = BY_NAME["clever-child"]
+    assert "concurrency_limit" not in child and not child.get("schedules")
+    assert child["entrypoint"] == BY_NAME["clever-daily"]["entrypoint"]
+    from tasks.fanout import CHILD_DEPLOYMENT
+
+    assert CHILD_DEPLOYMENT == "clever-participation/clever-child"
 
 
 @pytest.mark.parametrize("entry", by_name(DEPLOYMENTS))
