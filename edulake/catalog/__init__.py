@@ -15,6 +15,7 @@ from typing import Literal
 import pyarrow as pa
 
 from edulake.core.lake import Lake, Zone
+from edulake.core.versions import read_prefix
 from edulake.specs import OutputColumn, TableSpec
 
 
@@ -55,7 +56,8 @@ class CatalogTable:
             source=spec.source,
             name=spec.name,
             columns=spec.output_columns(),
-            location=lake.uri(Zone.STAGE2P, table_prefix(spec.source, spec.name)),
+            # the live version's folder (edulake.core.versions): a full rewrite switches it
+            location=lake.uri(Zone.STAGE2P, read_prefix(lake, spec.source, spec.name)),
             partition=spec.partition_column,
             description=spec.description,
             properties=dict(properties or {}),

@@ -736,6 +736,7 @@ def audit_run(
     will carry), and ``texts``.
     """
     from edulake.core.landing import Ledger
+    from edulake.core.versions import write_prefix
     from edulake.privacy.lookup import lookup_key, read_lookup
     from edulake.sources.clever.names import parse_report_name
     from edulake.sources.clever.process import SOURCE, processed_key
@@ -748,7 +749,8 @@ def audit_run(
         table_spec = specs.get(table)
         column = (table_spec.partition_by if table_spec else None) or "date"
         for part in parts:
-            objs = lake.list(Zone.STAGE2P, f"{SOURCE}/{table}/{column}={part}")
+            prefix = f"{write_prefix(lake, SOURCE, table)}/{column}={part}"
+            objs = lake.list(Zone.STAGE2P, prefix)
             parquet += [o.key for o in objs if o.key.endswith(".parquet")]
     texts = list(texts)
     if not (parquet or files or texts):

@@ -44,6 +44,7 @@ import pyarrow.parquet as pq
 
 from edulake.core.faults import crashpoint
 from edulake.core.lake import Lake, Zone
+from edulake.core.versions import is_version_segment, purge_retired
 from edulake.privacy.keys import ensure_key
 from edulake.privacy.lookup import lookup_key, read_lookup
 from edulake.privacy.pseudonym import Pseudonymizer
@@ -254,8 +255,12 @@ def _rewrite_stage2p(
     pseudos: dict[str, set[str]],
     result: ForgetResult,
 ) -> None:
-    """Rewrite every stage2p file holding matching rows without them (atomic per file)."""
+    """Rewrite every stage2p file holding matching rows without them (atomic per file).
+
+    Retired table versions (kept a grace period after a key rotation) are deleted first:
+    erasure does not wait for the grace period."""
     changed: dict[str, set[str]] = {}
+    purge_retired(lake, source, None)
     for spec, key in _tables(lake, source, specs):
         table = _read(lake, key)
         mask = _mask(table, spec, pseudos)
@@ -263,7 +268,14 @@ def _rewrite_stage2p(
         if not removed:
             continue
         result.stage2p_rows[spec.name] = result.stage2p_rows.get(spec.name, 0) + removed
-        part = next((seg.split("=", 1)[1] for seg in key.split("/") if "=" in seg), None)
+        part = next(
+            (
+                seg.split("=", 1)[1]
+                for seg in key.split("/")
+                if "=" in seg and not is_version_segment(seg)
+            ),
+            None,
+        )
         if part is not None:
             changed.setdefault(spec.name, set()).add(part)
         kept = table.filter(pc.invert(mask))

@@ -26,6 +26,7 @@ from edulake.connectors.files import (
 from edulake.core.faults import crashpoint
 from edulake.core.lake import Lake, Zone
 from edulake.core.landing import LandingResult, Ledger, LedgerEntry, SourceFile, land_file
+from edulake.core.versions import is_version_segment
 from edulake.privacy.forget import suppressed_pseudonyms
 from edulake.privacy.keys import ensure_key
 from edulake.privacy.lookup import IdentityTracker, lookup_catalog_table, merge_lookup
@@ -349,7 +350,7 @@ def _partitions_of(keys: list[str]) -> set[str]:
     out = set()
     for key in keys:
         for seg in key.split("/"):
-            if "=" in seg:
+            if "=" in seg and not is_version_segment(seg):
                 out.add(seg.split("=", 1)[1])
     return out
 

@@ -22,7 +22,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from edulake.catalog import table_prefix
 from edulake.core.csvproc import (
     BLOCK_SIZE,
     MAX_BLOCK_SIZE,
@@ -42,6 +41,7 @@ from edulake.core.lake import Lake, Zone, safe_key
 from edulake.core.landing import LedgerEntry
 from edulake.core.parquet import PartitionedWriter
 from edulake.core.settings import get_settings
+from edulake.core.versions import write_prefix
 from edulake.privacy.lookup import IdentityTracker, lookup_key, read_lookup
 from edulake.privacy.pseudonym import Pseudonymizer
 from edulake.privacy.scrub import DataError, safe_message, safe_traceback
@@ -198,7 +198,7 @@ def _run(
         writer = PartitionedWriter(
             lake,
             Zone.STAGE2P,
-            table_prefix(SOURCE, spec.name),
+            write_prefix(lake, SOURCE, spec.name),  # the live version, or a rewrite's
             spec.partition_by or "date",
             unit_name(entry),
             spec.arrow_schema(),
