@@ -108,6 +108,9 @@ def forget(
 
     Refuses (before any change) a key that is not the one the source's tables use."""
     ensure_key(lake, source, pseudonymizer.key_id, record=False)
+    # Retired table versions (kept a grace period after a key rotation, their pseudonyms
+    # under the old key) go first: erasure does not wait for the grace period.
+    purge_retired(lake, source, None)
     hashed = sorted({c.name for s in specs for c in s.columns if c.is_hashed})
     lookups = {c: t for c in hashed if (t := _lookup(lake, source, c)) is not None}
     wanted = {v.strip() for v in raw_ids if v and v.strip()}
@@ -255,12 +258,8 @@ def _rewrite_stage2p(
     pseudos: dict[str, set[str]],
     result: ForgetResult,
 ) -> None:
-    """Rewrite every stage2p file holding matching rows without them (atomic per file).
-
-    Retired table versions (kept a grace period after a key rotation) are deleted first:
-    erasure does not wait for the grace period."""
+    """Rewrite every stage2p file holding matching rows without them (atomic per file)."""
     changed: dict[str, set[str]] = {}
-    purge_retired(lake, source, None)
     for spec, key in _tables(lake, source, specs):
         table = _read(lake, key)
         mask = _mask(table, spec, pseudos)
