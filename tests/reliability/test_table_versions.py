@@ -78,7 +78,9 @@ def test_writers_write_the_rewrite_readers_read_the_live_version(lake):
     assert versions.begin_rewrite(lake, "clever", ["t"]) == {"t": 2}
 
 
-def test_rotation_switches_versions_and_daily_runs_append_to_the_new_one(tmp_path, lake):
+def test_rotation_switches_versions_and_daily_runs_append_to_the_new_one(
+    tmp_path, lake, monkeypatch
+):
     src = _src(tmp_path, DAYS[:2])
     run(lake, src, Pseudonymizer(KEY))
     new = Pseudonymizer(OTHER_KEY)
@@ -100,12 +102,29 @@ def test_rotation_switches_versions_and_daily_runs_append_to_the_new_one(tmp_pat
     run(lake, src, new)
     day = [k for k in stage2p_key_ids(lake) if f"date={DAYS[2]}" in k]
     assert day and all(k.startswith("clever/daily_participation/_v=1/") for k in day)
-    # erasure does not wait for the grace period: retired versions go at once
+    assert versions.table_keys(lake, "clever", "daily_participation", 0) == old_files
+    # past the grace period, the next daily run deletes the retired version
+    monkeypatch.setenv("EDULAKE_VERSIONS__GRACE_S", "0")
+    run(lake, src, new)
+    assert versions.table_keys(lake, "clever", "daily_participation", 0) == []
+    assert lake_fingerprint(lake)["stage2p.daily_participation"][0] == 3 * len(USERS)
+
+
+def test_erasure_deletes_retired_versions_at_once(tmp_path, lake):
     from edulake.sources import registry
 
-    registry.get("clever").forget(lake, ["nobody-at-all"], new)
+    run(lake, _src(tmp_path, DAYS[:1]), Pseudonymizer(KEY))
+    new = Pseudonymizer(OTHER_KEY)
+    rotate_key(lake, new, max_quarantine_share=0.5)
+    finish_rotation(lake, new, grace_s=3600)
+    assert versions.table_keys(lake, "clever", "daily_participation", 0)
+    registry.get("clever").forget(lake, [USERS[0][0]], new)
     assert versions.table_keys(lake, "clever", "daily_participation", 0) == []
     assert versions.read_pointer(lake, "clever").get("retired") is None
+    pseudonym = new.pseudonym(USERS[0][0])
+    for key in stage2p_key_ids(lake):
+        with lake.open_input_file(Zone.STAGE2P, key) as f:
+            assert pseudonym not in pq.read_table(f)["sis_id_pseudonym"].to_pylist()
 
 
 def _classes(raw_ids: list[str]) -> tuple[set[str], set[str]]:

@@ -26,7 +26,8 @@ from edulake.connectors.files import (
 from edulake.core.faults import crashpoint
 from edulake.core.lake import Lake, Zone
 from edulake.core.landing import LandingResult, Ledger, LedgerEntry, SourceFile, land_file
-from edulake.core.versions import is_version_segment
+from edulake.core.settings import get_settings
+from edulake.core.versions import is_version_segment, purge_retired
 from edulake.privacy.forget import suppressed_pseudonyms
 from edulake.privacy.keys import ensure_key
 from edulake.privacy.lookup import IdentityTracker, lookup_catalog_table, merge_lookup
@@ -255,6 +256,9 @@ def process_pending(
     """
     if check_key:
         ensure_key(lake, SOURCE, pseudonymizer.key_id)
+        # table versions a rotation retired, once past their grace period (the caller
+        # holds the lake lease)
+        purge_retired(lake, SOURCE, get_settings().versions.grace_s)
     table_specs = specs()
     suppressed = suppressed_pseudonyms(lake, SOURCE, pseudonymizer)
     lookup_cols = sorted({c.name for s in table_specs.values() for c in s.lookup_columns})
