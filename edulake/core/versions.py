@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 from typing import Any
 
 from edulake.core.lake import Lake, Zone
@@ -182,5 +183,53 @@ def purge_retired(lake: Lake, source: str, grace_s: float | None) -> int:
     with contextlib.suppress(KeyError):
         if not pointer["retired"]:
             del pointer["retired"]
+    _write_pointer(lake, source, pointer)
+    return removed
+
+
+def rebase_key(lake: Lake, key: str) -> str:
+    """A stage2p key of any version of its table, in the version writers use now.
+
+    Records written before a switch (Clever's processed records name their outputs)
+    stay meaningful after it: the same file of the new version."""
+    parts = key.split("/")
+    if len(parts) < 3:
+        return key
+    rest = parts[3:] if is_version_segment(parts[2]) else parts[2:]
+    return "/".join([write_prefix(lake, parts[0], parts[1]), *rest])
+
+
+def copy_file(lake: Lake, src: str, dst: str) -> None:
+    """Copy a stage2p file into another version: a hard link locally (committed files are
+    never written in place, only replaced), a server-side copy on S3. The target version
+    is not live yet, so no reader sees a copy before it is whole."""
+    store = lake.store(Zone.STAGE2P)
+    source, target = lake.fs_path(Zone.STAGE2P, src), lake.fs_path(Zone.STAGE2P, dst)
+    lake.check_commit()
+    if store.is_local:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(target)  # a restarted rewrite's leftover
+        try:
+            os.link(source, target)
+            return
+        except OSError:
+            pass  # no hard links here: copy
+    store.fs.copy_file(source, target)
+
+
+def abandon_rewrite(lake: Lake, source: str) -> int:
+    """Drop a rewrite a killed run left (its folders, then ``next``); files deleted.
+
+    Ordinary runs call it when no key rotation is in progress, so they never write into
+    a version nobody will switch to (a killed erasure restarts its rewrite anyway)."""
+    pointer = read_pointer(lake, source)
+    nxt = pointer.get("next", {})
+    if not nxt:
+        return 0
+    removed = sum(
+        lake.delete_prefix(Zone.STAGE2P, version_prefix(source, t, int(v))) for t, v in nxt.items()
+    )
+    del pointer["next"]
     _write_pointer(lake, source, pointer)
     return removed

@@ -118,13 +118,25 @@ def test_erasure_deletes_retired_versions_at_once(tmp_path, lake):
     rotate_key(lake, new, max_quarantine_share=0.5)
     finish_rotation(lake, new, grace_s=3600)
     assert versions.table_keys(lake, "clever", "daily_participation", 0)
-    registry.get("clever").forget(lake, [USERS[0][0]], new)
-    assert versions.table_keys(lake, "clever", "daily_participation", 0) == []
-    assert versions.read_pointer(lake, "clever").get("retired") is None
     pseudonym = new.pseudonym(USERS[0][0])
-    for key in stage2p_key_ids(lake):
-        with lake.open_input_file(Zone.STAGE2P, key) as f:
-            assert pseudonym not in pq.read_table(f)["sis_id_pseudonym"].to_pylist()
+
+    def holders(version: int) -> list[str]:
+        out = []
+        for key in versions.table_keys(lake, "clever", "daily_participation", version):
+            with lake.open_input_file(Zone.STAGE2P, key) as f:
+                if pseudonym in pq.read_table(f)["sis_id_pseudonym"].to_pylist():
+                    out.append(key)
+        return out
+
+    assert holders(1)
+    result = registry.get("clever").forget(lake, [USERS[0][0]], new)
+    # the erasure wrote version 2 beside 1, switched, and deleted 1 and the rotation's 0
+    assert versions.read_pointer(lake, "clever")["tables"]["daily_participation"] == 2
+    assert result.files_rewritten == 2  # one file per table held the person
+    assert holders(2) == []
+    for v in (0, 1):
+        assert versions.table_keys(lake, "clever", "daily_participation", v) == []
+    assert versions.read_pointer(lake, "clever").get("retired") is None
 
 
 def _classes(raw_ids: list[str]) -> tuple[set[str], set[str]]:

@@ -27,7 +27,7 @@ from edulake.core.faults import crashpoint
 from edulake.core.lake import Lake, Zone
 from edulake.core.landing import LandingResult, Ledger, LedgerEntry, SourceFile, land_file
 from edulake.core.settings import get_settings
-from edulake.core.versions import is_version_segment, purge_retired
+from edulake.core.versions import abandon_rewrite, is_version_segment, purge_retired
 from edulake.privacy.forget import suppressed_pseudonyms
 from edulake.privacy.keys import ensure_key
 from edulake.privacy.lookup import IdentityTracker, lookup_catalog_table, merge_lookup
@@ -256,8 +256,9 @@ def process_pending(
     """
     if check_key:
         ensure_key(lake, SOURCE, pseudonymizer.key_id)
-        # table versions a rotation retired, once past their grace period (the caller
-        # holds the lake lease)
+        # (the caller holds the lake lease) a rewrite a killed erasure left is dropped,
+        # and table versions retired past their grace period are deleted
+        abandon_rewrite(lake, SOURCE)
         purge_retired(lake, SOURCE, get_settings().versions.grace_s)
     table_specs = specs()
     suppressed = suppressed_pseudonyms(lake, SOURCE, pseudonymizer)

@@ -41,7 +41,7 @@ from edulake.core.lake import Lake, Zone, safe_key
 from edulake.core.landing import LedgerEntry
 from edulake.core.parquet import PartitionedWriter
 from edulake.core.settings import get_settings
-from edulake.core.versions import write_prefix
+from edulake.core.versions import rebase_key, write_prefix
 from edulake.privacy.lookup import IdentityTracker, lookup_key, read_lookup
 from edulake.privacy.pseudonym import Pseudonymizer
 from edulake.privacy.scrub import DataError, safe_message, safe_traceback
@@ -352,7 +352,8 @@ def remove_stale_outputs(lake: Lake, previous: dict[str, Any] | None, current: F
     """Delete files an older version of this source file wrote that the new one did not."""
     if not previous:
         return 0
-    stale = set(previous.get("outputs", [])) - set(current.outputs)
+    # the previous outputs as keys of the version written now (a switch moved them)
+    stale = {rebase_key(lake, k) for k in previous.get("outputs", [])} - set(current.outputs)
     for key in stale:
         lake.delete(Zone.STAGE2P, key)
     return len(stale)
