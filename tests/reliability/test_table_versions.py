@@ -369,3 +369,52 @@ def test_clever_rotation_still_equals_a_fresh_build(tmp_path):
     fresh = Lake(str(tmp_path / "fresh"), str(tmp_path / "fresh-np"))
     run(fresh, src, new)
     assert lake_fingerprint(lake) == lake_fingerprint(fresh)
+
+
+@pytest.mark.parametrize("point", ["forget.rewriting", "forget.switched"])
+def test_an_erasure_killed_mid_version_then_a_daily_run_then_rerun(
+    tmp_path, lake, monkeypatch, point
+):
+    """Killed while writing its version (readers keep the old one whole) or right after
+    the switch; a daily run in between writes into the live version, never into the
+    abandoned one; the re-run ends with the person gone from every version."""
+    import edulake.privacy.forget as forget_mod
+    from edulake.sources import registry
+
+    key = Pseudonymizer(KEY)
+    src = _src(tmp_path, DAYS[:3])
+    run(lake, src, key)
+    person = key.pseudonym(USERS[0][0])
+
+    def in_versions() -> dict[int, int]:
+        out: dict[int, int] = {}
+        for v in (0, 1, 2):
+            for k in versions.table_keys(lake, "clever", "daily_participation", v):
+                with lake.open_input_file(Zone.STAGE2P, k) as f:
+                    col = pq.read_table(f)["sis_id_pseudonym"].to_pylist()
+                out[v] = out.get(v, 0) + col.count(person)
+        return out
+
+    def die(name: str) -> None:
+        if name == point:
+            raise KeyboardInterrupt  # stands in for a SIGKILL there
+
+    with monkeypatch.context() as m:
+        m.setattr(forget_mod, "crashpoint", die)
+        with pytest.raises(KeyboardInterrupt):
+            registry.get("clever").forget(lake, [USERS[0][0]], key)
+    live = versions.current_version(lake, "clever", "daily_participation")
+    assert live == (0 if point == "forget.rewriting" else 1)
+    write(
+        src,
+        f"daily-participation/{DAYS[3]}-daily-participation-students.csv",
+        dp_rows(DAYS[3], USERS),
+    )
+    run(lake, src, key)  # the daily run: drops the abandoned rewrite, appends to the live one
+    assert versions.rewrite_in_progress(lake, "clever") == {}
+    if point == "forget.rewriting":  # the old version, whole, still live: the person too
+        assert in_versions()[0] > 0
+    registry.get("clever").forget(lake, [USERS[0][0]], key)
+    assert set(in_versions().values()) <= {0}
+    rows = lake_fingerprint(lake)["stage2p.daily_participation"][0]
+    assert rows == 4 * (len(USERS) - 1)  # four days, everyone but the person
