@@ -418,3 +418,39 @@ def test_an_erasure_killed_mid_version_then_a_daily_run_then_rerun(
     assert set(in_versions().values()) <= {0}
     rows = lake_fingerprint(lake)["stage2p.daily_participation"][0]
     assert rows == 4 * (len(USERS) - 1)  # four days, everyone but the person
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_rotate_key_flow_rotates_one_source_or_every_source(tmp_path, li_server, monkeypatch):
+    """``rotate-key --source clever`` rotates Clever alone; ``rotate-key`` (every registered
+    source) then rotates LibInsight and finds Clever done; the CLI takes ``--source``."""
+    from edulake.cli import build_parser
+    from flows.clever_maintenance import rotate_key_flow
+    from tests.keys import LIBINSIGHT_KEY, OTHER_KEY_TEXT
+
+    root, np_root = str(tmp_path / "lake"), str(tmp_path / "np")
+    lake = Lake(root, np_root)
+    run(lake, _src(tmp_path, DAYS[:1]), Pseudonymizer(KEY))
+    _li_run(li_server, lake, LIBINSIGHT_KEY)
+    monkeypatch.setenv("EDULAKE_HMAC_KEY", OTHER_KEY_TEXT)
+    monkeypatch.setenv("EDULAKE_LEASE__PREFECT_LIMIT", "")
+    args = build_parser().parse_args(["rotate-key", "--source", "libinsight"])
+    assert args.source == "libinsight"
+    assert build_parser().parse_args(["rotate-key"]).source is None
+
+    one = rotate_key_flow(source="clever", lake_root=root, np_root=np_root)
+    assert list(one) == ["clever"] and one["clever"]["rotated"]
+    assert recorded_key_id(lake, "clever") == OTHER_KEY.key_id
+    assert recorded_key_id(lake, "libinsight") == LIBINSIGHT_KEY.key_id
+    every = rotate_key_flow(lake_root=root, np_root=np_root)
+    assert every["clever"] == {"rotated": False, "key_id": OTHER_KEY.key_id}
+    assert every["libinsight"]["rotated"] and every["libinsight"]["files_rewritten"] > 0
+    assert recorded_key_id(lake, "libinsight") == OTHER_KEY.key_id
+    con = connect_catalog(f"{root}/catalog/edulake.duckdb")
+    comments = con.execute(
+        "SELECT schema_name, comment FROM duckdb_tables() WHERE schema_name IN ('clever', 'libinsight')"
+    ).fetchall()
+    con.close()
+    assert {s for s, _ in comments} == {"clever", "libinsight"}
+    assert all(f"key_id={OTHER_KEY.key_id}" in c for _, c in comments)
