@@ -639,13 +639,14 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 
 def cmd_rotate_key(args: argparse.Namespace) -> int:
-    from flows.clever_maintenance import clever_rotate_key
+    from flows.clever_maintenance import rotate_key_flow
 
     return _run_flow(
         args,
-        clever_rotate_key,
+        rotate_key_flow,
         [],
         print_plain_summary,
+        source=args.source,
         lake_root=args.lake_root,
         np_root=args.np_root,
     )
@@ -1002,6 +1003,12 @@ def build_parser() -> argparse.ArgumentParser:
     rk = command("rotate-key", "re-pseudonymize everything with the configured key")
     rk.add_argument("--lake-root", help=LAKE_HELP)
     rk.add_argument("--np-root", help=NP_HELP)
+    rk.add_argument(
+        "--source",
+        choices=["clever", "libinsight"],
+        default=None,
+        help="rotate one source (default: every registered source)",
+    )
     json_option(rk)
     rk.set_defaults(func=cmd_rotate_key)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from edulake.fanout import (
@@ -15,10 +14,11 @@ from edulake.fanout import (
     month_windows,
     pick_windows,
 )
+from tasks.common import edulake_flow
 from tasks.fanout import CHILD_DEPLOYMENT, FANOUT_LIMIT, ensure_limits, report_children, run_child
 
 
-@flow(name="clever-backfill-months", task_runner=ThreadPoolTaskRunner(max_workers=16))  # type: ignore[arg-type]
+@edulake_flow(name="clever-backfill-months", task_runner=ThreadPoolTaskRunner(max_workers=16))  # type: ignore[arg-type]
 def clever_backfill_months(
     report_from: dt.date,
     report_to: dt.date,

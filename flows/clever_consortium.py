@@ -5,15 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from edulake.fanout import ChildOutcome, ChildrenFailed, failure_message
 from edulake.tenants import load_consortium
+from tasks.common import edulake_flow
 from tasks.fanout import CHILD_DEPLOYMENT, FANOUT_LIMIT, ensure_limits, report_children, run_child
 
 
-@flow(name="clever-consortium", task_runner=ThreadPoolTaskRunner(max_workers=16))  # type: ignore[arg-type]
+@edulake_flow(name="clever-consortium", task_runner=ThreadPoolTaskRunner(max_workers=16))  # type: ignore[arg-type]
 def clever_consortium(
     consortium_file: str = "consortium.yaml",
     districts: list[str] | None = None,

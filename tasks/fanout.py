@@ -15,7 +15,6 @@ import re
 from typing import Any
 from uuid import UUID
 
-from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
@@ -26,7 +25,7 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 
 from edulake.fanout import ChildOutcome, child_outcome
-from tasks.common import logger
+from tasks.common import edulake_task, logger
 
 FANOUT_LIMIT = "edulake-fanout"
 # The clever-participation deployment children run on (no deployment concurrency limit:
@@ -35,7 +34,7 @@ CHILD_DEPLOYMENT = "clever-participation/clever-child"
 _EXCEPTION = re.compile(r"exception: ([A-Za-z_][A-Za-z0-9_]*)")
 
 
-@task(name="ensure-concurrency-limits")
+@edulake_task(name="ensure-concurrency-limits")
 def ensure_limits(limits: dict[str, int]) -> list[str]:
     """Create the global concurrency limits that do not exist yet; the names created."""
     created = []
@@ -67,7 +66,7 @@ def _artifacts(flow_run_id: UUID) -> dict[str, list[Any]]:
     return out
 
 
-@task(name="run-child", task_run_name="child-{child}")
+@edulake_task(name="run-child", task_run_name="child-{child}")
 def run_child(
     child: str,
     deployment: str,
@@ -114,7 +113,7 @@ def run_child(
     return outcome
 
 
-@task(name="report-children")
+@edulake_task(name="report-children")
 def report_children(key: str, outcomes: list[ChildOutcome], description: str) -> None:
     """The parent's table artifact: one row per child (landed, rows, stale, failed)."""
     create_table_artifact(key=key, table=[o.row() for o in outcomes], description=description)

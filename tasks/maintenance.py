@@ -58,27 +58,39 @@ def forget_people(
 
 
 @edulake_task(name="rotate-key", cache_policy=NO_CACHE)
-def rotate(lake: Lake, key: PseudonymKey, max_quarantine_share: float) -> RotationResult:
-    """Re-pseudonymize the lake with ``key`` (the caller republishes, then finishes)."""
-    result = rotate_key(lake, Pseudonymizer(key), max_quarantine_share=max_quarantine_share)
+def rotate(
+    lake: Lake, key: PseudonymKey, max_quarantine_share: float, source: SourceName = "clever"
+) -> RotationResult:
+    """Build the source's new table version with ``key`` and switch readers to it (the
+    caller republishes, then finishes)."""
+    result = rotate_key(
+        lake, Pseudonymizer(key), max_quarantine_share=max_quarantine_share, source=source
+    )
     log = logger()
     if result.nothing_to_do:
-        log.info("the lake already uses key %s: nothing to rotate", key.key_id)
+        log.info("%s already uses key %s: nothing to rotate", source, key.key_id)
     else:
         log.info(
-            "rotated %s -> %s: %d file versions reprocessed (%d older versions rebuilt), %d failed",
+            "rotated %s %s -> %s: %d file versions reprocessed (%d older versions rebuilt), "
+            "%d other files rewritten, %d failed; table versions now %s%s",
+            source,
             result.from_key_id,
             result.to_key_id,
             len(result.files),
             result.rebuilt_older_versions,
+            result.rewritten,
             len(result.failed),
+            result.versions or "unchanged",
+            " (resumed after the switch)" if result.resumed_after_switch else "",
         )
     return result
 
 
 @edulake_task(name="finish-rotation", cache_policy=NO_CACHE)
-def finish(lake: Lake, key: PseudonymKey) -> None:
-    finish_rotation(lake, Pseudonymizer(key))
+def finish(lake: Lake, key: PseudonymKey, source: SourceName = "clever") -> None:
+    removed = finish_rotation(lake, Pseudonymizer(key), source=source)
+    if removed:
+        logger().info("%s: %d file(s) of retired table versions deleted", source, removed)
 
 
 def republish(

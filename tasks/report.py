@@ -11,14 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from edulake.core.lake import Lake
 from edulake.core.settings import get_settings
 from edulake.privacy.scrub import safe_message
-from tasks.common import logger
+from tasks.common import edulake_task, logger
 
 TITLES = {"clever": "Clever dashboard", "libinsight": "LibInsight dashboard"}
 
@@ -28,7 +27,7 @@ def link_of(uri: str) -> str:
     return uri if "://" in uri else Path(uri).absolute().as_uri()
 
 
-@task(name="publish-report", cache_policy=NO_CACHE)
+@edulake_task(name="publish-report", cache_policy=NO_CACHE)
 def publish_report(
     lake: Lake,
     source: str,

@@ -15,6 +15,7 @@ from typing import Literal
 import pyarrow as pa
 
 from edulake.core.lake import Lake, Zone
+from edulake.core.versions import read_prefix, version_prefix
 from edulake.specs import OutputColumn, TableSpec
 
 
@@ -47,15 +48,26 @@ class CatalogTable:
 
     @classmethod
     def from_spec(
-        cls, lake: Lake, spec: TableSpec, properties: dict[str, str] | None = None
+        cls,
+        lake: Lake,
+        spec: TableSpec,
+        properties: dict[str, str] | None = None,
+        version: int | None = None,
     ) -> CatalogTable:
-        """The stage2p table of a spec."""
+        """The stage2p table of a spec, at its live version (read from the lake's pointer
+        record) or at ``version`` (rendering without storage access)."""
+        prefix = (
+            read_prefix(lake, spec.source, spec.name)
+            if version is None
+            else version_prefix(spec.source, spec.name, version)
+        )
         return cls(
             zone=Zone.STAGE2P,
             source=spec.source,
             name=spec.name,
             columns=spec.output_columns(),
-            location=lake.uri(Zone.STAGE2P, table_prefix(spec.source, spec.name)),
+            # the live version's folder (edulake.core.versions): a full rewrite switches it
+            location=lake.uri(Zone.STAGE2P, prefix),
             partition=spec.partition_column,
             description=spec.description,
             properties=dict(properties or {}),

@@ -50,6 +50,7 @@ from edulake.catalog import Catalog, CatalogTable, PublishResult
 from edulake.core.faults import crashpoint, pausepoint
 from edulake.core.lake import Lake, Zone
 from edulake.core.types import duckdb_type
+from edulake.core.versions import in_version
 
 log = logging.getLogger(__name__)
 
@@ -460,8 +461,8 @@ class DuckDBCatalog(Catalog):
         marker = f"{table.partition.name}=" if table.partition is not None else None
         out: dict[str, dict[str, tuple[int, float | None]]] = {}
         for o in self.lake.list(table.zone, prefix):
-            if not o.key.endswith(".parquet"):
-                continue
+            if not o.key.endswith(".parquet") or not in_version(o.key, prefix):
+                continue  # not Parquet, or another version's folder inside version 0
             part = ""
             if marker is not None:
                 seg = next((s for s in o.key.split("/") if s.startswith(marker)), None)

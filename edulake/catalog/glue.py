@@ -24,6 +24,7 @@ import pyarrow as pa
 from edulake.catalog import Catalog, CatalogTable, PublishResult
 from edulake.core.lake import Lake, Zone
 from edulake.core.types import athena_type
+from edulake.core.versions import in_version
 from edulake.specs import OutputColumn
 
 PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
@@ -263,10 +264,12 @@ class GlueCatalog(Catalog):
         """Partition values present in the lake (folder names ``<col>=<value>``)."""
         assert self.lake is not None
         assert table.partition is not None
-        prefix = f"{table.source}/{table.name}"
+        prefix = table.location[len(self.lake.uri(table.zone)) :].strip("/")
         marker = f"{table.partition.name}="
         values = set()
         for obj in self.lake.list(table.zone, prefix):
+            if not in_version(obj.key, prefix):
+                continue
             for part in obj.key.split("/"):
                 if part.startswith(marker):
                     values.add(part[len(marker) :])

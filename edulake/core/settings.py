@@ -111,6 +111,17 @@ class LeaseSettings(BaseModel):
     )
 
 
+class VersionSettings(BaseModel):
+    """Table versions of full rewrites (see edulake/core/versions.py)."""
+
+    grace_s: float = Field(
+        86400.0,
+        ge=0,
+        description="Seconds a table version replaced by a key rotation is kept for readers "
+        "that started before the switch (Athena queries in flight); erasure deletes them at once.",
+    )
+
+
 class PublishSettings(BaseModel):
     """The published layer (dashboard views): small-cell suppression."""
 
@@ -134,6 +145,7 @@ class Settings(BaseSettings):
     catalog: CatalogSettings = CatalogSettings()
     lease: LeaseSettings = LeaseSettings()
     publish: PublishSettings = PublishSettings()
+    versions: VersionSettings = VersionSettings()
     hmac_key: SecretStr | None = Field(
         None, description="Pseudonymization key (prefer a Prefect Secret block in production)."
     )

@@ -754,6 +754,7 @@ def audit_run(lake: Lake, scope: AuditScope) -> AuditReport:
     identity ever hashed, whatever a config says now). Scanned: the stage2p files of the
     ``changed`` partitions (values, metadata, footer) and the rest of the scope.
     """
+    from edulake.core.versions import write_prefix
     from edulake.privacy.lookup import lookup_key, read_lookup
     from edulake.sources import registry
 
@@ -765,7 +766,8 @@ def audit_run(lake: Lake, scope: AuditScope) -> AuditReport:
         part_col = spec.partition_column if spec else None
         column = part_col.name if part_col else "date"
         for part in parts:
-            objs = lake.list(Zone.STAGE2P, f"{source.name}/{table}/{column}={part}")
+            prefix = f"{write_prefix(lake, source.name, table)}/{column}={part}"
+            objs = lake.list(Zone.STAGE2P, prefix)
             parquet += [o.key for o in objs if o.key.endswith(".parquet")]
     if not (parquet or scope.results or scope.texts or scope.exports or scope.system_keys):
         return AuditReport()  # nothing new: nothing to read the identifiers for

@@ -10,8 +10,10 @@ clever_user_id on the same rows), then:
    ``stage2np/<source>/_suppressed/suppressed.parquet``) - first, so a crash half-way
    is repaired by re-running, and so processing drops their rows from every file landed
    or reprocessed later (a re-delivered report or a key rotation never resurrects them);
-2. every stage2p file holding their rows is rewritten without them (atomically, same
-   key; a file left empty is deleted); the next publish sees the changed files;
+2. every table holding their rows gets a new **table version**
+   (:mod:`edulake.core.versions`): the files holding their rows rewritten without them
+   (a file left empty is left out), the others copied; readers switch to it in one step,
+   and the old version is deleted right after the switch (no grace period for erasure);
 3. their rows are removed from the lookups and from quarantine files.
 
 The same code serves every source: what it needs of one (its name and table specs: the
@@ -44,6 +46,16 @@ import pyarrow.parquet as pq
 
 from edulake.core.faults import crashpoint
 from edulake.core.lake import Lake, Zone
+from edulake.core.versions import (
+    begin_rewrite,
+    copy_file,
+    is_version_segment,
+    purge_retired,
+    read_prefix,
+    switch,
+    table_keys,
+    write_prefix,
+)
 from edulake.privacy.keys import ensure_key
 from edulake.privacy.lookup import lookup_key, read_lookup
 from edulake.privacy.pseudonym import Pseudonymizer
@@ -107,6 +119,9 @@ def forget(
 
     Refuses (before any change) a key that is not the one the source's tables use."""
     ensure_key(lake, source, pseudonymizer.key_id, record=False)
+    # Retired table versions (kept a grace period after a key rotation, their pseudonyms
+    # under the old key) go first: erasure does not wait for the grace period.
+    purge_retired(lake, source, None)
     hashed = sorted({c.name for s in specs for c in s.columns if c.is_hashed})
     lookups = {c: t for c in hashed if (t := _lookup(lake, source, c)) is not None}
     wanted = {v.strip() for v in raw_ids if v and v.strip()}
@@ -178,11 +193,12 @@ def _pseudonyms(values: dict[str, set[str]], pseudonymizer: Pseudonymizer) -> di
 
 
 def _tables(lake: Lake, source: str, specs: list[TableSpec]) -> list[tuple[TableSpec, str]]:
+    """Every Parquet file of the live version of each table."""
     out = []
     for spec in specs:
-        for obj in lake.list(Zone.STAGE2P, f"{source}/{spec.name}"):
-            if obj.key.endswith(".parquet"):
-                out.append((spec, obj.key))
+        for key in table_keys(lake, source, spec.name):
+            if key.endswith(".parquet"):
+                out.append((spec, key))
     return out
 
 
@@ -254,27 +270,60 @@ def _rewrite_stage2p(
     pseudos: dict[str, set[str]],
     result: ForgetResult,
 ) -> None:
-    """Rewrite every stage2p file holding matching rows without them (atomic per file)."""
+    """Write a new version of every table holding matching rows, without them; switch.
+
+    The affected files are rewritten and the others copied into the new version
+    (:mod:`edulake.core.versions`), then readers switch to it in one step, so no reader
+    sees the person gone from one partition and present in another. A run killed before
+    the switch leaves the old version live; the re-run starts the rewrite over."""
     changed: dict[str, set[str]] = {}
+    affected: dict[str, set[str]] = {}
     for spec, key in _tables(lake, source, specs):
         table = _read(lake, key)
         mask = _mask(table, spec, pseudos)
         removed = int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
         if not removed:
             continue
+        affected.setdefault(spec.name, set()).add(key)
         result.stage2p_rows[spec.name] = result.stage2p_rows.get(spec.name, 0) + removed
-        part = next((seg.split("=", 1)[1] for seg in key.split("/") if "=" in seg), None)
+        part = next(
+            (
+                seg.split("=", 1)[1]
+                for seg in key.split("/")
+                if "=" in seg and not is_version_segment(seg)
+            ),
+            None,
+        )
         if part is not None:
             changed.setdefault(spec.name, set()).add(part)
-        kept = table.filter(pc.invert(mask))
-        if kept.num_rows == 0:
-            lake.delete(Zone.STAGE2P, key)
-            result.files_deleted += 1
-        else:
-            with lake.atomic_write(Zone.STAGE2P, key) as out:
+    result.changed = {t: sorted(p) for t, p in changed.items()}
+    if not affected:
+        return
+    begin_rewrite(lake, source, sorted(affected))
+    for spec in specs:
+        if spec.name not in affected:
+            continue
+        live, target = read_prefix(lake, source, spec.name), write_prefix(lake, source, spec.name)
+        for key in table_keys(lake, source, spec.name):
+            dst = f"{target}/{key[len(live) :].lstrip('/')}"
+            if key not in affected[spec.name]:
+                copy_file(lake, key, dst)
+                continue
+            table = _read(lake, key)
+            kept = table.filter(pc.invert(_mask(table, spec, pseudos)))
+            if kept.num_rows == 0:
+                result.files_deleted += 1
+                continue
+            with lake.atomic_write(Zone.STAGE2P, dst) as out:
                 pq.write_table(kept, out, compression="zstd")
             result.files_rewritten += 1
-    result.changed = {t: sorted(p) for t, p in changed.items()}
+            crashpoint("forget.rewriting")
+    switch(lake, source)
+    crashpoint("forget.switched")
+    # erasure: the version that still holds them goes at once, no grace period (the
+    # publish that follows switches Glue's locations; until then Athena finds the
+    # affected tables empty, never the person)
+    purge_retired(lake, source, None)
 
 
 def _scrub_extracts(lake: Lake, pseudonyms: set[str]) -> int:

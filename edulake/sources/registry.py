@@ -2,12 +2,13 @@
 
 One entry per source: its name (the ``source`` of its specs, its lake folders and its key
 record), its table specs (from which the hashed and lookup columns follow), the catalog
-tables it publishes, its ``forget`` hook, and what the PII audit needs: ``raw_ids``
-(the raw identifiers of its stage1np files) and ``inputs_of`` (the stage1np files behind
-stage2p files). Erasure (:mod:`edulake.privacy.forget`), its verification, the republish
-after it and the audit (:mod:`edulake.privacy.audit`: ``edulake audit`` and every run's
-audit before publishing) take what they need from here, so no privacy or maintenance
-code imports one source's modules to serve another.
+tables it publishes, its ``forget`` hook, its ``rotation`` hooks (how to rebuild its
+tables under a new key, :mod:`edulake.privacy.rotation`) and what the PII audit needs:
+``raw_ids`` (the raw identifiers of its stage1np files) and ``inputs_of`` (the stage1np
+files behind stage2p files). Erasure (:mod:`edulake.privacy.forget`), key rotation, their
+verification, the republish after them and the audit (:mod:`edulake.privacy.audit`:
+``edulake audit`` and every run's audit before publishing) take what they need from
+here, so no privacy or maintenance code imports one source's modules to serve another.
 
 - ``clever``: the two report specs (``daily_participation``, ``resource_usage``).
 - ``libinsight``: the spec of every table with month files in the lake, from the record
@@ -37,6 +38,20 @@ class UnknownTableError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class RotationHooks:
+    """What a key rotation needs of a source (see :mod:`edulake.privacy.rotation`).
+
+    ``rewrite(lake, key, max_quarantine_share, result)`` writes the new version of every
+    table in ``tables(lake)`` (writers write there while the rewrite is in progress) and
+    adds its per-file results to ``result``; ``after_switch(lake, key)`` runs once the new
+    version is live (idempotent: a re-run after a kill repeats it)."""
+
+    tables: Callable[[Lake], list[str]]
+    rewrite: Callable[[Lake, Pseudonymizer, float, Any], None]
+    after_switch: Callable[[Lake, Pseudonymizer], None] | None = None
+
+
+@dataclass(frozen=True)
 class Source:
     """What a source provides to the privacy layer (see the module docstring)."""
 
@@ -44,6 +59,7 @@ class Source:
     specs: Callable[[Lake], list[TableSpec]]
     catalog_tables: Callable[[Lake, str], list[CatalogTable]]  # (lake, key id)
     forget: Callable[[Lake, list[str], Pseudonymizer], ForgetResult]
+    rotation: RotationHooks
     # (lake, stage1np keys or None for all of the source's, extra configs) -> raw ids
     raw_ids: Callable[[Lake, list[str] | None, Sequence[Any]], set[str]]
     # (lake, stage2p keys, landed versions (name, sha256)) -> the stage1np keys behind them
@@ -130,6 +146,53 @@ def clever_scope(files: Iterable[Any], changed: dict[str, list[str]]) -> AuditSc
     )
 
 
+def _clever_tables(_lake: Lake) -> list[str]:
+    return sorted(s.name for s in _clever_specs(_lake))
+
+
+def _clever_rewrite(lake: Lake, new: Pseudonymizer, share: float, result: Any) -> None:
+    """Reprocess every landed report from stage1np into the new version.
+
+    The newest version of each report first; then any older version whose output the
+    live version still serves (its newer version failed) is rebuilt from its own raw
+    file (``edulake.source_sha256``), as the live table holds it. Lookups and processed
+    records are rebuilt on the way."""
+    from edulake.core.faults import crashpoint
+    from edulake.core.lake import Zone
+    from edulake.core.landing import Ledger
+    from edulake.privacy.rotation import stage2p_key_ids
+    from edulake.sources.clever import pipeline
+
+    live_shas = {sha for _, sha in stage2p_key_ids(lake, "clever").values()}
+    for obj in lake.list(Zone.STAGE2NP, "clever"):
+        if obj.key.endswith("_lookup/lookup.parquet"):
+            lake.delete(Zone.STAGE2NP, obj.key)
+    lake.delete_prefix(Zone.SYSTEM, "processed/clever")
+    crashpoint("rotate.cleared")
+    done = pipeline.process_pending(
+        lake, pipeline.pending(lake), new, max_quarantine_share=share, check_key=False
+    )
+    result.files += done.files
+    crashpoint("rotate.reprocessed")
+    written = {sha for _, sha in stage2p_key_ids(lake, "clever", writing=True).values()}
+    stale = live_shas - written
+    if stale:
+        by_sha = {e.sha256: e for e in Ledger(lake, "clever").entries()}
+        missing = sorted(stale - set(by_sha))
+        if missing:
+            raise RuntimeError(
+                f"{len(missing)} live stage2p file(s) come from source versions missing from "
+                "the ledger, so they cannot be rebuilt with the new key (nothing was "
+                "switched): restore the raw files, then re-run the rotation"
+            )
+        older = [by_sha[s] for s in sorted(stale)]
+        again = pipeline.process_pending(
+            lake, older, new, max_quarantine_share=1.0, check_key=False
+        )
+        result.files += again.files
+        result.rebuilt_older_versions = len(older)
+
+
 # -- libinsight --------------------------------------------------------------------------
 
 LIBINSIGHT_PROPS = {"source": "LibInsight"}  # as flows/libinsight_dataset.py publishes
@@ -212,6 +275,24 @@ def libinsight_scope(
     )
 
 
+def _libinsight_tables(lake: Lake) -> list[str]:
+    from edulake.sources.libinsight.store import lake_tables
+
+    return lake_tables(lake)
+
+
+def _libinsight_rewrite(lake: Lake, new: Pseudonymizer, _share: float, result: Any) -> None:
+    from edulake.sources.libinsight.rotate import rewrite_tables
+
+    result.rewritten = rewrite_tables(lake, _libinsight_specs(lake), new)
+
+
+def _libinsight_after_switch(lake: Lake, new: Pseudonymizer) -> None:
+    from edulake.sources.libinsight.rotate import after_switch
+
+    after_switch(lake, _libinsight_specs(lake), new)
+
+
 _SOURCES = (
     Source(
         "clever",
@@ -220,6 +301,7 @@ _SOURCES = (
         _clever_forget,
         raw_ids=_clever_raw_ids,
         inputs_of=_clever_inputs_of,
+        rotation=RotationHooks(_clever_tables, _clever_rewrite),
         views_for="clever",
     ),
     Source(
@@ -229,6 +311,7 @@ _SOURCES = (
         _libinsight_forget,
         raw_ids=_libinsight_raw_ids,
         inputs_of=_libinsight_inputs_of,
+        rotation=RotationHooks(_libinsight_tables, _libinsight_rewrite, _libinsight_after_switch),
     ),
 )
 

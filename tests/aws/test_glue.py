@@ -36,7 +36,9 @@ MONTHLY = TableSpec.model_validate(
 
 
 def daily_table(**changes: object) -> CatalogTable:
-    table = CatalogTable.from_spec(LAKE, load_spec("clever", "daily_participation"), KEY_PROPS)
+    table = CatalogTable.from_spec(
+        LAKE, load_spec("clever", "daily_participation"), KEY_PROPS, version=0
+    )
     return CatalogTable(**{**table.__dict__, **changes})  # type: ignore[arg-type]
 
 
@@ -107,7 +109,7 @@ def test_publish_creates_database_and_typed_external_parquet_table(glue_client):
 
 
 def test_month_partitions_are_projected_as_yyyy_mm_dates(glue_client):
-    table = CatalogTable.from_spec(LAKE, MONTHLY)
+    table = CatalogTable.from_spec(LAKE, MONTHLY, version=0)
     GlueCatalog(glue_client=glue_client).publish(table, partitions=["2023-11"])
     got = glue_client.get_table(DatabaseName="edulake_libinsight", Name="reference_desk")["Table"]
     assert got["PartitionKeys"][0]["Name"] == "month"

@@ -23,7 +23,7 @@ from edulake.core.lake import Lake, Zone
 from edulake.core.lease import read_holder
 from edulake.demo.clever_testdata import TestDataSource
 from edulake.privacy.lookup import read_lookup
-from tests.reliability.helpers import checksum, lake_fingerprint
+from tests.reliability.helpers import checksum, lake_fingerprint, read_table
 
 from .conftest import NEW_KEY_TEXT
 
@@ -198,8 +198,7 @@ def person_rows(lake_root: str, np_root: str, sis_id: str) -> dict[str, int]:
     lake = Lake(lake_root, np_root)
     out = {}
     for table in ("daily_participation", "resource_usage"):
-        root = lake.fs_path(Zone.STAGE2P, f"clever/{table}")
-        t = ds.dataset(root, format="parquet", partitioning="hive").to_table()
+        t = read_table(lake, table)  # the live table version
         out[f"stage2p.{table}"] = sum(1 for v in t["sis_id_pseudonym"].to_pylist() if v == p)
     look = read_lookup(lake, "clever", "sis_id")
     out["lookup"] = sum(1 for v in look["value"].to_pylist() if v == sis_id)

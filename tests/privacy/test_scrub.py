@@ -190,9 +190,8 @@ def test_every_task_and_flow_is_made_with_the_scrubber():
             for name, obj in vars(module).items():
                 if isinstance(obj, kind) and obj.fn.__module__ == module.__name__:
                     found[f"{module.__name__}.{name}"] = getattr(obj.fn, SCRUBBED_ATTR, False)
-    # flows/clever_maintenance.py belongs to the key-rotation work (its tasks are scrubbed)
     unscrubbed = sorted(n for n, ok in found.items() if not ok)
-    assert unscrubbed == ["flows.clever_maintenance.clever_rotate_key"], unscrubbed
+    assert unscrubbed == [], unscrubbed
     assert len(found) > 20
 
 

@@ -14,6 +14,7 @@ import pyarrow.dataset as ds
 
 from edulake.connectors.files import FolderSource
 from edulake.core.lake import Lake, Zone
+from edulake.core.versions import read_prefix, table_keys
 from edulake.privacy.lookup import read_lookup
 from edulake.privacy.pseudonym import Pseudonymizer
 from edulake.sources.clever import pipeline
@@ -38,10 +39,14 @@ def run(lake: Lake, src_dir: str, pseudonymizer: Pseudonymizer, share: float = 0
 
 
 def read_table(lake: Lake, name: str) -> pa.Table:
-    root = lake.fs_path(Zone.STAGE2P, f"clever/{name}")
-    if not os.path.isdir(root):
+    """The live version of a Clever stage2p table (edulake.core.versions)."""
+    root = lake.fs_path(Zone.STAGE2P, read_prefix(lake, "clever", name))
+    files = [lake.fs_path(Zone.STAGE2P, k) for k in table_keys(lake, "clever", name)]
+    if not files:
         return pa.table({})
-    return ds.dataset(root, format="parquet", partitioning="hive").to_table()
+    return ds.dataset(
+        files, format="parquet", partitioning="hive", partition_base_dir=root
+    ).to_table()
 
 
 def checksum(table: pa.Table) -> tuple[int, str]:

@@ -173,6 +173,7 @@ _rotate(Lake(sys.argv[1], sys.argv[2]), Pseudonymizer(OTHER_KEY))
         "rotate.cleared:1",
         "process.writing:1",
         "rotate.reprocessed:1",
+        "rotate.switched:1",
         "publish.transaction:2",
         "rotate.recorded:1",
     ],

@@ -27,6 +27,8 @@ from edulake.core.faults import crashpoint
 from edulake.core.index import RecordIndex
 from edulake.core.lake import Lake, Zone
 from edulake.core.landing import LandingResult, Ledger, LedgerEntry, SourceFile, land_file
+from edulake.core.settings import get_settings
+from edulake.core.versions import abandon_rewrite, is_version_segment, purge_retired
 from edulake.privacy.forget import suppressed_pseudonyms
 from edulake.privacy.keys import ensure_key
 from edulake.privacy.lookup import IdentityTracker, lookup_catalog_table, merge_lookup
@@ -258,6 +260,10 @@ def process_pending(
     """
     if check_key:
         ensure_key(lake, SOURCE, pseudonymizer.key_id)
+        # (the caller holds the lake lease) a rewrite a killed erasure left is dropped,
+        # and table versions retired past their grace period are deleted
+        abandon_rewrite(lake, SOURCE)
+        purge_retired(lake, SOURCE, get_settings().versions.grace_s)
     table_specs = specs()
     suppressed = suppressed_pseudonyms(lake, SOURCE, pseudonymizer)
     lookup_cols = sorted({c.name for s in table_specs.values() for c in s.lookup_columns})
@@ -375,7 +381,7 @@ def _partitions_of(keys: list[str]) -> set[str]:
     out = set()
     for key in keys:
         for seg in key.split("/"):
-            if "=" in seg:
+            if "=" in seg and not is_version_segment(seg):
                 out.add(seg.split("=", 1)[1])
     return out
 

@@ -23,7 +23,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from edulake.catalog import table_prefix
 from edulake.core.csvproc import (
     BLOCK_SIZE,
     MAX_BLOCK_SIZE,
@@ -43,6 +42,7 @@ from edulake.core.lake import Lake, Zone, safe_key
 from edulake.core.landing import LedgerEntry
 from edulake.core.parquet import PartitionedWriter
 from edulake.core.settings import get_settings
+from edulake.core.versions import rebase_key, write_prefix
 from edulake.privacy.lookup import IdentityTracker, lookup_key, read_lookup
 from edulake.privacy.pseudonym import Pseudonymizer
 from edulake.privacy.scrub import DataError, safe_message, safe_traceback
@@ -202,7 +202,7 @@ def _run(
         writer = PartitionedWriter(
             lake,
             Zone.STAGE2P,
-            table_prefix(SOURCE, spec.name),
+            write_prefix(lake, SOURCE, spec.name),  # the live version, or a rewrite's
             spec.partition_by or "date",
             unit_name(entry),
             spec.arrow_schema(),
@@ -356,7 +356,8 @@ def remove_stale_outputs(lake: Lake, previous: dict[str, Any] | None, current: F
     """Delete files an older version of this source file wrote that the new one did not."""
     if not previous:
         return 0
-    stale = set(previous.get("outputs", [])) - set(current.outputs)
+    # the previous outputs as keys of the version written now (a switch moved them)
+    stale = {rebase_key(lake, k) for k in previous.get("outputs", [])} - set(current.outputs)
     for key in stale:
         lake.delete(Zone.STAGE2P, key)
     return len(stale)

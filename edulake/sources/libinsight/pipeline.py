@@ -13,6 +13,8 @@ import pyarrow.compute as pc
 
 from edulake.core.faults import crashpoint
 from edulake.core.lake import Lake, Zone
+from edulake.core.settings import get_settings
+from edulake.core.versions import abandon_rewrite, purge_retired
 from edulake.privacy.forget import mentions, read_suppressed
 from edulake.privacy.keys import ensure_key
 from edulake.privacy.lookup import merge_lookup
@@ -193,6 +195,8 @@ def process_range(
     """
     table = table or cfg.name
     ensure_key(lake, cfg.source, pseudonymizer.key_id)
+    abandon_rewrite(lake, cfg.source)  # a rewrite a killed erasure left
+    purge_retired(lake, cfg.source, get_settings().versions.grace_s)  # past their grace
     records = read_page_records(lake, page_keys)
     state = read_schema_state(lake, table)
     result = transform(records, cfg, state, pseudonymizer, today, table=table)

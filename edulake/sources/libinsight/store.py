@@ -37,6 +37,7 @@ from edulake.connectors.http.paging import Page
 from edulake.core.faults import crashpoint
 from edulake.core.lake import Lake, Zone, safe_key
 from edulake.core.landing import LandingResult, Ledger, SourceFile, land_file
+from edulake.core.versions import in_version, is_version_segment, write_prefix
 from edulake.sources.libinsight.transform import SchemaState
 from edulake.sources.libinsight.windows import Window
 from edulake.specs import TableSpec
@@ -245,6 +246,8 @@ def lake_tables(lake: Lake) -> list[str]:
     names = set()
     for obj in lake.list(Zone.STAGE2P, SOURCE):
         parts = obj.key.split("/")
+        if is_version_segment(parts[2] if len(parts) > 2 else ""):
+            parts = parts[:2] + parts[3:]  # stage2p/libinsight/<t>/_v=<n>/month=...
         if len(parts) >= 4 and parts[2].startswith("month=") and obj.key.endswith(".parquet"):
             names.add(parts[1])
     return sorted(names)
@@ -253,18 +256,22 @@ def lake_tables(lake: Lake) -> list[str]:
 # -- the table ---------------------------------------------------------------------------
 
 
-def table_prefix(spec: TableSpec) -> str:
-    return f"{spec.source}/{spec.name}"
+def table_prefix(lake: Lake, spec: TableSpec) -> str:
+    """The table's folder writers use: its live version, or a full rewrite's."""
+    return write_prefix(lake, spec.source, spec.name)
 
 
-def month_key(spec: TableSpec, month: str) -> str:
-    return f"{table_prefix(spec)}/month={month}/part-0.parquet"
+def month_key(lake: Lake, spec: TableSpec, month: str) -> str:
+    return f"{table_prefix(lake, spec)}/month={month}/part-0.parquet"
 
 
 def existing_months(lake: Lake, spec: TableSpec) -> dict[str, str]:
-    """month -> key of every month file of the table."""
+    """month -> key of every month file of the table (in the version writers use)."""
     out = {}
-    for obj in lake.list(Zone.STAGE2P, table_prefix(spec)):
+    prefix = table_prefix(lake, spec)
+    for obj in lake.list(Zone.STAGE2P, prefix):
+        if not in_version(obj.key, prefix):
+            continue
         part = obj.key.split("/")[-2]
         if part.startswith("month=") and obj.key.endswith(".parquet"):
             out[part[len("month=") :]] = obj.key
@@ -351,7 +358,7 @@ def write_months(
                 continue
             if key_id is not None:
                 merged = merged.replace_schema_metadata({"edulake.key_id": key_id})
-            with staged.open(Zone.STAGE2P, month_key(spec, month)) as out:
+            with staged.open(Zone.STAGE2P, month_key(lake, spec, month)) as out:
                 pq.write_table(merged, out, compression="zstd", coerce_timestamps="ms")
             written[month] = merged.num_rows
             crashpoint("libinsight.writing")
