@@ -35,12 +35,15 @@ def test_bench_quick_reports_every_section(tmp_path):
     assert report["machine"]["cpu_count"] == os.cpu_count()
     (size,) = report["processing"]
     assert size["rows"] > 10_000
-    assert set(size["contenders"]) == {"edulake", "ceiling", "pandas", "duckdb"}
+    assert set(size["contenders"]) == {"edulake", "ceiling", "pandas", "duckdb", "dlt"}
     for c in size["contenders"].values():
         assert c["rows_per_s"] > 0 and c["peak_rss_mb"] > 0 and c["edulake_speedup"] > 0
+    assert report["machine"]["versions"]["dlt"] != "not installed"
+    vd = size["edulake_vs_dlt"]
+    assert vd["speedup"] > 0 and vd["peak_rss_ratio"] > 0
     li = report["libinsight"]
     assert li["pages"] == 20 and li["sequential_s"] > 0 and li["concurrent_s"] > 0
     flow = report["flow"]
     assert flow["demo_first_run_s"] > 0 and flow["trivial_flow_s"] > 0
-    for heading in ("Clever processing", "LibInsight paging", "Whole flow"):
+    for heading in ("Clever processing", "edulake vs dlt:", "LibInsight paging", "Whole flow"):
         assert heading in done.stdout
