@@ -267,6 +267,7 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"files": files, "peak_rss_mb": peak_rss_mb()}))
         return 0
     job = CONTENDERS[name](input_dir, work)
+    setup_rss = peak_rss_mb()  # imports and setup: the floor under the job's peak
     cpu0, wall0 = time.process_time(), time.perf_counter()
     rows = job()
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
@@ -275,6 +276,7 @@ def main(argv: list[str]) -> int:
         "seconds": wall,
         "cpu_seconds": cpu,
         "peak_rss_mb": peak_rss_mb(),
+        "setup_rss_mb": setup_rss,
     }
     if DETAIL:
         result["detail"] = DETAIL

@@ -63,8 +63,8 @@ def render(report: dict[str, Any]) -> str:
         if vd is not None:
             met = "met" if vd["speed_target_met"] and vd["rss_target_met"] else "not met"
             out.append(
-                f"edulake vs dlt: {vd['speedup']:.1f}x rows/s at {vd['peak_rss_ratio']:.2f}x "
-                f"peak RSS (target {vd['target']}: {met})"
+                f"edulake vs dlt: {vd['speedup']:.1f}x rows/s ({vd['cpu_ratio']:.1f}x less CPU) "
+                f"at {vd['peak_rss_ratio']:.2f}x peak RSS (target {vd['target']}: {met})"
             )
     li = report.get("libinsight")
     if li is not None:

@@ -67,6 +67,8 @@ def vs_dlt(ours: dict[str, Any], dlt: dict[str, Any]) -> dict[str, Any]:
     rss_ratio = ours["peak_rss_mb"] / dlt["peak_rss_mb"]
     return {
         "speedup": round(speedup, 2),
+        # CPU seconds for the same rows: less skewed than wall time on a busy machine
+        "cpu_ratio": round(dlt["cpu_seconds"] / ours["cpu_seconds"], 2),
         "peak_rss_ratio": round(rss_ratio, 2),
         "target": f">= {DLT_TARGET_SPEEDUP:g}x rows/s at <= {DLT_TARGET_RSS_RATIO:g}x peak RSS",
         "speed_target_met": speedup >= DLT_TARGET_SPEEDUP,
@@ -109,6 +111,8 @@ def measure_processing(
             "rows_per_s": round(inputs.rows / r["seconds"]),
             "mb_per_s": round(inputs.megabytes / r["seconds"], 1),
             "peak_rss_mb": round(r["peak_rss_mb"]),
+            "setup_rss_mb": round(r["setup_rss_mb"]),
+            "cpu_seconds": round(r["cpu_seconds"], 2),
             "cores_used": round(r["cpu_seconds"] / r["seconds"], 2),
             "load_1m_before": round(load, 2),
         }

@@ -40,7 +40,7 @@ def test_bench_quick_reports_every_section(tmp_path):
         assert c["rows_per_s"] > 0 and c["peak_rss_mb"] > 0 and c["edulake_speedup"] > 0
     assert report["machine"]["versions"]["dlt"] != "not installed"
     vd = size["edulake_vs_dlt"]
-    assert vd["speedup"] > 0 and vd["peak_rss_ratio"] > 0
+    assert vd["speedup"] > 0 and vd["cpu_ratio"] > 0 and vd["peak_rss_ratio"] > 0
     li = report["libinsight"]
     assert li["pages"] == 20 and li["sequential_s"] > 0 and li["concurrent_s"] > 0
     flow = report["flow"]
