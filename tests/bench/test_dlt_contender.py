@@ -99,3 +99,22 @@ def test_vs_dlt_reports_the_target_both_ways():
     slow_lean = vs_dlt(ours, {"rows_per_s": 100_000, "peak_rss_mb": 280, "cpu_seconds": 3.0})
     assert slow_lean["speedup"] == 8.0 and not slow_lean["speed_target_met"]
     assert slow_lean["peak_rss_ratio"] == 1.43 and not slow_lean["rss_target_met"]
+
+
+def test_peak_rss_is_the_contenders_own_not_its_parents():
+    # Linux carries a parent's ru_maxrss into a child it forks and execs: a contender
+    # started by a big bench process would report the parent's size as its peak.
+    ballast = bytearray(400 * 1024 * 1024)
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1
+    done = subprocess.run(
+        [sys.executable, "-c", "from bench.jobs import peak_rss_mb; print(peak_rss_mb())"],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    del ballast
+    assert 0 < float(done.stdout) < 200
