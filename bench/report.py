@@ -6,7 +6,7 @@ from typing import Any
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
 
     def line(cells: list[str]) -> str:
         return "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
@@ -57,6 +57,15 @@ def render(report: dict[str, Any]) -> str:
                 rows,
             )
         )
+        for name, why in p.get("skipped", {}).items():
+            out.append(f"{name}: not run ({why})")
+        vd = p.get("edulake_vs_dlt")
+        if vd is not None:
+            met = "met" if vd["speed_target_met"] and vd["rss_target_met"] else "not met"
+            out.append(
+                f"edulake vs dlt: {vd['speedup']:.1f}x rows/s ({vd['cpu_ratio']:.1f}x less CPU) "
+                f"at {vd['peak_rss_ratio']:.2f}x peak RSS (target {vd['target']}: {met})"
+            )
     li = report.get("libinsight")
     if li is not None:
         out += [

@@ -18,6 +18,13 @@ from bench.data import make_inputs
 from bench.jobs import CONTENDERS
 
 DEFAULT_ROWS = (1_000_000, 10_000_000)
+# dlt processes ~10-20k rows/s here (row-by-row Python): 10M rows would take 10-15
+# minutes, longer than the rest of the benchmark. It runs up to this size unless
+# --dlt-max-rows says otherwise.
+DLT_MAX_ROWS = 2_000_000
+# The issue's target against dlt: edulake >= 10x its rows/s at <= 0.5x its peak RSS.
+DLT_TARGET_SPEEDUP = 10.0
+DLT_TARGET_RSS_RATIO = 0.5
 
 
 def _child(args: list[str]) -> dict[str, Any]:
@@ -54,8 +61,27 @@ def run_contender(name: str, inputs_path: str, scratch: str, repeat: int) -> dic
     return best
 
 
+def vs_dlt(ours: dict[str, Any], dlt: dict[str, Any]) -> dict[str, Any]:
+    """edulake against dlt on one input: speed-up, peak-RSS ratio, the issue's target."""
+    speedup = ours["rows_per_s"] / dlt["rows_per_s"]
+    rss_ratio = ours["peak_rss_mb"] / dlt["peak_rss_mb"]
+    return {
+        "speedup": round(speedup, 2),
+        # CPU seconds for the same rows: less skewed than wall time on a busy machine
+        "cpu_ratio": round(dlt["cpu_seconds"] / ours["cpu_seconds"], 2),
+        "peak_rss_ratio": round(rss_ratio, 2),
+        "target": f">= {DLT_TARGET_SPEEDUP:g}x rows/s at <= {DLT_TARGET_RSS_RATIO:g}x peak RSS",
+        "speed_target_met": speedup >= DLT_TARGET_SPEEDUP,
+        "rss_target_met": rss_ratio <= DLT_TARGET_RSS_RATIO,
+    }
+
+
 def measure_processing(
-    rows: int, contenders: list[str], repeat: int, scratch: str
+    rows: int,
+    contenders: list[str],
+    repeat: int,
+    scratch: str,
+    dlt_max_rows: int = DLT_MAX_ROWS,
 ) -> dict[str, Any]:
     """Generate about ``rows`` rows, then run each contender on them."""
     data_dir = os.path.join(scratch, f"input-{rows}")
@@ -69,8 +95,12 @@ def measure_processing(
         "days": inputs.days,
         "generate_s": round(inputs.seconds, 2),
         "contenders": {},
+        "skipped": {},
     }
     for name in contenders:
+        if name == "dlt" and dlt_max_rows and rows > dlt_max_rows:
+            out["skipped"][name] = f"more than --dlt-max-rows {dlt_max_rows:,}"
+            continue
         print(f"  {rows:,} rows: {name} ...", file=sys.stderr, flush=True)
         load = os.getloadavg()[0]  # other work on the machine skews every figure: show it
         r = run_contender(name, inputs.path, scratch, repeat)
@@ -81,15 +111,21 @@ def measure_processing(
             "rows_per_s": round(inputs.rows / r["seconds"]),
             "mb_per_s": round(inputs.megabytes / r["seconds"], 1),
             "peak_rss_mb": round(r["peak_rss_mb"]),
+            "setup_rss_mb": round(r["setup_rss_mb"]),
+            "cpu_seconds": round(r["cpu_seconds"], 2),
             "cores_used": round(r["cpu_seconds"] / r["seconds"], 2),
             "load_1m_before": round(load, 2),
         }
+        if "detail" in r:
+            out["contenders"][name]["detail"] = r["detail"]
     shutil.rmtree(data_dir, ignore_errors=True)
     ours = out["contenders"].get("edulake")
     if ours:
         for c in out["contenders"].values():
             # > 1: edulake is that many times faster than this contender
             c["edulake_speedup"] = round(ours["rows_per_s"] / c["rows_per_s"], 2)
+        if "dlt" in out["contenders"]:
+            out["edulake_vs_dlt"] = vs_dlt(ours, out["contenders"]["dlt"])
     return out
 
 
@@ -132,9 +168,15 @@ def measure_libinsight(pages: int, latency_ms: float) -> dict[str, Any]:
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {p: version(p) for p in ("pyarrow", "pandas", "duckdb", "prefect")}
+    found = {}
+    for p in ("pyarrow", "pandas", "duckdb", "prefect", "dlt"):
+        try:
+            found[p] = version(p)
+        except PackageNotFoundError:  # dlt is in the `bench` extra
+            found[p] = "not installed"
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="input sizes in rows (default: 1000000 10000000)",
     )
     ap.add_argument("--contenders", nargs="+", choices=list(CONTENDERS), default=list(CONTENDERS))
+    ap.add_argument(
+        "--dlt-max-rows",
+        type=int,
+        default=DLT_MAX_ROWS,
+        help=f"run dlt only on sizes up to this (default {DLT_MAX_ROWS:,}; 0: every size)",
+    )
     ap.add_argument("--repeat", type=int, default=1, help="runs per contender; best is kept")
     ap.add_argument("--quick", action="store_true", help="small flow and paging runs (smoke)")
     ap.add_argument("--no-flow", action="store_true", help="skip the whole-flow timing")
@@ -180,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for rows in args.rows:
             report["processing"].append(
-                measure_processing(rows, args.contenders, args.repeat, scratch)
+                measure_processing(rows, args.contenders, args.repeat, scratch, args.dlt_max_rows)
             )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

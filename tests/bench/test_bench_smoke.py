@@ -35,9 +35,12 @@ def test_bench_quick_reports_every_section(tmp_path):
     assert report["machine"]["cpu_count"] == os.cpu_count()
     (size,) = report["processing"]
     assert size["rows"] > 10_000
-    assert set(size["contenders"]) == {"edulake", "ceiling", "pandas", "duckdb"}
+    assert set(size["contenders"]) == {"edulake", "ceiling", "pandas", "duckdb", "dlt"}
     for c in size["contenders"].values():
         assert c["rows_per_s"] > 0 and c["peak_rss_mb"] > 0 and c["edulake_speedup"] > 0
+    assert report["machine"]["versions"]["dlt"] != "not installed"
+    vd = size["edulake_vs_dlt"]
+    assert vd["speedup"] > 0 and vd["cpu_ratio"] > 0 and vd["peak_rss_ratio"] > 0
     li = report["libinsight"]
     assert li["pages"] == 20 and li["sequential_s"] > 0 and li["concurrent_s"] > 0
     flow = report["flow"]
@@ -45,5 +48,5 @@ def test_bench_quick_reports_every_section(tmp_path):
     history = report["history"]
     assert [r["days"] for r in history["runs"]] == [10, 100]
     assert history["requests_ratio"] == 1.0  # the no-op run's requests do not grow
-    for heading in ("Clever processing", "LibInsight paging", "Whole flow", "History"):
+    for heading in ("Clever processing", "LibInsight paging", "Whole flow", "History", "edulake vs dlt:"):
         assert heading in done.stdout
