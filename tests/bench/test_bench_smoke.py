@@ -48,5 +48,11 @@ def test_bench_quick_reports_every_section(tmp_path):
     history = report["history"]
     assert [r["days"] for r in history["runs"]] == [10, 100]
     assert history["requests_ratio"] == 1.0  # the no-op run's requests do not grow
-    for heading in ("Clever processing", "LibInsight paging", "Whole flow", "History", "edulake vs dlt:"):
+    for heading in (
+        "Clever processing",
+        "LibInsight paging",
+        "Whole flow",
+        "History",
+        "edulake vs dlt:",
+    ):
         assert heading in done.stdout
