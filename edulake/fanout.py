@@ -114,7 +114,7 @@ def child_outcome(
     landing = [r for v in _versions(artifacts, "clever-landing") for r in _table(v)]
     processing = [r for v in _versions(artifacts, "clever-processing") for r in _table(v)]
     landed = sum(1 for r in landing if r.get("outcome") in ("landed", "new-version"))
-    rows = sum(int(r.get("rows_written") or 0) for r in processing)
+    rows = sum(int(r.get("rows written") or r.get("rows_written") or 0) for r in processing)
     summaries = _versions(artifacts, "clever-summary")
     summary = summaries[-1] if summaries else None
     headline = summary.splitlines()[0] if isinstance(summary, str) and summary else ""

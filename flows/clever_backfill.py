@@ -38,7 +38,8 @@ def clever_backfill_months(
     leaves nothing half-believed. Re-run only the failed windows with ``only``.
 
     Args:
-        report_from / report_to: the whole range (inclusive).
+        report_from: first report day of the whole range (inclusive).
+        report_to: last report day of the whole range (inclusive).
         months_per_child: calendar months per child run.
         only: window labels to run (``2024-08``, or ``2024-08..2024-10`` with
             months_per_child > 1), e.g. the ones a previous run names as failed.
@@ -46,7 +47,10 @@ def clever_backfill_months(
             sftp_block, hmac_key_block, lake_root, np_root, ...).
         child_job_variables: job variables for one window's child, by label (e.g. more
             memory for a heavy month); ``"*"`` applies to every child.
-        child_deployment / fanout_limit / max_children: as for clever-consortium.
+        child_deployment: the clever-participation deployment the children run on.
+        fanout_limit: global concurrency limit bounding children in flight (created with
+            ``max_children`` slots if missing; an existing limit is left as it is).
+        max_children: slots of ``fanout_limit`` when this run creates it.
     """
     windows = pick_windows(month_windows(report_from, report_to, months_per_child), only)
     ensure_limits({fanout_limit: max_children})

@@ -32,10 +32,13 @@ def clever_consortium(
         districts: only these district ids (default: all).
         schedule_slot: only the districts on this schedule (``<cron>@<time zone>``, set by
             the deployment's schedules: one per distinct district schedule).
-        report_from / report_to: passed to every district (a consortium-wide backfill).
+        report_from: first report day for every district (a consortium-wide backfill);
+            empty: each district's own default.
+        report_to: last report day for every district; empty: each district's default.
         child_deployment: the clever-participation deployment the children run on.
         fanout_limit: global concurrency limit bounding children in flight (created with
             ``max_children`` slots if missing; an existing limit is left as it is).
+        max_children: slots of ``fanout_limit`` when this run creates it.
         child_parameters: more clever-participation parameters for every child.
     """
     consortium = load_consortium(consortium_file)

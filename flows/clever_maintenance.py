@@ -77,6 +77,22 @@ def rotate_key_flow(
     (docs/architecture.md, "Table versions"). First store the new key in the Secret block
     (or EDULAKE_HMAC_KEY); ordinary runs then refuse to start until this flow has
     finished. If it is interrupted, run it again.
+
+    Args:
+        source: the registered source to rotate (clever or libinsight); empty: every
+            registered source.
+        lake_root: the lake's root (a folder or s3://bucket/prefix); empty:
+            EDULAKE_LAKE__ROOT.
+        np_root: the root of the protected zones (identity lookups, quarantine); empty:
+            EDULAKE_LAKE__NP_ROOT, else <lake_root>-protected for a local lake.
+        hmac_key_block: name of the Secret (or AwsSecret) block holding the new
+            pseudonymization key; without it, EDULAKE_HMAC_KEY.
+        aws_credentials_block: name of a prefect-aws AwsCredentials block for an s3:// lake
+            or the Glue catalog; empty: settings or the AWS default chain.
+        catalog: the catalog to republish: duckdb (embedded) or glue (Athena); empty:
+            EDULAKE_CATALOG__KIND.
+        max_quarantine_share: a file fails above this share of bad rows while it is
+            reprocessed; empty: EDULAKE_MAX_QUARANTINE_SHARE.
     """
     every: list[SourceName] = [s.name for s in registry.registered()]  # type: ignore[misc]
     names: list[SourceName] = [source] if source else every
@@ -100,7 +116,22 @@ def clever_rotate_key(
     catalog: CatalogKind | None = None,
     max_quarantine_share: float | None = None,
 ) -> dict[str, Any]:
-    """Re-pseudonymize Clever alone (kept for existing deployments; see ``rotate-key``)."""
+    """Re-pseudonymize Clever alone (kept for existing deployments; see ``rotate-key``).
+
+    Args:
+        lake_root: the lake's root (a folder or s3://bucket/prefix); empty:
+            EDULAKE_LAKE__ROOT.
+        np_root: the root of the protected zones (identity lookups, quarantine); empty:
+            EDULAKE_LAKE__NP_ROOT, else <lake_root>-protected for a local lake.
+        hmac_key_block: name of the Secret (or AwsSecret) block holding the new
+            pseudonymization key; without it, EDULAKE_HMAC_KEY.
+        aws_credentials_block: name of a prefect-aws AwsCredentials block for an s3:// lake
+            or the Glue catalog; empty: settings or the AWS default chain.
+        catalog: the catalog to republish: duckdb (embedded) or glue (Athena); empty:
+            EDULAKE_CATALOG__KIND.
+        max_quarantine_share: a file fails above this share of bad rows while it is
+            reprocessed; empty: EDULAKE_MAX_QUARANTINE_SHARE.
+    """
     return _rotate_sources(
         ["clever"],
         lake_root,

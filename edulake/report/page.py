@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import hashlib
 import html
 import json
 import os
@@ -107,6 +108,18 @@ def javascript_bundle() -> str:
 
 # The bundle's last statement (a truncated cache file does not end with it).
 BUNDLE_END = "window.vegaLite=__default1;"
+# The mark of the one script that is vendored library code, not data: the PII audit
+# (edulake.privacy.audit.without_vendored) leaves out exactly that element when its
+# content hashes to the digest it is marked with, so a short raw id that happens to
+# occur in 0.9 MB of minified JavaScript is not a finding, while the page's data is
+# always scanned.
+VENDORED_ATTR = "data-edulake-vendored"
+
+
+def vendored_script(code: str) -> str:
+    """``code`` as a ``<script>`` marked as vendored, with its SHA-256."""
+    digest = hashlib.sha256(code.encode("utf-8")).hexdigest()
+    return f'<script {VENDORED_ATTR}="sha256:{digest}">{code}</script>'
 
 
 def _cache_dir() -> Path:
@@ -232,7 +245,7 @@ counts of fewer than {page.min_cell} {html.escape(page.unit)} are not shown. Off
 <footer>{notes}<p>Charts: {BUNDLE_LABEL}, inlined.</p></footer>
 <script type="application/json" id="edulake-data">{_script_json(page.datasets)}</script>
 <script type="application/json" id="edulake-charts">{_script_json(charts)}</script>
-<script>{javascript_bundle()}</script>
+{vendored_script(javascript_bundle())}
 <script>{DRAW}</script>
 </body>
 </html>

@@ -83,7 +83,13 @@ def test_clever_flow_on_s3_with_duckdb_catalog(s3_server, s3_block, tmp_path, mo
 
     second = clever_participation(**args)  # idempotent on S3 too
     assert second["files_processed"] == 0
-    assert _keys(s3_server, LAKE_BUCKET, run) == main_keys
+
+    # The same objects: a re-run adds nothing but, on S3, the empty folder marker of its
+    # staging session (the dashboard page it rewrites is staged there; no file is left)
+    def data_keys(keys: list[str]) -> list[str]:
+        return [k for k in keys if not ("/_tmp/" in k and k.endswith("/"))]
+
+    assert data_keys(_keys(s3_server, LAKE_BUCKET, run)) == data_keys(main_keys)
 
 
 def test_clever_flow_on_s3_with_glue_catalog(s3_server, s3_block, moto, monkeypatch):

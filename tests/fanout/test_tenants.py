@@ -161,7 +161,7 @@ def test_child_outcome_from_its_artifacts() -> None:
     artifacts = {
         "clever-landing": '[{"file": "a", "outcome": "landed"}, {"file": "b", "outcome": "unchanged"},'
         ' {"file": "c", "outcome": "new-version"}]',
-        "clever-processing": '[{"file": "a", "rows_written": 10}, {"file": "c", "rows_written": 5}]',
+        "clever-processing": '[{"file": "a", "rows written": 10}, {"file": "c", "rows written": 5}]',
         "clever-summary": "# Clever participation run: WARNING: daily-participation stale: x\n- more",
     }
     ok = child_outcome("albany", "COMPLETED", "Completed", artifacts, "id-1")
