@@ -7,15 +7,9 @@ from typing import Any
 
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from edulake.fanout import (
-    ChildOutcome,
-    ChildrenFailed,
-    failure_message,
-    month_windows,
-    pick_windows,
-)
+from edulake.fanout import month_windows, pick_windows
 from tasks.common import edulake_flow
-from tasks.fanout import CHILD_DEPLOYMENT, FANOUT_LIMIT, ensure_limits, report_children, run_child
+from tasks.fanout import CHILD_DEPLOYMENT, FANOUT_LIMIT, ensure_limits, finish_children, run_child
 
 
 @edulake_flow(name="clever-backfill-months", task_runner=ThreadPoolTaskRunner(max_workers=16))  # type: ignore[arg-type]
@@ -60,18 +54,10 @@ def clever_backfill_months(
         params = {**(child_parameters or {}), "report_from": w.start, "report_to": w.end}
         job_vars = {**extra.get("*", {}), **extra.get(w.label, {})}
         futures.append(run_child.submit(w.label, child_deployment, params, job_vars, fanout_limit))
-    outcomes: list[ChildOutcome] = [f.result() for f in futures]
-    report_children(
+    return finish_children(
+        futures,
         "clever-backfill-months",
-        outcomes,
         f"Backfill {report_from}..{report_to}: one child per window.",
+        "windows",
+        "the same run with --param only=",
     )
-    if any(o.failed for o in outcomes):
-        raise ChildrenFailed(
-            failure_message(
-                "windows",
-                outcomes,
-                "the same run with --param only=",
-            )
-        )
-    return [o.row() for o in outcomes]

@@ -7,10 +7,9 @@ from typing import Any
 
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from edulake.fanout import ChildOutcome, ChildrenFailed, failure_message
 from edulake.tenants import load_consortium
 from tasks.common import edulake_flow
-from tasks.fanout import CHILD_DEPLOYMENT, FANOUT_LIMIT, ensure_limits, report_children, run_child
+from tasks.fanout import CHILD_DEPLOYMENT, FANOUT_LIMIT, ensure_limits, finish_children, run_child
 
 
 @edulake_flow(name="clever-consortium", task_runner=ThreadPoolTaskRunner(max_workers=16))  # type: ignore[arg-type]
@@ -59,19 +58,11 @@ def clever_consortium(
                 fanout_limit,
             )
         )
-    outcomes: list[ChildOutcome] = [f.result() for f in futures]
-    report_children(
+    return finish_children(
+        futures,
         "clever-consortium",
-        outcomes,
         f"Districts of {consortium.consortium}: files landed, rows written, stale, failed.",
+        "districts",
+        f"prefect deployment run clever-consortium/clever-consortium "
+        f"--param consortium_file={consortium_file} --param districts=",
     )
-    if any(o.failed for o in outcomes):
-        raise ChildrenFailed(
-            failure_message(
-                "districts",
-                outcomes,
-                f"prefect deployment run clever-consortium/clever-consortium "
-                f"--param consortium_file={consortium_file} --param districts=",
-            )
-        )
-    return [o.row() for o in outcomes]

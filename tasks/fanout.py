@@ -24,7 +24,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 
-from edulake.fanout import ChildOutcome, child_outcome
+from edulake.fanout import ChildOutcome, ChildrenFailed, child_outcome, failure_message
 from tasks.common import edulake_task, logger
 
 FANOUT_LIMIT = "edulake-fanout"
@@ -117,3 +117,15 @@ def run_child(
 def report_children(key: str, outcomes: list[ChildOutcome], description: str) -> None:
     """The parent's table artifact: one row per child (landed, rows, stale, failed)."""
     create_table_artifact(key=key, table=[o.row() for o in outcomes], description=description)
+
+
+def finish_children(
+    futures: list[Any], key: str, description: str, kind: str, rerun_hint: str
+) -> list[dict[str, Any]]:
+    """Wait for every child, write the parent's table, and fail naming the failed ``kind``
+    (districts, windows) with how to re-run them alone; else return the rows."""
+    outcomes: list[ChildOutcome] = [f.result() for f in futures]
+    report_children(key, outcomes, description)
+    if any(o.failed for o in outcomes):
+        raise ChildrenFailed(failure_message(kind, outcomes, rerun_hint))
+    return [o.row() for o in outcomes]
