@@ -32,6 +32,8 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from edulake.core import clock
+
 if TYPE_CHECKING:
     from edulake.core.lake import Lake
 
@@ -698,7 +700,7 @@ def cmd_libinsight_watermark(args: argparse.Namespace) -> int:
         write_watermark,
     )
 
-    yesterday = dt.date.today() - dt.timedelta(days=1)
+    yesterday = clock.yesterday()
     if args.set is not None and args.set > yesterday:
         raise SystemExit(
             f"--set {args.set} is after yesterday ({yesterday}): a watermark in the future "

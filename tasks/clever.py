@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from edulake.connectors.files import FileSource, FolderSource
+from edulake.core import clock
 from edulake.core.lake import Lake, StorageUnavailableError
 from edulake.core.landing import LandingResult, Ledger, SourceFile, summarize
 from edulake.core.lease import LeaseError
@@ -166,7 +167,7 @@ def check_report_freshness(
     fresh = check_reports(
         discovery.available,  # a backfill's date range does not make the server look stale
         landed,
-        today or dt.datetime.now(dt.UTC).date(),
+        today or clock.today(),
         FOLDERS,
         max_age_days,
         fail_age_days,

@@ -12,6 +12,7 @@ from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from edulake.core import clock
 from edulake.core.lake import Lake, Zone
 from edulake.core.settings import ConfigError
 from edulake.privacy.keys import ensure_key
@@ -161,7 +162,7 @@ def plan_run(
     check_table_owner(lake, table, dataset_id)
     check_legacy_table(lake, cfg, table, dataset_id, from_date is not None)
     before = read_watermark(lake, table, dataset_id)
-    today = today or dt.date.today()
+    today = today or clock.today()
     yesterday = today - dt.timedelta(days=1)
     if before is not None and before > yesterday:
         # Written by an older edulake from a future to_date: every run would be "up to date".

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Iterator
 
@@ -16,6 +17,9 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 # Never let a developer's environment leak a real key or lake into tests.
 for var in [v for v in os.environ if v.startswith("EDULAKE_")]:
     del os.environ[var]
+# One "today" for the whole session (edulake.core.clock): a run that crosses midnight UTC
+# must see the same day as the test that computed its expectations.
+os.environ["EDULAKE_TODAY"] = dt.datetime.now(dt.UTC).date().isoformat()
 
 
 @pytest.fixture(scope="session")

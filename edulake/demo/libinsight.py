@@ -11,6 +11,7 @@ import datetime as dt
 import os
 from typing import Any
 
+from edulake.core import clock
 from edulake.demo.libinsight_server import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
@@ -49,7 +50,7 @@ def run_demo(lake_root: str = "./lake", days: int = 500, latency_ms: float = 20.
 
     # The demo server's public demo secret, handed over the documented env fallback.
     os.environ.setdefault("EDULAKE_LIBINSIGHT_CLIENT_SECRET", DEMO_CLIENT_SECRET)
-    yesterday = dt.date.today() - dt.timedelta(days=1)
+    yesterday = clock.yesterday()
     settings = ServerSettings(
         latency_s=latency_ms / 1000,
         dataset_ids=(DEMO_DATASET_ID, INSTRUCTION_DATASET_ID),

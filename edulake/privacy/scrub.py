@@ -109,6 +109,7 @@ class ScrubbedDeterministicError(ScrubbedError, DeterministicError):
 SAFE_CLASS_NAMES = frozenset(
     {
         "edulake.core.settings.ConfigError",
+        "edulake.core.clock.ClockError",
         "edulake.core.lease.LeaseError",
         "edulake.core.lake.StorageUnavailableError",
         "edulake.core.landing.IncompleteTransferError",

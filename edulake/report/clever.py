@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from edulake.core import clock
 from edulake.core.lake import Lake, Zone
 from edulake.core.landing import Ledger
 from edulake.report import charts
@@ -149,7 +150,7 @@ def build(
     fail_age_days: int = 7,
 ) -> Page:
     """The Clever page. ``con``: a read-only connection to the catalog file."""
-    today = today or dt.datetime.now(dt.UTC).date()
+    today = today or clock.today()
     data = {name: rows_of(con.sql(sql)) for name, sql in QUERIES.items()}
     landed = landed_dates(lake)
     server_checked = freshness is not None

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 from edulake.catalog.duckdb import connect
 from edulake.demo.clever_testdata import TestDataSource
+from tests.envs import without_edulake
 from tests.reliability.helpers import REPO, checksum, run_killable
 
 PARAMS = {"students": 120, "teachers": 10, "staff": 3, "schools": 2}
@@ -100,7 +101,7 @@ def wait_for(path: str, proc: subprocess.Popen[str] | None = None) -> None:
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDULAKE_")}
+    env = without_edulake()
     env.update(extra or {})
     return env
 

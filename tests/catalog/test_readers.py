@@ -17,6 +17,7 @@ import sys
 
 import pytest
 
+from tests.envs import without_edulake
 from tests.reliability.helpers import REPO
 
 from .helpers import (
@@ -78,7 +79,7 @@ def _query(base: str, sql: str, steward: bool = False) -> subprocess.CompletedPr
     args = ["--lake-root", f"{base}/lake"] + (
         ["--steward", "--np-root", f"{base}/np"] if steward else []
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDULAKE_")}
+    env = without_edulake()
     return subprocess.run(
         [sys.executable, "-m", "edulake", "query", sql, *args],
         cwd=REPO,

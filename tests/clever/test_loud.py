@@ -15,6 +15,7 @@ from prefect.events.worker import EventsWorker
 
 from edulake.cli import main as cli
 from edulake.connectors.files import SourceRootError
+from edulake.core import clock
 from edulake.core.lake import Lake, Zone
 from edulake.core.landing import Ledger
 from edulake.core.settings import ConfigError
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 USERS = [("S1001x", "c001y"), ("S1002x", "c002y")]
 RAW_IDS = {raw for pair in USERS for raw in pair}
-TODAY = dt.datetime.now(dt.UTC).date()  # the flow's "today"
+TODAY = clock.today()  # the flow's "today"
 YESTERDAY = TODAY - dt.timedelta(days=1)
 
 
@@ -282,3 +283,18 @@ def test_a_backfill_range_does_not_make_the_source_look_stale(tmp_path, captured
         "edulake.source.clever.daily-participation",
         "edulake.source.clever.resource-usage",
     }
+
+
+def test_the_run_counts_age_from_the_pinned_today(tmp_path, monkeypatch) -> None:
+    """The CI run that crossed midnight UTC: the flow's today and the test's must be one
+    clock. A pinned EDULAKE_TODAY (not the wall clock) is what the run's ages count from."""
+    pinned = dt.date(2030, 6, 15)
+    monkeypatch.setenv("EDULAKE_TODAY", pinned.isoformat())
+    old = pinned - dt.timedelta(days=30)
+    src = str(tmp_path / "src")
+    write(src, dp(old), dp_rows(str(old), USERS))
+    write(src, ru(old), ru_rows(str(old), USERS))
+    err = run(src, tmp_path).result(raise_on_failure=False)
+    assert isinstance(err, SourceStale)
+    assert "30 days old (more than fail_report_age_days=7)" in str(err)
+    assert f"..{pinned - dt.timedelta(days=1)} (29 days)" in str(err)

@@ -13,6 +13,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
+from edulake.core import clock
 from flows.clever_participation import FilesFailed, clever_participation
 from tasks.clever import HOW_READ
 from tests.keys import KEY
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 USERS = [(f"S10{i}x", f"c0{i}y") for i in range(10, 16)]
 RAW_IDS = {raw for pair in USERS for raw in pair}
-TODAY = dt.datetime.now(dt.UTC).date()
+TODAY = clock.today()
 OLD = TODAY - dt.timedelta(days=400)  # a run on old data: ~400 days missing since
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 
 from edulake.cli import main
 from edulake.privacy.pseudonym import Pseudonymizer
+from tests.envs import without_edulake
 from tests.keys import KEY
 
 REPO = Path(__file__).parents[2]
@@ -127,7 +127,7 @@ def test_a_sql_error_is_one_line_exit_2(tmp_path, capsys, sql: str, says: str) -
 def test_a_sql_typo_prints_no_traceback_as_a_command(tmp_path) -> None:
     """The real command line (a new process), as a user types it."""
     make_catalog(tmp_path / "lake", 1)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDULAKE_")}
+    env = without_edulake()
     env["PYTHONPATH"] = str(REPO)
     cmd = [
         sys.executable,

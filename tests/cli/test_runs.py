@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from edulake.cli import main
+from edulake.core import clock
 from tests.clever.helpers import dp_rows, ru_rows, write
 from tests.keys import KEY_TEXT, LIBINSIGHT_KEY_TEXT
 from tests.servers.libinsight import libinsight_server
@@ -27,7 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 REPO = Path(__file__).parents[2]
 USERS = [("S1001x", "c001y"), ("S1002x", "c002y")]
 RAW_IDS = {raw for pair in USERS for raw in pair} | {"S999888"}
-TODAY = dt.datetime.now(dt.UTC).date()  # the flow's "today"
+TODAY = clock.today()  # the flow's "today"
 YESTERDAY = TODAY - dt.timedelta(days=1)
 ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 

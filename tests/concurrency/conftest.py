@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.envs import without_edulake
 from tests.keys import KEY_TEXT, OTHER_KEY_TEXT
 from tests.reliability.helpers import REPO
 
@@ -83,7 +84,7 @@ class Launcher:
         self.count += 1
         pause_dir = self.tmp / f"pause-{self.count}"
         pause_dir.mkdir()
-        run_env = {k: v for k, v in os.environ.items() if not k.startswith("EDULAKE_")}
+        run_env = without_edulake()
         run_env.update(
             {
                 "EDULAKE_HMAC_KEY": KEY_TEXT,

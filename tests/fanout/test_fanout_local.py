@@ -22,9 +22,11 @@ import pyarrow.dataset as ds
 import pytest
 
 from deployments.local.stack import FANOUT_LIMIT, FANOUT_SLOTS, LocalStack
+from edulake.core import clock
 from edulake.core.lake import Lake, Zone
 from edulake.demo.clever_testdata import generate_reports
 from tests.concurrency.test_pairs import everything
+from tests.envs import without_edulake
 from tests.reliability.helpers import REPO
 from tests.servers.prefect_server import prefect_server
 from tests.servers.sshd import KeyPair, SshdServer, running_sshd, sshd_available
@@ -103,7 +105,7 @@ def reference_run(
 ) -> subprocess.Popen[str]:
     """Start a plain single clever-participation run over a folder (the concurrency
     tests' runner), on the stack's server: the state a child must end in."""
-    env = {k: v for k, v in stack.env().items() if not k.startswith("EDULAKE_")}
+    env = without_edulake(stack.env())
     env.update({**WORKER_ENV, "EDULAKE_HMAC_KEY": key})
     cmd = [sys.executable, "-m", "tests.concurrency.runner", "clever", lake, np_root, str(src)]
     return subprocess.Popen(
@@ -142,7 +144,7 @@ for b in json.loads(open(sys.argv[1]).read()):
 
 
 def test_five_district_consortium(stack: LocalStack, sshd: SshdServer, tmp_path: Path) -> None:
-    start = dt.date.today() - dt.timedelta(days=3)
+    start = clock.today() - dt.timedelta(days=3)
     keys = {d: secrets.token_hex(32) for d in DISTRICTS}
     blocks = []
     wrong_host = KeyPair.generate()

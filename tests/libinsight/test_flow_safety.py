@@ -16,6 +16,7 @@ from prefect.events.clients import AssertingEventsClient
 from prefect.events.worker import EventsWorker
 
 from edulake.catalog.duckdb import connect as connect_catalog
+from edulake.core import clock
 from edulake.core.lake import Lake, Zone
 from edulake.demo.libinsight_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from edulake.sources.libinsight.store import read_watermark
@@ -114,7 +115,7 @@ def test_two_datasets_side_by_side_never_wipe_each_other(tmp_path, secret_env):
 def test_a_future_to_date_is_capped_at_yesterday(tmp_path, secret_env, caplog):
     caplog.set_level(logging.INFO)
     root = str(tmp_path / "lake")
-    yesterday = dt.date.today() - dt.timedelta(days=1)
+    yesterday = clock.today() - dt.timedelta(days=1)
     with libinsight_server() as srv:
         out = libinsight_dataset(
             **common(srv, root, 12345),

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from edulake.cli import main as cli_main
+from edulake.core import clock
 from edulake.core.lake import Lake, Zone
 from edulake.privacy.identifiers import is_identifier
 from edulake.sources.libinsight.config import DatasetConfig, load_dataset_config
@@ -173,7 +174,7 @@ def test_the_watermark_command_refuses_a_future_day(tmp_path):
     root = str(tmp_path / "lake")
     base = ["libinsight-watermark", "--lake-root", root, "--dataset-id", "1"]
     with pytest.raises(SystemExit, match="after yesterday"):
-        cli_main([*base, "--set", (dt.date.today() + dt.timedelta(days=3)).isoformat()])
+        cli_main([*base, "--set", (clock.today() + dt.timedelta(days=3)).isoformat()])
 
 
 # -- 3. drift -------------------------------------------------------------------------------

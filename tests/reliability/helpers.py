@@ -18,6 +18,7 @@ from edulake.core.versions import read_prefix, table_keys
 from edulake.privacy.lookup import read_lookup
 from edulake.privacy.pseudonym import Pseudonymizer
 from edulake.sources.clever import pipeline
+from tests.envs import without_edulake
 from tests.keys import KEY as KEY  # the one test key, for the reliability tests
 from tests.keys import KEY_TEXT as KEY_TEXT
 from tests.keys import OTHER_KEY as OTHER_KEY  # a second key: rotation, mismatches
@@ -76,7 +77,7 @@ def run_killable(module: str, args: list[str], crash_at: str | None = None) -> i
     With ``crash_at`` (``<point>:<n>``) the process SIGKILLs itself there. Any other
     failure than that kill is an assertion error with the runner's stderr.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDULAKE_")}
+    env = without_edulake()
     if crash_at:
         env["EDULAKE_CRASH_AT"] = crash_at
     proc = subprocess.run(

@@ -18,6 +18,7 @@ from edulake.privacy.lookup import KeyMismatchError, read_lookup
 from edulake.privacy.pseudonym import Pseudonymizer
 from edulake.privacy.rotation import finish_rotation, rotate_key, stage2p_key_ids
 from edulake.sources.clever import pipeline
+from tests.envs import without_edulake
 
 from ..clever.helpers import DP_HEADER, dp_rows, ru_rows, write
 from .helpers import (
@@ -185,7 +186,7 @@ def test_rotation_killed_then_rerun_completes(tmp_path, pseudonymizer, point):
     run(lake, src, pseudonymizer)
     _publish(lake, KEY.key_id)
     cwd = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDULAKE_")}
+    env = without_edulake()
     cmd = [sys.executable, "-c", ROTATE_RUNNER, root, np_root]
     killed = subprocess.run(
         cmd, cwd=cwd, env=env | {"EDULAKE_CRASH_AT": point}, capture_output=True

@@ -24,6 +24,7 @@ from edulake.privacy.keys import recorded_key_id, rotation_in_progress
 from edulake.privacy.pseudonym import Pseudonymizer
 from edulake.privacy.rotation import finish_rotation, rotate_key, stage2p_key_ids
 from edulake.sources.clever import pipeline
+from tests.envs import without_edulake
 
 from ..clever.helpers import dp_rows, ru_rows, write
 from .helpers import KEY, OTHER_KEY, lake_fingerprint, run
@@ -343,7 +344,7 @@ def test_libinsight_rotation_killed_then_rerun_equals_an_uninterrupted_one(
     lake = Lake(root, np_root)
     _li_run(li_server, lake, LIBINSIGHT_KEY)
     cwd = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDULAKE_")}
+    env = without_edulake()
     cmd = [sys.executable, "-c", LI_ROTATE, root, np_root]
     killed = subprocess.run(
         cmd, cwd=cwd, env=env | {"EDULAKE_CRASH_AT": point}, capture_output=True

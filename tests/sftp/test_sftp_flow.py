@@ -10,6 +10,7 @@ import pytest
 from edulake.catalog.duckdb import connect as connect_catalog
 from edulake.connectors.blocks import SftpServer
 from edulake.connectors.sftp import HostKeyError, SftpAuthError
+from edulake.core import clock
 from edulake.demo.clever_testdata import generate_reports
 from flows.clever_participation import clever_participation
 from tests.keys import KEY_TEXT
@@ -48,7 +49,7 @@ def daily_rows(db: str) -> int:
 
 
 def test_clever_flow_from_sftp(sshd: SshdServer, remote: Path, tmp_path: Path) -> None:
-    start = dt.date.today() - dt.timedelta(days=3)
+    start = clock.today() - dt.timedelta(days=3)
     generate_reports(str(remote), start=start, days=2, students=300, teachers=20, staff=5)
     (remote / "idm-reports").mkdir()
     (remote / "idm-reports" / "students.csv").write_text("sis_id\nS1\n")
@@ -63,7 +64,7 @@ def test_clever_flow_from_sftp(sshd: SshdServer, remote: Path, tmp_path: Path) -
     assert fresh["newest_on_server"] == str(start + dt.timedelta(days=1))
     assert fresh["age_days"] == 2
     assert not fresh["stale"]
-    assert fresh["missing_ranges"] == [f"{dt.date.today() - dt.timedelta(days=1)} (1 day)"]
+    assert fresh["missing_ranges"] == [f"{clock.today() - dt.timedelta(days=1)} (1 day)"]
 
     second = clever_participation(source="sftp", sftp_block="test-clever-sftp", lake_root=lake)
     assert second["landing"] == {"unchanged": 12}

@@ -31,6 +31,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from edulake.core import clock
 from edulake.core.types import arrow_type
 from edulake.privacy.identifiers import is_identifier, normalize
 from edulake.privacy.lookup import IdentityTracker
@@ -531,7 +532,7 @@ def transform(
     windows, then pages in order); the others are counted in ``drift.duplicate_records``.
     """
     state = state or SchemaState()
-    day = (today or dt.date.today()).isoformat()
+    day = (today or clock.today()).isoformat()
     rejected: list[dict[str, Any]] = []
     drift_rejects: dict[str, int] = {}
     objects: list[dict[str, Any]] = []
