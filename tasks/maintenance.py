@@ -96,9 +96,14 @@ def finish(lake: Lake, key: PseudonymKey, source: SourceName = "clever") -> None
 def republish(
     catalog: Catalog, lake: Lake, key_id: str, full: bool, source: SourceName = "clever"
 ) -> list[object]:
-    """Bring the catalog up to date with the lake (``full``: rebuild every table)."""
+    """Bring the catalog up to date with the lake (``full``: rebuild every table), after
+    the same pre-publish audit as every ordinary run, over every table it rewrote: a
+    finding raises :class:`tasks.audit.LeakFound` and nothing is republished."""
+    from edulake.privacy.audit import full_scope
+    from tasks.audit import audit_before_publish
     from tasks.publish import publish_tables
 
+    audit_before_publish(lake, full_scope(lake, source))
     entry = registry.get(source)
     tables = entry.catalog_tables(lake, key_id)
     return list(publish_tables(catalog, tables, views_for=entry.views_for, rebuild=full))

@@ -765,6 +765,41 @@ class AuditScope:
     system_keys: list[str] = field(default_factory=list)
     exports: list[str] = field(default_factory=list)
     texts: list[tuple[str, str]] = field(default_factory=list)
+    all_inputs: bool = False  # identifiers of every stage1np file of the source
+
+
+def full_scope(lake: Lake, name: str) -> AuditScope:
+    """The scope of a run that rewrote a source's tables in full (forget, rotate-key):
+    every partition of every table's current version, the identifiers of every stage1np
+    file of the source, its exports and the query-result exports (which forget rewrites).
+
+    It costs what the rewrite cost (both read the whole source), and it lets no
+    maintenance run republish what an ordinary run's audit would have held back."""
+    from edulake.core.versions import write_prefix
+    from edulake.sources import registry
+
+    source = registry.get(name)
+    specs = {s.name: s for s in source.specs(lake)}
+    changed: dict[str, list[str]] = {}
+    for table in source.rotation.tables(lake):
+        spec = specs.get(table)
+        part = spec.partition_column if spec else None
+        column = (part.name if part else "date") + "="
+        prefix = write_prefix(lake, name, table) + "/"
+        values = set()
+        for obj in lake.list(Zone.STAGE2P, prefix):
+            segment = obj.key[len(prefix) :].split("/", 1)[0]
+            if segment.startswith(column) and obj.key.endswith(".parquet"):
+                values.add(segment[len(column) :])
+        if values:
+            changed[table] = sorted(values)
+    exports = [
+        o.key
+        for folder in (f"{name}/", "athena/")
+        for o in lake.list(Zone.EXPORTS, folder)
+        if o.key.endswith(".csv")
+    ]
+    return AuditScope(name, changed, exports=exports, all_inputs=True)
 
 
 def audit_run(lake: Lake, scope: AuditScope) -> AuditReport:
@@ -795,7 +830,7 @@ def audit_run(lake: Lake, scope: AuditScope) -> AuditReport:
     if not (parquet or scope.results or scope.texts or scope.exports or scope.system_keys):
         return AuditReport()  # nothing new: nothing to read the identifiers for
     inputs = sorted(set(scope.inputs) | set(source.inputs_of(lake, parquet, scope.versions)))
-    ids = source.raw_ids(lake, inputs, [])
+    ids = source.raw_ids(lake, None if scope.all_inputs else inputs, [])
     for column in source.lookup_columns(lake):
         if lake.exists(Zone.STAGE2NP, lookup_key(source.name, column)):
             values = read_lookup(lake, source.name, column)["value"]
