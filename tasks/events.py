@@ -1,5 +1,5 @@
 """Prefect events: "new data was committed to these tables" (chains deployments) and
-"a source went quiet" (for a notification)."""
+"a source went quiet" and "a dashboard could not be written" (for a notification)."""
 
 from __future__ import annotations
 
@@ -70,4 +70,32 @@ def emit_source_stale(source: str, resource: str, payload: dict[str, Any]) -> Ev
             "edulake.source": source,
         },
         payload={"source": source, "resource": resource, **payload},
+    )
+
+
+REPORT_FAILED = "edulake.report.failed"
+
+
+def emit_report_failed(source: str, page: str, reason: str) -> Event | None:
+    """Emit ``edulake.report.failed``: the run's data is committed, but its dashboard page
+    (``page``, in exports) could not be written, so analysts see an old one.
+
+    ``reason`` is a data-free label (``edulake.privacy.scrub.safe_message``).
+    ``deployments/automations/report-failed.yaml`` turns it into a notification."""
+    return emit_event(
+        event=REPORT_FAILED,
+        resource={
+            "prefect.resource.id": f"edulake.report.{source}",
+            "prefect.resource.name": f"{source} dashboard",
+            "edulake.source": source,
+        },
+        payload={
+            "source": source,
+            "page": page,
+            "reason": reason,
+            "what_to_do": (
+                f"run `python -m edulake report --source {source} --debug` on the same lake "
+                "to see why; the data run itself succeeded"
+            ),
+        },
     )

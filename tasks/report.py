@@ -3,7 +3,9 @@
 Called by the Clever and LibInsight flows after publishing (outside the lease: the page
 is one file of its own, written atomically; two runs writing it at once leave one whole
 page). A dashboard that cannot be written never fails the data run: a WARNING says why
-(the error's type and a data-free label), the run's result stays what it was.
+(the error's type and a data-free label) and the event ``edulake.report.failed`` lets an
+automation notify someone (the page in exports is then an older one); the run's result
+stays what it was.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from edulake.core.lake import Lake
 from edulake.core.settings import get_settings
 from edulake.privacy.scrub import safe_message
 from tasks.common import edulake_task, logger
+from tasks.events import REPORT_FAILED, emit_report_failed
 
 TITLES = {"clever": "Clever dashboard", "libinsight": "LibInsight dashboard"}
 
@@ -58,7 +61,15 @@ def publish_report(
         )
         written = write_page(lake, page)
     except Exception as exc:  # the data run is done: a dashboard problem is a warning
-        log.warning("dashboard not written: %s", safe_message(exc))
+        reason = safe_message(exc)
+        log.warning(
+            "dashboard not written: %s (event %s emitted; see `python -m edulake report "
+            "--source %s --debug`)",
+            reason,
+            REPORT_FAILED,
+            source,
+        )
+        emit_report_failed(source, f"exports/dashboard/{source}.html", reason)
         return None
     key = f"{source}-dashboard"
     create_link_artifact(
