@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -41,3 +42,16 @@ def lake(tmp_path) -> Lake:
 def pseudonymizer() -> Pseudonymizer:
     """Pseudonyms under the test key (``KEY``; a folder's conftest may use another)."""
     return Pseudonymizer(KEY)
+
+
+@pytest.fixture
+def captured_events(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Events emitted through Prefect's real emit path, captured by its asserting client
+    (``AssertingEventsClient.last.events`` after ``worker.drain()``)."""
+    from prefect.events.clients import AssertingEventsClient
+    from prefect.events.worker import EventsWorker
+
+    worker = EventsWorker.instance(AssertingEventsClient)
+    monkeypatch.setattr(EventsWorker, "instance", lambda *_a, **_k: worker)
+    yield worker
+    worker.drain()

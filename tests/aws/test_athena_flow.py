@@ -14,7 +14,6 @@ from prefect.client.orchestration import get_client
 from prefect.events.clients import AssertingEventsClient
 from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 from prefect.events.utilities import emit_event
-from prefect.events.worker import EventsWorker
 
 from edulake.catalog.athena import table_name
 from flows.athena_query import athena_query
@@ -81,15 +80,6 @@ def test_flow_runs_named_queries_and_views_with_a_run_artifact(athena_env):
     assert row["query_id"] in str(table.data)
     markdown = asyncio.run(_artifact("athena-summary", flow_run_id))
     assert row["results"] in markdown.data
-
-
-@pytest.fixture
-def captured_events(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Events emitted through Prefect's real emit path, captured by its asserting client."""
-    worker = EventsWorker.instance(AssertingEventsClient)
-    monkeypatch.setattr(EventsWorker, "instance", lambda *_a, **_k: worker)
-    yield worker
-    worker.drain()
 
 
 def _drained(worker: Any) -> list[Any]:

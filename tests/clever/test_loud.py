@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.events.clients import AssertingEventsClient
-from prefect.events.worker import EventsWorker
 
 from edulake.cli import main as cli
 from edulake.connectors.files import SourceRootError
@@ -36,15 +35,6 @@ YESTERDAY = TODAY - dt.timedelta(days=1)
 @pytest.fixture(autouse=True)
 def _key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDULAKE_HMAC_KEY", KEY.secret.hex())  # the hex text form
-
-
-@pytest.fixture
-def captured_events(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Events emitted through Prefect's real emit path, captured by its asserting client."""
-    worker = EventsWorker.instance(AssertingEventsClient)
-    monkeypatch.setattr(EventsWorker, "instance", lambda *_a, **_k: worker)
-    yield worker
-    worker.drain()
 
 
 def stale_events(worker: Any) -> list[Any]:

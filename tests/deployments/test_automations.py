@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -13,7 +12,6 @@ from prefect.events import emit_event
 from prefect.events.actions import SendNotification
 from prefect.events.clients import AssertingEventsClient
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
-from prefect.events.worker import EventsWorker
 from prefect.server.utilities.user_templates import render_user_template_sync
 
 from edulake.sources.clever.freshness import check_freshness
@@ -24,14 +22,6 @@ FILE = Path(__file__).parents[2] / "deployments" / "automations" / "source-stale
 
 def automation() -> AutomationCore:
     return AutomationCore.model_validate(yaml.safe_load(FILE.read_text()))
-
-
-@pytest.fixture
-def captured_events(monkeypatch: pytest.MonkeyPatch) -> Any:
-    worker = EventsWorker.instance(AssertingEventsClient)
-    monkeypatch.setattr(EventsWorker, "instance", lambda *_a, **_k: worker)
-    yield worker
-    worker.drain()
 
 
 def test_the_file_parses_as_prefect_automation() -> None:

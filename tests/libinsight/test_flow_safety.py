@@ -13,7 +13,6 @@ import pytest
 import yaml
 from prefect.client.orchestration import get_client
 from prefect.events.clients import AssertingEventsClient
-from prefect.events.worker import EventsWorker
 
 from edulake.catalog.duckdb import connect as connect_catalog
 from edulake.core import clock
@@ -162,14 +161,6 @@ def test_a_renamed_personal_field_is_held_back(tmp_path, secret_env, caplog):
         assert not any(name in t for t in texts), "a raw staff name reached the analysts"
     art = asyncio.run(_artifact("libinsight-held-fields", state.state_details.flow_run_id))
     assert "Entered By" in str(art.data) and not any(n in str(art.data) for n in STAFF)
-
-
-@pytest.fixture
-def captured_events(monkeypatch: pytest.MonkeyPatch) -> Any:
-    worker = EventsWorker.instance(AssertingEventsClient)
-    monkeypatch.setattr(EventsWorker, "instance", lambda *_a, **_k: worker)
-    yield worker
-    worker.drain()
 
 
 async def _artifact(key: str, flow_run_id: Any) -> Any:

@@ -13,7 +13,6 @@ from prefect import flow
 from prefect.events.actions import SendNotification
 from prefect.events.clients import AssertingEventsClient
 from prefect.events.schemas.automations import AutomationCore, EventTrigger
-from prefect.events.worker import EventsWorker
 from prefect.server.utilities.user_templates import render_user_template_sync
 
 from edulake.core.lake import Lake
@@ -22,14 +21,6 @@ from tasks.report import publish_report
 
 FILE = Path(__file__).parents[2] / "deployments" / "automations" / "report-failed.yaml"
 PLANTED = "S77001 hunter2"  # what a failing chart library might quote
-
-
-@pytest.fixture
-def captured_events(monkeypatch: pytest.MonkeyPatch) -> Any:
-    worker = EventsWorker.instance(AssertingEventsClient)
-    monkeypatch.setattr(EventsWorker, "instance", lambda *_a, **_k: worker)
-    yield worker
-    worker.drain()
 
 
 @pytest.mark.usefixtures("prefect_harness")
