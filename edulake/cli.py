@@ -569,12 +569,15 @@ def cmd_demo_libinsight(args: argparse.Namespace) -> int:
 
 def _settings_lake(lake_root: str | None, np_root: str | None) -> Lake:
     """``Lake(root, np_root)`` as given; what is not given comes from the settings
-    (EDULAKE_LAKE__ROOT, EDULAKE_LAKE__NP_ROOT), never a silent ./lake."""
+    (EDULAKE_LAKE__ROOT, EDULAKE_LAKE__NP_ROOT), never a silent ./lake; the np root
+    defaults as the flows default it."""
     from edulake.core.lake import Lake
-    from edulake.core.settings import get_settings
+    from edulake.core.settings import get_settings, resolve_np_root
 
     settings = get_settings().lake
-    return Lake(lake_root or settings.root, np_root or settings.np_root)
+    root = lake_root or settings.root
+    # the protected root as the flows resolve it (<root>-protected beside a local root)
+    return Lake(root, resolve_np_root(root, np_root or settings.np_root))
 
 
 def _source_names() -> list[str]:
@@ -723,6 +726,33 @@ def cmd_libinsight_watermark(args: argparse.Namespace) -> int:
         f"watermark of LibInsight dataset {args.dataset_id} (table libinsight.{table}): "
         f"{before} -> {after}"
         + ("" if after else "; the next run starts at the config's backfill_from")
+    )
+    return 0
+
+
+def cmd_move_raw(args: argparse.Namespace) -> int:
+    from edulake.core.layout import has_legacy_raw, move_raw
+    from edulake.core.lease import LeaseConfig, lake_lease
+    from edulake.core.settings import get_settings
+
+    lake = _settings_lake(args.lake_root, args.np_root)
+    if lake.protected is lake.main:
+        print(
+            "move-raw: this lake has no separate np root (one-root layout): nothing to move; "
+            "give --np-root to move the raw files (stage1np) there",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if not has_legacy_raw(lake):
+        print(f"nothing to move: no raw files under {lake.main.uri}")
+        return 0
+    lease = get_settings().lease
+    config = LeaseConfig(wait_s=lease.wait_s, ttl_s=lease.ttl_s, poll_s=lease.poll_s)
+    with lake_lease(lake, "move-raw", owner="cli", config=config):
+        files, size = move_raw(lake)
+    print(
+        f"moved {files} raw file(s) ({size:,} bytes) from {lake.main.uri} to "
+        f"{lake.protected.uri} (stage1np); runs accept this lake again"
     )
     return 0
 
@@ -1024,6 +1054,14 @@ def build_parser() -> argparse.ArgumentParser:
     sk.add_argument("--lake-root", help=LAKE_HELP)
     sk.add_argument("--np-root", help=NP_HELP)
     sk.set_defaults(func=cmd_clever_skip)
+
+    mv = command(
+        "move-raw",
+        "move raw files (stage1np) left under the lake root by an older edulake to the np root",
+    )
+    mv.add_argument("--lake-root", help=LAKE_HELP)
+    mv.add_argument("--np-root", help=NP_HELP)
+    mv.set_defaults(func=cmd_move_raw)
 
     wm = command("libinsight-watermark", "set or clear a LibInsight dataset's watermark")
     wm.add_argument("--dataset-id", type=int, required=True, help="the custom dataset's id")

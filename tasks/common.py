@@ -27,6 +27,7 @@ from prefect.exceptions import MissingContextError
 from edulake.catalog import Catalog, open_catalog
 from edulake.core.errors import is_transient
 from edulake.core.lake import Lake, S3Options, StorageUnavailableError, explain_storage_error
+from edulake.core.layout import check_layout
 from edulake.core.settings import (
     CATALOG_KINDS,
     SOURCE_KINDS,
@@ -162,14 +163,17 @@ def make_lake(
     protected = resolve_np_root(root, np_root or settings.lake.np_root)
     if protected is None:
         logger().warning(
-            "NO NP ROOT: the protected zones (stage2np lookups, quarantine) share the lake "
+            "NO NP ROOT: the protected zones (stage1np raw files, stage2np lookups, quarantine) "
+            "share the lake "
             "root %s with the analysts' tables; keep analysts out of them by IAM prefix, or "
             "set EDULAKE_LAKE__NP_ROOT / np_root to a separate bucket (see docs/aws.md)",
             root,
         )
     # An S3 lake's access is checked here: a wrong key fails at once, naming the bucket,
     # endpoint and key id (never the secret), not deep inside a task.
-    return connect_lake(root, protected, s3_options(aws_credentials_block, settings))
+    lake = connect_lake(root, protected, s3_options(aws_credentials_block, settings))
+    check_layout(lake)  # raw files left under the lake root by an older edulake: refused
+    return lake
 
 
 def _block_secret(block_name: str) -> str | None:

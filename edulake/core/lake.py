@@ -35,7 +35,7 @@ TMP_DIR = "_tmp"
 class Zone(StrEnum):
     """The lake's zones. Protected zones live under the np root."""
 
-    STAGE1NP = "stage1np"  # raw files exactly as received
+    STAGE1NP = "stage1np"  # raw files exactly as received (protected)
     STAGE2NP = "stage2np"  # PII lookup tables (protected)
     STAGE2P = "stage2p"  # pseudonymized tables for analysts
     QUARANTINE = "quarantine"  # rejected input rows: raw, so protected
@@ -43,7 +43,10 @@ class Zone(StrEnum):
     EXPORTS = "exports"  # convenience extracts (CSV for Tableau users)
 
 
-PROTECTED_ZONES = frozenset({Zone.STAGE2NP, Zone.QUARANTINE})
+# Everything that holds raw identifiers: the raw files, the lookups, the rejected rows.
+# With an np root they live under it, so whoever is given the lake root (analysts, a BI
+# tool) gets no raw identifier at all.
+PROTECTED_ZONES = frozenset({Zone.STAGE1NP, Zone.STAGE2NP, Zone.QUARANTINE})
 
 
 class StorageUnavailableError(OSError):

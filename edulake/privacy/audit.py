@@ -673,17 +673,27 @@ def audit(
     are every registered source's (``sources``: only those named; see
     :func:`raw_identifiers`).
     """
-    auditor = Auditor(raw_identifiers(lake, dataset_configs, sources), min_cell)
+    from edulake.core.layout import has_legacy_raw, legacy_view
+
+    dataset_configs = list(dataset_configs)
+    ids = raw_identifiers(lake, dataset_configs, sources)
+    if has_legacy_raw(lake):  # raw files an older edulake left under the lake root
+        ids |= raw_identifiers(legacy_view(lake), dataset_configs, sources)
+    auditor = Auditor(ids, min_cell)
     separate_np = lake.protected is not lake.main
-    skip = {Zone.STAGE1NP.value, TMP_DIR}
+    # With an np root, raw files belong under it: any left under the lake root (a lake
+    # from before they moved, see edulake.core.layout) are read by whoever gets the lake
+    # folder, so they are scanned like the rest.
+    skip = {TMP_DIR}
     if not separate_np:
+        skip.add(Zone.STAGE1NP.value)
         # One root: the protected zones and the protected catalog files (<source>_np.duckdb,
         # see catalog.duckdb.np_catalog_dir) sit beside the rest; readers are kept out of
         # them by prefix, so they are not the analysts' view.
         skip |= {Zone.STAGE2NP.value, Zone.QUARANTINE.value}
         auditor.report.warnings.append(
-            "stage2np, quarantine and catalog/*_np.duckdb share the main root: they hold raw "
-            "ids and were not scanned. Keep analysts out of them, or set an np root."
+            "stage1np, stage2np, quarantine and catalog/*_np.duckdb share the main root: they "
+            "hold raw ids and were not scanned. Keep analysts out of them, or set an np root."
         )
     catalogs = {os.path.abspath(p) for p in catalog_paths}
     store = lake.main

@@ -110,6 +110,7 @@ SAFE_CLASS_NAMES = frozenset(
     {
         "edulake.core.settings.ConfigError",
         "edulake.core.clock.ClockError",
+        "edulake.core.layout.RawFilesUnderLakeRoot",
         "edulake.core.lease.LeaseError",
         "edulake.core.lake.StorageUnavailableError",
         "edulake.core.landing.IncompleteTransferError",

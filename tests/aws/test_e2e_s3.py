@@ -67,9 +67,11 @@ def test_clever_flow_on_s3_with_duckdb_catalog(s3_server, s3_block, tmp_path, mo
     main_keys = _keys(s3_server, LAKE_BUCKET, run)
     np_keys = _keys(s3_server, NP_BUCKET, run)
     assert any("/stage2p/clever/daily_participation/date=" in k for k in main_keys)
-    assert any("/stage1np/clever/" in k for k in main_keys)
+    assert any("/stage1np/clever/" in k for k in np_keys)  # raw files: the np bucket
     assert any("/stage2np/clever/sis_id_lookup/" in k for k in np_keys)
-    assert not [k for k in main_keys if "/stage2np/" in k or "/quarantine/" in k]
+    assert not [
+        k for k in main_keys if "/stage1np/" in k or "/stage2np/" in k or "/quarantine/" in k
+    ]
     assert not [k for k in main_keys + np_keys if "/_tmp/" in k and not k.endswith("/")]
 
     con = connect_catalog(db, np_dir=os.path.dirname(db))  # a steward's view: both files
@@ -226,7 +228,8 @@ def test_libinsight_flow_on_s3(s3_server, s3_block, tmp_path, monkeypatch):
     run = root.rsplit("/", 1)[1]
     main_keys = _keys(s3_server, LAKE_BUCKET, run)
     np_keys = _keys(s3_server, NP_BUCKET, run)
-    assert any("/stage1np/libinsight/" in k and k.endswith(".json") for k in main_keys)
+    assert any("/stage1np/libinsight/" in k and k.endswith(".json") for k in np_keys)
+    assert not [k for k in main_keys if "/stage1np/" in k]
     months = sorted(k.split("month=")[1][:7] for k in main_keys if "/stage2p/libinsight/" in k)
     assert months == ["2024-01", "2024-02", "2024-03"]
     assert any("/exports/libinsight/" in k for k in main_keys)

@@ -116,10 +116,12 @@ def test_pipeline_can_do_what_the_code_does():
 def test_pipeline_never_deletes_the_legal_record():
     """stage1np is what was received; no code path deletes it, so the role cannot either."""
     doc = policy("pipeline-role")
-    raw = "arn:aws:s3:::edulake-lake/lake/stage1np/clever/daily-participation/x.csv"
+    raw = "arn:aws:s3:::edulake-np/np/stage1np/clever/daily-participation/x.csv"
     assert allowed(doc, "s3:PutObject", raw) and allowed(doc, "s3:GetObject", raw)
+    # where an older edulake kept them too (edulake move-raw is run by an administrator)
+    legacy = "arn:aws:s3:::edulake-lake/lake/stage1np/clever/daily-participation/x.csv"
     for action in ("s3:DeleteObject", "s3:DeleteObjectVersion"):
-        assert not allowed(doc, action, raw)
+        assert not allowed(doc, action, raw) and not allowed(doc, action, legacy)
     deny = [s for s in doc["Statement"] if s["Effect"] == "Deny"]
     assert any("s3:DeleteObject" in _list(s["Action"]) for s in deny)  # explicit, not absent
     assert allowed(doc, "s3:DeleteObject", "arn:aws:s3:::edulake-lake/lake/_tmp/x.tmp")
@@ -134,6 +136,7 @@ def test_analyst_reads_stage2p_and_results_never_protected_zones():
         "arn:aws:s3:::edulake-np/np/stage2np/clever/sis_id_lookup/lookup.parquet",
         "arn:aws:s3:::edulake-np/np/quarantine/clever/x.csv",
         "arn:aws:s3:::edulake-lake/lake/stage1np/clever/raw.csv",
+        "arn:aws:s3:::edulake-np/np/stage1np/clever/raw.csv",
     ):
         assert not allowed(doc, "s3:GetObject", denied)
     assert not allowed(doc, "glue:GetTable", f"{GLUE}:table/edulake_clever_np/sis_id_lookup")

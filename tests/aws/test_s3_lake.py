@@ -115,7 +115,8 @@ def test_large_write_goes_multipart_and_reads_back(lake: Lake, s3_server: Seawee
             digest.update(block)
             out.write(block)
     head = s3_server.client().head_object(
-        Bucket=LAKE_BUCKET, Key=f"{_run_prefix(lake)}/stage1np/big/report.csv"
+        Bucket=NP_BUCKET,
+        Key=f"{_run_prefix(lake)}/stage1np/big/report.csv",  # raw: np side
     )
     assert head["ContentLength"] == 24 * 2**20
     # A multipart object's ETag is "<md5 of part md5s>-<number of parts>".

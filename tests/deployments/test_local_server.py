@@ -111,7 +111,8 @@ def test_deploy_all_and_run_clever_on_a_process_worker(stack: LocalStack, tmp_pa
     assert run["parameters"]["source"] == "testdata"
 
     # The lake the run wrote: raw files landed, pseudonymized Parquet per day, a catalog.
-    assert len(list((lake_root / "stage1np" / "clever").rglob("*.csv"))) == 2 * 6
+    raw = tmp_path / "lake-protected" / "stage1np" / "clever"  # the np root beside it
+    assert len(list(raw.rglob("*.csv"))) == 2 * 6
     partitions = sorted(
         p.name for p in (lake_root / "stage2p" / "clever" / "daily_participation").iterdir()
     )

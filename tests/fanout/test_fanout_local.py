@@ -219,6 +219,7 @@ def test_five_district_consortium(stack: LocalStack, sshd: SshdServer, tmp_path:
     assert result["children"] == {
         d: "FAILED" if d == BAD_HOST_KEY else "COMPLETED" for d in DISTRICTS
     }
+    assert not (base / BAD_HOST_KEY / "np" / "stage1np").exists()
     assert not (base / BAD_HOST_KEY / "lake" / "stage1np").exists()
     # One writer per district lake (created by the parent), the fan-out bound kept as made.
     limits = stack.prefect("gcl", "ls")

@@ -58,9 +58,10 @@ def test_one_root_lake_skips_its_protected_files_and_says_so(tmp_path, pseudonym
     con = duckdb.connect(f"{lake.main.base}/catalog/edulake.duckdb")
     con.execute("CREATE TABLE clever.leak AS SELECT ? AS who", ["S77778"])
     con.close()
-    assert main(["audit", "--lake-root", lake.main.base]) == 1
+    # the one-root layout is explicit (np root = root), as for the flows
+    assert main(["audit", "--lake-root", lake.main.base, "--np-root", lake.main.base]) == 1
     out = capsys.readouterr().out
-    assert "1 finding(s)" in out and "WARNING: stage2np, quarantine" in out
+    assert "1 finding(s)" in out and "WARNING: stage1np, stage2np, quarantine" in out
 
 
 def test_demo_lake_has_no_findings(demo_lake, capsys):

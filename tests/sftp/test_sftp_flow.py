@@ -86,6 +86,7 @@ def test_flow_refuses_wrong_host_key(sshd: SshdServer, remote: Path, tmp_path: P
     with pytest.raises(HostKeyError, match="does not match the pinned key"):
         clever_participation(source="sftp", sftp_block="test-bad-host", lake_root=str(tmp_path))
     assert not (tmp_path / "stage1np").exists()
+    assert not (tmp_path.parent / f"{tmp_path.name}-protected" / "stage1np").exists()
 
 
 def test_flow_refuses_wrong_login(sshd: SshdServer, remote: Path, tmp_path: Path) -> None:
