@@ -185,6 +185,15 @@ def clever_rewrite_window(
     return pipeline.process_pending(lake, entries, new, max_quarantine_share=share, check_key=False)
 
 
+def clever_landed_dates(lake: Lake) -> list[dt.date]:
+    """The report dates of every landed Clever report (newest version of each name)."""
+    from edulake.core.landing import Ledger
+    from edulake.sources.clever.names import parse_report_name
+
+    names = Ledger(lake, "clever").latest_records()
+    return sorted({parse_report_name(n).report_date for n in names})
+
+
 class StaleSourceMissing(DeterministicError):
     """Live stage2p files come from raw versions the ledger no longer holds."""
 
