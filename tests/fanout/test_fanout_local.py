@@ -348,6 +348,8 @@ def test_rotation_by_month_with_a_crashed_child_rerun_alone(
     )
     (tmp_path / "k").unlink()
     lake, np_root = roots[fanned]
+    # the serial rotate-key of the copy runs meanwhile (another lake: another lease)
+    reference = flow_run(stack, new, "rotate", *roots[serial])
     params: dict[str, Any] = {
         "lake_root": lake,
         "np_root": np_root,
@@ -378,7 +380,7 @@ def test_rotation_by_month_with_a_crashed_child_rerun_alone(
     (row,) = json.loads(rerun["artifacts"]["rotate-key-months"])
     assert row["child"] == "2022-02" and not row["failed"] and row["rows"] > 0
 
-    finish(flow_run(stack, new, "rotate", *roots[serial]))
+    finish(reference)
     assert everything(lake, np_root) == everything(*roots[serial])
     done = Lake(lake, np_root)
     new_id = PseudonymKey.from_text(new).key_id
