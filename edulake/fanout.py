@@ -49,6 +49,15 @@ def month_windows(start: dt.date, end: dt.date, months_per_child: int = 1) -> li
     return out
 
 
+def windows_of(days: list[dt.date], months_per_child: int = 1) -> list[Window]:
+    """The month windows (``months_per_child`` at a time) that hold at least one of
+    ``days`` (e.g. landed report dates): a rotation's children, none for an empty month."""
+    if not days:
+        return []
+    windows = month_windows(min(days), max(days), months_per_child)
+    return [w for w in windows if any(w.start <= d <= w.end for d in days)]
+
+
 def pick_windows(windows: list[Window], only: list[str] | None) -> list[Window]:
     """The windows named in ``only`` (all when None): a crashed child re-run alone."""
     if not only:

@@ -1,14 +1,36 @@
-"""Key rotation for every registered source (``rotate-key``; ``clever-rotate-key`` kept)."""
+"""Key rotation for every registered source (``rotate-key``; ``clever-rotate-key`` kept),
+and Clever's rotation fanned out by month (``rotate-key-months`` over ``rotate-key-child``)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Literal
+
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from edulake.core.settings import CatalogKind, get_settings
 from edulake.sources import registry
 from tasks.common import edulake_flow, make_catalog, make_lake, resolve_key, validate_run
+from tasks.fanout import FANOUT_LIMIT, ensure_limits, finish_children, run_child
 from tasks.lease import hold_lake_lease
-from tasks.maintenance import SourceName, finish, republish, rotate
+from tasks.maintenance import (
+    SourceName,
+    finish,
+    prepare,
+    republish,
+    rewrite_window,
+    rotate,
+    rotation_windows,
+)
+
+# The deployment a fanned-out rotation's children run on (prefect.yaml).
+ROTATE_CHILD_DEPLOYMENT = "rotate-key-child/rotate-key-child"
+
+
+def _share(max_quarantine_share: float | None) -> float:
+    if max_quarantine_share is not None:
+        return max_quarantine_share
+    return get_settings().max_quarantine_share
 
 
 def _rotate_sources(
@@ -28,11 +50,7 @@ def _rotate_sources(
     )
     lake = make_lake(lake_root, np_root, aws_credentials_block)
     key = resolve_key(hmac_key_block, demo=False)
-    share = (
-        max_quarantine_share
-        if max_quarantine_share is not None
-        else get_settings().max_quarantine_share
-    )
+    share = _share(max_quarantine_share)
     out: dict[str, dict[str, Any]] = {}  # source -> what its rotation did
     # Rotation rewrites every stage2p table and lookup: one writer at a time.
     with hold_lake_lease(lake, "rotate-key"):
@@ -141,3 +159,141 @@ def clever_rotate_key(
         catalog,
         max_quarantine_share,
     )["clever"]
+
+
+@edulake_flow(name="rotate-key-months", task_runner=ThreadPoolTaskRunner(max_workers=16))  # type: ignore[arg-type]
+def rotate_key_months(
+    lake_root: str | None = None,
+    np_root: str | None = None,
+    hmac_key_block: str = "edulake-hmac-key",
+    aws_credentials_block: str | None = None,
+    catalog: CatalogKind | None = None,
+    max_quarantine_share: float | None = None,
+    months_per_child: int = 1,
+    only: list[str] | None = None,
+    child_job_variables: dict[str, dict[str, Any]] | None = None,
+    child_deployment: str = ROTATE_CHILD_DEPLOYMENT,
+    fanout_limit: str = FANOUT_LIMIT,
+    max_children: int = 2,
+) -> dict[str, Any]:
+    """Re-pseudonymize Clever with the configured key, one child run per month of reports.
+
+    Under the lake lease it prepares the rotation (intent record, new table version
+    begun, old lookups and processed records cleared: once); then one ``rotate-key-child``
+    run per month window of the landed report dates rewrites that window into the new
+    version (each under the lake lease, idempotent: a re-run skips what it rewrote). When
+    every child succeeded it finishes as ``rotate-key`` does: leftovers rewritten, every
+    file checked for the new key, readers switched, the catalog republished in full. A
+    failed child fails this run naming its window; the rotation stays in progress
+    (ordinary runs keep refusing) until this flow is re-run (``only``: the failed windows).
+
+    Args:
+        lake_root: the lake's root (a folder or s3://bucket/prefix); empty:
+            EDULAKE_LAKE__ROOT.
+        np_root: the root of the protected zones (identity lookups, quarantine); empty:
+            EDULAKE_LAKE__NP_ROOT, else <lake_root>-protected for a local lake.
+        hmac_key_block: name of the Secret (or AwsSecret) block holding the new
+            pseudonymization key; the children read the same block.
+        aws_credentials_block: name of a prefect-aws AwsCredentials block for an s3:// lake
+            or the Glue catalog; empty: settings or the AWS default chain.
+        catalog: the catalog to republish: duckdb (embedded) or glue (Athena); empty:
+            EDULAKE_CATALOG__KIND.
+        max_quarantine_share: a file fails above this share of bad rows while it is
+            reprocessed; empty: EDULAKE_MAX_QUARANTINE_SHARE.
+        months_per_child: calendar months of report dates per child run.
+        only: window labels to run (``2024-08``, or ``2024-08..2024-10`` with
+            months_per_child > 1), e.g. the ones a previous run names as failed.
+        child_job_variables: job variables for one window's child, by label (e.g. more
+            memory for a heavy month); ``"*"`` applies to every child.
+        child_deployment: the rotate-key-child deployment the children run on.
+        fanout_limit: global concurrency limit bounding children in flight (created with
+            ``max_children`` slots if missing; an existing limit is left as it is).
+        max_children: slots of ``fanout_limit`` when this run creates it.
+    """
+    validate_run(
+        lake_root=lake_root,
+        np_root=np_root,
+        catalog=catalog,
+        aws_credentials_block=aws_credentials_block,
+    )
+    lake = make_lake(lake_root, np_root, aws_credentials_block)
+    key = resolve_key(hmac_key_block, demo=False)
+    with hold_lake_lease(lake, "rotate-key-months"):
+        started = prepare(lake, key)
+        windows = rotation_windows(lake, months_per_child, only)
+    if started.nothing_to_do:
+        return {"rotated": False, "key_id": key.key_id}
+    children: list[dict[str, Any]] = []
+    if not started.resumed_after_switch:
+        ensure_limits({fanout_limit: max_children})
+        extra = child_job_variables or {}
+        common = {
+            "lake_root": lake_root,
+            "np_root": np_root,
+            "hmac_key_block": hmac_key_block,
+            "aws_credentials_block": aws_credentials_block,
+            "max_quarantine_share": max_quarantine_share,
+        }
+        futures = []
+        for w in windows:
+            params = {**common, "report_from": w.start, "report_to": w.end}
+            job_vars = {**extra.get("*", {}), **extra.get(w.label, {})}
+            futures.append(
+                run_child.submit(w.label, child_deployment, params, job_vars, fanout_limit)
+            )
+        children = finish_children(
+            futures,
+            "rotate-key-months",
+            f"Clever key rotation to {key.key_id}: one child per window of landed reports.",
+            "windows",
+            "the rotation is still in progress (ordinary runs refuse); re-run rotate-key-months "
+            "with --param only=",
+        )
+    # every window is in the new version: leftovers, check, switch, republish, finish
+    out = _rotate_sources(
+        ["clever"],
+        lake_root,
+        np_root,
+        hmac_key_block,
+        aws_credentials_block,
+        catalog,
+        max_quarantine_share,
+    )["clever"]
+    return out | {"children": children}
+
+
+@edulake_flow(name="rotate-key-child")
+def rotate_key_child(
+    report_from: dt.date,
+    report_to: dt.date,
+    lake_root: str | None = None,
+    np_root: str | None = None,
+    hmac_key_block: str = "edulake-hmac-key",
+    aws_credentials_block: str | None = None,
+    max_quarantine_share: float | None = None,
+) -> dict[str, int]:
+    """One window of a ``rotate-key-months`` run: its landed Clever reports rewritten into
+    the new table version with the new key, lookups merged, under the lake lease.
+
+    Started by the parent, which prepared the rotation; refuses to run otherwise. Safe to
+    repeat: files already rewritten (their processed records say so) are skipped.
+
+    Args:
+        report_from: first report day of the window (inclusive).
+        report_to: last report day of the window (inclusive).
+        lake_root: the lake's root (a folder or s3://bucket/prefix); empty:
+            EDULAKE_LAKE__ROOT.
+        np_root: the root of the protected zones (identity lookups, quarantine); empty:
+            EDULAKE_LAKE__NP_ROOT, else <lake_root>-protected for a local lake.
+        hmac_key_block: name of the Secret (or AwsSecret) block holding the new
+            pseudonymization key; without it, EDULAKE_HMAC_KEY.
+        aws_credentials_block: name of a prefect-aws AwsCredentials block for an s3://
+            lake; empty: settings or the AWS default chain.
+        max_quarantine_share: a file fails above this share of bad rows while it is
+            reprocessed; empty: EDULAKE_MAX_QUARANTINE_SHARE.
+    """
+    validate_run(lake_root=lake_root, np_root=np_root, aws_credentials_block=aws_credentials_block)
+    lake = make_lake(lake_root, np_root, aws_credentials_block)
+    key = resolve_key(hmac_key_block, demo=False)
+    with hold_lake_lease(lake, "rotate-key-child"):
+        return rewrite_window(lake, key, _share(max_quarantine_share), report_from, report_to)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Literal
 
 from prefect.artifacts import create_table_artifact
@@ -9,9 +10,16 @@ from prefect.cache_policies import NO_CACHE
 
 from edulake.catalog import Catalog
 from edulake.core.lake import Lake
+from edulake.fanout import Window, pick_windows, windows_of
 from edulake.privacy.forget import ForgetResult, suppressed_pseudonyms
 from edulake.privacy.pseudonym import Pseudonymizer, PseudonymKey
-from edulake.privacy.rotation import RotationResult, finish_rotation, rotate_key
+from edulake.privacy.rotation import (
+    RotationResult,
+    check_rewriting,
+    finish_rotation,
+    prepare_rotation,
+    rotate_key,
+)
 from edulake.sources import registry
 from tasks.common import edulake_task, logger
 
@@ -84,6 +92,62 @@ def rotate(
             " (resumed after the switch)" if result.resumed_after_switch else "",
         )
     return result
+
+
+@edulake_task(name="prepare-rotation", cache_policy=NO_CACHE)
+def prepare(lake: Lake, key: PseudonymKey, source: SourceName = "clever") -> RotationResult:
+    """Start a rotation for child runs (the caller holds the lake lease): the intent, the
+    new table version begun, the old lookups and processed records cleared (once)."""
+    result = prepare_rotation(lake, Pseudonymizer(key), source=source)
+    if result.nothing_to_do:
+        logger().info("%s already uses key %s: nothing to rotate", source, key.key_id)
+    elif result.resumed_after_switch:
+        logger().info("%s: the rotation was switched already; finishing it", source)
+    else:
+        logger().info("%s rotation %s -> %s prepared", source, result.from_key_id, key.key_id)
+    return result
+
+
+@edulake_task(name="rotation-windows", cache_policy=NO_CACHE)
+def rotation_windows(lake: Lake, months_per_child: int, only: list[str] | None) -> list[Window]:
+    """The month windows of the landed Clever report dates (``only``: those named)."""
+    windows = pick_windows(windows_of(registry.clever_landed_dates(lake), months_per_child), only)
+    logger().info(
+        "%d window(s) of landed reports: %s", len(windows), ", ".join(w.label for w in windows)
+    )
+    return windows
+
+
+@edulake_task(name="rewrite-window", cache_policy=NO_CACHE)
+def rewrite_window(
+    lake: Lake,
+    key: PseudonymKey,
+    max_quarantine_share: float,
+    report_from: dt.date,
+    report_to: dt.date,
+) -> dict[str, int]:
+    """One child's share of a fanned-out Clever rotation: the window's landed reports not
+    yet in the new version, rewritten with ``key`` (the caller holds the lake lease)."""
+    from tasks.clever import processing_rows
+
+    new = Pseudonymizer(key)
+    check_rewriting(lake, new, "clever")
+    done = registry.clever_rewrite_window(lake, new, max_quarantine_share, report_from, report_to)
+    create_table_artifact(
+        key="clever-processing",
+        table=processing_rows(done.files),
+        description="Per landed file of this window, rewritten with the new key.",
+    )
+    rows = sum(f.rows_written for f in done.files)
+    logger().info(
+        "rewrote %d file version(s) of %s..%s with key %s (%d failed, retried by the parent)",
+        len(done.files),
+        report_from,
+        report_to,
+        key.key_id,
+        len(done.failed),
+    )
+    return {"files": len(done.files), "failed": len(done.failed), "rows_written": rows}
 
 
 @edulake_task(name="finish-rotation", cache_policy=NO_CACHE)

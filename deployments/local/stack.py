@@ -48,7 +48,7 @@ def prefect_executable() -> str:
 # Writing flows take a slot of it before the lake lease (tasks/lease.py): deployments queue
 # in the UI instead of waiting inside a Running state (EDULAKE_LEASE__PREFECT_LIMIT).
 LAKE_LIMIT = "edulake-lake"
-# clever-consortium / clever-backfill-months take a slot of it per child run in flight
+# clever-consortium / clever-backfill-months / rotate-key-months take a slot of it per child in flight
 # (tasks/fanout.py); locally two children at a time share the machine.
 FANOUT_LIMIT = "edulake-fanout"
 FANOUT_SLOTS = 2

@@ -17,8 +17,20 @@ its tables and a ``rotation`` hook that knows how to rebuild them):
 6. :func:`finish_rotation` records the new key, removes the intent record and deletes
    retired versions older than the grace period.
 
-A crash before 3 leaves the old version live: re-running clears the half-written version
-and redoes 2-3. A crash after 3 (every live file already carries the new key) skips to 4.
+Resumable (Clever): a source whose hooks have a ``prepare`` step (Clever: delete the
+lookups and processed records) starts step 2 once. When the new version is begun and the
+source prepared, the intent record gains ``"phase": "prepared"``; a re-run then keeps
+what the writing version already holds and the hook's ``rewrite`` does only what is left
+(Clever: the landed files without a processed record of the new key). A source without
+``prepare`` (LibInsight) restarts step 2: the half-written version is cleared.
+
+A crash before the phase is recorded leaves the old version live: re-running clears the
+half-written version and redoes 2-3. A crash after 3 (every live file already carries the
+new key) skips to 4.
+
+The same steps split for a fan-out (``rotate-key-months``): :func:`prepare_rotation`
+(steps 1-2 start), then child runs each rewrite a window of the landed files, then
+:func:`rotate_key` resumes: it finds the work done, rewrites any leftovers and switches.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from edulake.core.errors import DeterministicError
 from edulake.core.faults import crashpoint
 from edulake.core.lake import Lake, Zone
 from edulake.core.versions import (
@@ -48,6 +61,14 @@ from edulake.privacy.keys import (
 )
 from edulake.privacy.lookup import KeyMismatchError
 from edulake.privacy.pseudonym import Pseudonymizer
+
+PREPARED = "prepared"  # the intent record's phase once step 2 has begun (resumable sources)
+
+
+class RotationIncomplete(DeterministicError):
+    """A rotation cannot switch: some of the new version is missing or not under the new
+    key. Nothing was switched (readers still see the old version); the message says what
+    to do. Built from counts and source names only."""
 
 
 @dataclass
@@ -96,6 +117,93 @@ def stage2p_key_ids(
     return out
 
 
+def _start(lake: Lake, new: Pseudonymizer, source: str) -> RotationResult:
+    """Step 1: check the key, write the intent record (or find it); what it found."""
+    refuse_real_key_on_demo_lake(lake, source, new.key_id)
+    recorded = recorded_key_id(lake, source)
+    intent = rotation_in_progress(lake, source)
+    if intent and intent["to"] != new.key_id:
+        raise KeyMismatchError(
+            f"a {source} rotation to key {intent['to']} is in progress; finish it with that "
+            f"key (this run's key is {new.key_id})"
+        )
+    if not intent and recorded in (None, new.key_id):
+        return RotationResult(recorded, new.key_id, source, nothing_to_do=True)
+    if not intent:
+        intent = {
+            "from": recorded,
+            "to": new.key_id,
+            "started_at": dt.datetime.now(dt.UTC).isoformat(),
+        }
+        lake.write_json(Zone.SYSTEM, rotation_record_key(source), intent)
+    return RotationResult(intent["from"], new.key_id, source)
+
+
+def _switched(lake: Lake, new: Pseudonymizer, source: str) -> bool:
+    """Whether a killed run already switched (no rewrite open, every live file new)."""
+    live = stage2p_key_ids(lake, source)
+    return not rewrite_in_progress(lake, source) and all(
+        kid == new.key_id for kid, _ in live.values()
+    )
+
+
+def _prepare(lake: Lake, source: str) -> None:
+    """Step 2's start: begin the new version and prepare the source, once for a
+    resumable source (the phase is then recorded in the intent record)."""
+    from edulake.sources import registry
+
+    hooks = registry.get(source).rotation
+    intent = rotation_in_progress(lake, source) or {}
+    if (
+        hooks.prepare is not None
+        and intent.get("phase") == PREPARED
+        and rewrite_in_progress(lake, source)
+    ):
+        return  # resumed: keep what the writing version holds
+    begin_rewrite(lake, source, hooks.tables(lake))
+    if hooks.prepare is not None:
+        hooks.prepare(lake)
+        lake.write_json(Zone.SYSTEM, rotation_record_key(source), intent | {"phase": PREPARED})
+        crashpoint("rotate.prepared")
+
+
+def prepare_rotation(lake: Lake, new: Pseudonymizer, *, source: str = "clever") -> RotationResult:
+    """Steps 1-2 start, for a fan-out: the intent, the new version begun, the source
+    prepared (idempotent). ``nothing_to_do`` or ``resumed_after_switch`` say when there is
+    no rewrite left for children to do."""
+    from edulake.sources import registry
+
+    if registry.get(source).rotation.prepare is None:
+        raise RotationIncomplete(
+            f"the {source} rotation is not resumable, so it cannot be split into child "
+            "runs: run rotate-key for it"
+        )
+    result = _start(lake, new, source)
+    if result.nothing_to_do:
+        return result
+    crashpoint("rotate.started")
+    if _switched(lake, new, source):
+        result.resumed_after_switch = True
+    else:
+        _prepare(lake, source)
+    return result
+
+
+def check_rewriting(lake: Lake, new: Pseudonymizer, source: str = "clever") -> None:
+    """Refuse a child's rewrite unless a rotation to ``new`` is prepared and open."""
+    intent = rotation_in_progress(lake, source)
+    if not intent or intent.get("phase") != PREPARED or not rewrite_in_progress(lake, source):
+        raise RotationIncomplete(
+            f"no prepared {source} rotation is in progress: start the parent run "
+            "(rotate-key-months), which prepares it before its children"
+        )
+    if intent["to"] != new.key_id:
+        raise KeyMismatchError(
+            f"a {source} rotation to key {intent['to']} is in progress; finish it with that "
+            f"key (this run's key is {new.key_id})"
+        )
+
+
 def rotate_key(
     lake: Lake,
     new: Pseudonymizer,
@@ -108,38 +216,19 @@ def rotate_key(
     from edulake.sources import registry
 
     hooks = registry.get(source).rotation
-    refuse_real_key_on_demo_lake(lake, source, new.key_id)
-    recorded = recorded_key_id(lake, source)
-    intent = rotation_in_progress(lake, source)
-    if intent and intent["to"] != new.key_id:
-        raise KeyMismatchError(
-            f"a {source} rotation to key {intent['to']} is in progress; finish it with that "
-            f"key (this run's key is {new.key_id})"
-        )
-    if not intent and recorded in (None, new.key_id):
-        return RotationResult(recorded, new.key_id, source, nothing_to_do=True)
-    if not intent:
-        lake.write_json(
-            Zone.SYSTEM,
-            rotation_record_key(source),
-            {"from": recorded, "to": new.key_id, "started_at": dt.datetime.now(dt.UTC).isoformat()},
-        )
-        intent = {"from": recorded, "to": new.key_id}
-    result = RotationResult(intent["from"], new.key_id, source)
+    result = _start(lake, new, source)
+    if result.nothing_to_do:
+        return result
     crashpoint("rotate.started")
-    live = stage2p_key_ids(lake, source)
-    switched = not rewrite_in_progress(lake, source) and all(
-        kid == new.key_id for kid, _ in live.values()
-    )
-    if switched:
+    if _switched(lake, new, source):
         result.resumed_after_switch = True  # a run killed after the switch: finish it
     else:
-        begin_rewrite(lake, source, hooks.tables(lake))
+        _prepare(lake, source)
         hooks.rewrite(lake, new, max_quarantine_share, result)
         left = [k for k, (kid, _) in stage2p_key_ids(lake, source, writing=True).items()
                 if kid != new.key_id]  # fmt: skip
         if left:
-            raise RuntimeError(
+            raise RotationIncomplete(
                 f"{len(left)} stage2p file(s) of the new {source} table version do not carry "
                 "the new key (nothing was switched: readers still see the old version); "
                 "re-run the rotation"

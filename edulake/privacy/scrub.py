@@ -137,6 +137,8 @@ SAFE_CLASS_NAMES = frozenset(
         "edulake.sources.libinsight.pipeline.DriftError",
         "edulake.sources.libinsight.windows.NoStartError",
         "edulake.sources.registry.UnknownTableError",
+        "edulake.sources.registry.StaleSourceMissing",
+        "edulake.privacy.rotation.RotationIncomplete",
         "edulake.fanout.ChildrenFailed",
         "edulake.report.NoCatalogError",
         "edulake.report.NothingPublishedError",

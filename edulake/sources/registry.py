@@ -19,11 +19,13 @@ here, so no privacy or maintenance code imports one source's modules to serve an
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from edulake.catalog import CatalogTable
+from edulake.core.errors import DeterministicError
 from edulake.core.lake import Lake
 from edulake.privacy.forget import ForgetResult, forget
 from edulake.privacy.pseudonym import Pseudonymizer
@@ -44,11 +46,14 @@ class RotationHooks:
     ``rewrite(lake, key, max_quarantine_share, result)`` writes the new version of every
     table in ``tables(lake)`` (writers write there while the rewrite is in progress) and
     adds its per-file results to ``result``; ``after_switch(lake, key)`` runs once the new
-    version is live (idempotent: a re-run after a kill repeats it)."""
+    version is live (idempotent: a re-run after a kill repeats it). ``prepare(lake)``, if
+    given, makes the rotation resumable: it runs once, after the new version is begun,
+    and ``rewrite`` then does only what the writing version does not hold yet."""
 
     tables: Callable[[Lake], list[str]]
     rewrite: Callable[[Lake, Pseudonymizer, float, Any], None]
     after_switch: Callable[[Lake, Pseudonymizer], None] | None = None
+    prepare: Callable[[Lake], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -150,28 +155,64 @@ def _clever_tables(_lake: Lake) -> list[str]:
     return sorted(s.name for s in _clever_specs(_lake))
 
 
+def _clever_prepare(lake: Lake) -> None:
+    """Forget the old key's lookups and processed records (once per rotation): every
+    landed report is then pending, to be reprocessed into the new version."""
+    from edulake.core.faults import crashpoint
+    from edulake.core.lake import Zone
+
+    for obj in lake.list(Zone.STAGE2NP, "clever"):
+        if obj.key.endswith("_lookup/lookup.parquet"):
+            lake.delete(Zone.STAGE2NP, obj.key)
+    lake.delete_prefix(Zone.SYSTEM, "processed/clever")
+    crashpoint("rotate.cleared")
+
+
+def clever_rewrite_window(
+    lake: Lake,
+    new: Pseudonymizer,
+    share: float,
+    report_from: dt.date | None = None,
+    report_to: dt.date | None = None,
+) -> Any:
+    """Reprocess the landed reports of ``report_from..report_to`` (default: all) that the
+    writing version does not hold yet; lookups merged, processed records written. Returns
+    the :class:`~edulake.sources.clever.pipeline.ProcessingResult` (a re-run after a kill
+    finds the recorded files done: idempotent)."""
+    from edulake.sources.clever import pipeline
+
+    entries = pipeline.pending(lake, report_from, report_to)
+    return pipeline.process_pending(lake, entries, new, max_quarantine_share=share, check_key=False)
+
+
+def clever_landed_dates(lake: Lake) -> list[dt.date]:
+    """The report dates of every landed Clever report (newest version of each name)."""
+    from edulake.core.landing import Ledger
+    from edulake.sources.clever.names import parse_report_name
+
+    names = Ledger(lake, "clever").latest_records()
+    return sorted({parse_report_name(n).report_date for n in names})
+
+
+class StaleSourceMissing(DeterministicError):
+    """Live stage2p files come from raw versions the ledger no longer holds."""
+
+
 def _clever_rewrite(lake: Lake, new: Pseudonymizer, share: float, result: Any) -> None:
-    """Reprocess every landed report from stage1np into the new version.
+    """Reprocess every landed report not yet in the new version (after
+    :func:`_clever_prepare`: all of them on a first run, the rest after a kill).
 
     The newest version of each report first; then any older version whose output the
     live version still serves (its newer version failed) is rebuilt from its own raw
     file (``edulake.source_sha256``), as the live table holds it. Lookups and processed
     records are rebuilt on the way."""
     from edulake.core.faults import crashpoint
-    from edulake.core.lake import Zone
     from edulake.core.landing import Ledger
     from edulake.privacy.rotation import stage2p_key_ids
     from edulake.sources.clever import pipeline
 
     live_shas = {sha for _, sha in stage2p_key_ids(lake, "clever").values()}
-    for obj in lake.list(Zone.STAGE2NP, "clever"):
-        if obj.key.endswith("_lookup/lookup.parquet"):
-            lake.delete(Zone.STAGE2NP, obj.key)
-    lake.delete_prefix(Zone.SYSTEM, "processed/clever")
-    crashpoint("rotate.cleared")
-    done = pipeline.process_pending(
-        lake, pipeline.pending(lake), new, max_quarantine_share=share, check_key=False
-    )
+    done = clever_rewrite_window(lake, new, share)
     result.files += done.files
     crashpoint("rotate.reprocessed")
     written = {sha for _, sha in stage2p_key_ids(lake, "clever", writing=True).values()}
@@ -180,7 +221,7 @@ def _clever_rewrite(lake: Lake, new: Pseudonymizer, share: float, result: Any) -
         by_sha = {e.sha256: e for e in Ledger(lake, "clever").entries()}
         missing = sorted(stale - set(by_sha))
         if missing:
-            raise RuntimeError(
+            raise StaleSourceMissing(
                 f"{len(missing)} live stage2p file(s) come from source versions missing from "
                 "the ledger, so they cannot be rebuilt with the new key (nothing was "
                 "switched): restore the raw files, then re-run the rotation"
@@ -301,7 +342,7 @@ _SOURCES = (
         _clever_forget,
         raw_ids=_clever_raw_ids,
         inputs_of=_clever_inputs_of,
-        rotation=RotationHooks(_clever_tables, _clever_rewrite),
+        rotation=RotationHooks(_clever_tables, _clever_rewrite, prepare=_clever_prepare),
         views_for="clever",
     ),
     Source(

@@ -153,7 +153,10 @@ def test_backfills_are_unscheduled_with_a_date_range() -> None:
         assert date_params & set(entry["parameters"]), "a backfill names its date range"
 
 
-@pytest.mark.parametrize("entry", by_name([d for d in DEPLOYMENTS if d["name"] != "clever-child"]))
+CHILDREN = ("clever-child", "rotate-key-child")  # bounded by their parents' limit
+
+
+@pytest.mark.parametrize("entry", by_name([d for d in DEPLOYMENTS if d["name"] not in CHILDREN]))
 def test_one_run_at_a_time_cancelling_new_ones(entry: dict[str, Any]) -> None:
     limit = ConcurrencyLimitConfig.model_validate(entry["concurrency_limit"])
     assert limit.limit == 1
@@ -176,6 +179,12 @@ def test_fanout_children_are_bounded_by_the_parents_not_the_deployment() -> None
     from tasks.fanout import CHILD_DEPLOYMENT
 
     assert CHILD_DEPLOYMENT == "clever-participation/clever-child"
+    rotate_child = BY_NAME["rotate-key-child"]
+    assert "concurrency_limit" not in rotate_child and not rotate_child.get("schedules")
+    from flows.clever_maintenance import ROTATE_CHILD_DEPLOYMENT
+
+    name, _, deployment = ROTATE_CHILD_DEPLOYMENT.partition("/")
+    assert deployment == "rotate-key-child" and name == "rotate-key-child"
 
 
 @pytest.mark.parametrize("entry", by_name(DEPLOYMENTS))

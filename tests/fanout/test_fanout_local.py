@@ -39,6 +39,8 @@ DEPLOYMENTS = (
     "clever-participation/clever-child",
     "clever-consortium/clever-consortium",
     "clever-backfill-months/clever-backfill-months",
+    "rotate-key-months/rotate-key-months",
+    "rotate-key-child/rotate-key-child",
 )
 # What every child run gets from the worker (the test data is small and old).
 WORKER_ENV = {
@@ -310,6 +312,82 @@ def test_backfill_by_month_with_a_crashed_child_rerun_alone(
     assert everything(lake, np_root) == everything(str(ref / "lake"), str(ref / "np"))
     leftovers = [p for p in Path(lake, "_tmp").rglob("*") if p.is_file()]
     assert not leftovers
+
+
+def flow_run(stack: LocalStack, key: str, *args: str) -> subprocess.Popen[str]:
+    """A plain flow run in its own process (the concurrency tests' runner: ``clever``
+    builds a lake from a folder, ``rotate`` is a serial rotate-key), key ``key``."""
+    env = without_edulake(stack.env())
+    env.update({**WORKER_ENV, "EDULAKE_HMAC_KEY": key})
+    cmd = [sys.executable, "-m", "tests.concurrency.runner", *args]
+    return subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def test_rotation_by_month_with_a_crashed_child_rerun_alone(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    from edulake.privacy.keys import recorded_key_id, rotation_in_progress
+    from edulake.privacy.pseudonym import PseudonymKey
+    from edulake.privacy.rotation import stage2p_key_ids
+
+    src = tmp_path / "src"
+    # One day in each of three months (and none in between): three windows.
+    for day in (dt.date(2022, 1, 31), dt.date(2022, 2, 14), dt.date(2022, 4, 4)):
+        generate_reports(str(src), start=day, days=1, students=15, teachers=2, staff=1, schools=1)
+    old, new = secrets.token_hex(32), secrets.token_hex(32)
+    fanned, serial = tmp_path / "fanned", tmp_path / "serial"
+    roots = {p: (str(p / "lake"), str(p / "np")) for p in (fanned, serial)}
+    for proc in [flow_run(stack, old, "clever", *roots[p], str(src)) for p in roots]:
+        finish(proc)  # two equal lakes under the old key
+    stack.python(
+        "-c",
+        "import sys; from prefect.blocks.system import Secret; "
+        "Secret(value=open(sys.argv[1]).read()).save('rotation-key', overwrite=True)",
+        str(_write(tmp_path / "k", new)),
+    )
+    (tmp_path / "k").unlink()
+    lake, np_root = roots[fanned]
+    # the serial rotate-key of the copy runs meanwhile (another lake: another lease)
+    reference = flow_run(stack, new, "rotate", *roots[serial])
+    params: dict[str, Any] = {
+        "lake_root": lake,
+        "np_root": np_root,
+        "hmac_key_block": "rotation-key",
+        "max_children": 2,
+    }
+    crashed = run_parent(
+        stack,
+        "rotate-key-months/rotate-key-months",
+        {
+            **params,
+            "child_job_variables": {"2022-02": {"env": {"EDULAKE_CRASH_AT": "process.recorded:1"}}},
+        },
+    )
+    assert crashed["state"] == "FAILED"
+    assert "1 of 3 windows failed: 2022-02 (Crashed)" in crashed["message"]
+    assert 'only= ["2022-02"]' in crashed["message"]
+    rows = {r["child"]: r for r in json.loads(crashed["artifacts"]["rotate-key-months"])}
+    assert set(rows) == {"2022-01", "2022-02", "2022-04"}
+    assert not rows["2022-01"]["failed"] and rows["2022-01"]["rows"] > 0
+    # nothing switched, the rotation left in progress (ordinary runs refuse meanwhile)
+    assert rotation_in_progress(Lake(lake, np_root), "clever") is not None
+
+    rerun = run_parent(
+        stack, "rotate-key-months/rotate-key-months", {**params, "only": ["2022-02"]}
+    )
+    assert rerun["state"] == "COMPLETED", rerun["message"]
+    (row,) = json.loads(rerun["artifacts"]["rotate-key-months"])
+    assert row["child"] == "2022-02" and not row["failed"] and row["rows"] > 0
+
+    finish(reference)
+    assert everything(lake, np_root) == everything(*roots[serial])
+    done = Lake(lake, np_root)
+    new_id = PseudonymKey.from_text(new).key_id
+    assert {kid for kid, _ in stage2p_key_ids(done).values()} == {new_id}
+    assert recorded_key_id(done, "clever") == new_id
+    assert rotation_in_progress(done, "clever") is None
 
 
 def _write(path: Path, text: str) -> Path:

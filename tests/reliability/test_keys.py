@@ -172,6 +172,7 @@ _rotate(Lake(sys.argv[1], sys.argv[2]), Pseudonymizer(OTHER_KEY))
     "point",
     [
         "rotate.cleared:1",
+        "rotate.prepared:1",
         "process.writing:1",
         "rotate.reprocessed:1",
         "rotate.switched:1",
