@@ -10,7 +10,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from edulake.core.settings import CatalogKind, get_settings
 from edulake.sources import registry
-from tasks.common import edulake_flow, make_catalog, make_lake, resolve_key, validate_run
+from tasks.common import edulake_flow, make_catalog, open_lake, resolve_key
 from tasks.fanout import FANOUT_LIMIT, ensure_limits, finish_children, run_child
 from tasks.lease import hold_lake_lease
 from tasks.maintenance import (
@@ -42,13 +42,7 @@ def _rotate_sources(
     catalog: CatalogKind | None,
     max_quarantine_share: float | None,
 ) -> dict[str, dict[str, Any]]:
-    validate_run(
-        lake_root=lake_root,
-        np_root=np_root,
-        catalog=catalog,
-        aws_credentials_block=aws_credentials_block,
-    )
-    lake = make_lake(lake_root, np_root, aws_credentials_block)
+    lake = open_lake(lake_root, np_root, aws_credentials_block, catalog)
     key = resolve_key(hmac_key_block, demo=False)
     share = _share(max_quarantine_share)
     out: dict[str, dict[str, Any]] = {}  # source -> what its rotation did
@@ -210,13 +204,7 @@ def rotate_key_months(
             ``max_children`` slots if missing; an existing limit is left as it is).
         max_children: slots of ``fanout_limit`` when this run creates it.
     """
-    validate_run(
-        lake_root=lake_root,
-        np_root=np_root,
-        catalog=catalog,
-        aws_credentials_block=aws_credentials_block,
-    )
-    lake = make_lake(lake_root, np_root, aws_credentials_block)
+    lake = open_lake(lake_root, np_root, aws_credentials_block, catalog)
     key = resolve_key(hmac_key_block, demo=False)
     with hold_lake_lease(lake, "rotate-key-months"):
         started = prepare(lake, key)
@@ -292,8 +280,7 @@ def rotate_key_child(
         max_quarantine_share: a file fails above this share of bad rows while it is
             reprocessed; empty: EDULAKE_MAX_QUARANTINE_SHARE.
     """
-    validate_run(lake_root=lake_root, np_root=np_root, aws_credentials_block=aws_credentials_block)
-    lake = make_lake(lake_root, np_root, aws_credentials_block)
+    lake = open_lake(lake_root, np_root, aws_credentials_block)
     key = resolve_key(hmac_key_block, demo=False)
     with hold_lake_lease(lake, "rotate-key-child"):
         return rewrite_window(lake, key, _share(max_quarantine_share), report_from, report_to)

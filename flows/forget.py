@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from edulake.core.settings import CatalogKind
-from tasks.common import edulake_flow, make_catalog, make_lake, resolve_key, validate_run
+from tasks.common import edulake_flow, make_catalog, open_lake, resolve_key
 from tasks.lease import hold_lake_lease
 from tasks.maintenance import forget_people, republish, verify_forgotten
 
@@ -43,13 +43,7 @@ def forget_flow(
         source: whose people: clever (sis_id, staff_id, clever_user_id) or libinsight
             (staff names as recorded in _entered_by), per edulake.sources.registry.
     """
-    validate_run(
-        lake_root=lake_root,
-        np_root=np_root,
-        catalog=catalog,
-        aws_credentials_block=aws_credentials_block,
-    )
-    lake = make_lake(lake_root, np_root, aws_credentials_block)
+    lake = open_lake(lake_root, np_root, aws_credentials_block, catalog)
     key = resolve_key(hmac_key_block, demo, lake=lake, source=source)
     # The suppression list, stage2p rewrites, lookups and catalog change under the lake
     # lease, so a daily run can neither write the person back nor clear forget's work.

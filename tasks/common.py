@@ -152,6 +152,23 @@ def s3_options(aws_credentials_block: str | None, settings: Settings) -> S3Optio
     return settings.s3.options()
 
 
+def open_lake(
+    lake_root: str | None,
+    np_root: str | None,
+    aws_credentials_block: str | None = None,
+    catalog: str | None = None,
+) -> Lake:
+    """:func:`validate_run` (every check that needs no write), then :func:`make_lake`: how a
+    run that needs nothing else checked first opens its lake."""
+    validate_run(
+        lake_root=lake_root,
+        np_root=np_root,
+        catalog=catalog,
+        aws_credentials_block=aws_credentials_block,
+    )
+    return make_lake(lake_root, np_root, aws_credentials_block)
+
+
 def make_lake(
     lake_root: str | None, np_root: str | None, aws_credentials_block: str | None = None
 ) -> Lake:
