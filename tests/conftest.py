@@ -55,3 +55,12 @@ def captured_events(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setattr(EventsWorker, "instance", lambda *_a, **_k: worker)
     yield worker
     worker.drain()
+
+
+@pytest.fixture
+def li_server() -> Iterator[Any]:
+    """The local LibInsight stand-in (tests/servers/libinsight.py), for one test."""
+    from tests.servers.libinsight import libinsight_server
+
+    with libinsight_server() as srv:
+        yield srv

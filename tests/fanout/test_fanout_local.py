@@ -102,17 +102,37 @@ def run_parent(stack: LocalStack, deployment: str, params: dict[str, Any]) -> di
     return result
 
 
+def flow_run(stack: LocalStack, key: str, *args: str) -> subprocess.Popen[str]:
+    """A plain flow run in its own process (the concurrency tests' runner: ``clever``
+    builds a lake from a folder, ``rotate`` is a serial rotate-key), key ``key``, on the
+    stack's server."""
+    env = without_edulake(stack.env())
+    env.update({**WORKER_ENV, "EDULAKE_HMAC_KEY": key})
+    cmd = [sys.executable, "-m", "tests.concurrency.runner", *args]
+    return subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
 def reference_run(
     stack: LocalStack, lake: str, np_root: str, src: Path, key: str, *days: str
 ) -> subprocess.Popen[str]:
-    """Start a plain single clever-participation run over a folder (the concurrency
-    tests' runner), on the stack's server: the state a child must end in."""
-    env = without_edulake(stack.env())
-    env.update({**WORKER_ENV, "EDULAKE_HMAC_KEY": key})
-    cmd = [sys.executable, "-m", "tests.concurrency.runner", "clever", lake, np_root, str(src)]
-    return subprocess.Popen(
-        [*cmd, *days], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    """A plain single clever-participation run over a folder: the state a child must end in."""
+    return flow_run(stack, key, "clever", lake, np_root, str(src), *days)
+
+
+def save_secret(stack: LocalStack, tmp_path: Path, name: str, value: str) -> None:
+    """Save a Secret block on the stack's server (the value passes through a file that is
+    removed at once, never through argv)."""
+    path = _write(tmp_path / f"{name}.secret", value)
+    stack.python(
+        "-c",
+        "import sys; from prefect.blocks.system import Secret; "
+        "Secret(value=open(sys.argv[1]).read()).save(sys.argv[2], overwrite=True)",
+        str(path),
+        name,
     )
+    path.unlink()
 
 
 def finish(proc: subprocess.Popen[str]) -> None:
@@ -258,13 +278,7 @@ def test_backfill_by_month_with_a_crashed_child_rerun_alone(
         str(src), start=dt.date(2022, 1, 30), days=4, students=25, teachers=3, staff=1, schools=1
     )
     key = secrets.token_hex(32)
-    stack.python(
-        "-c",
-        "import sys; from prefect.blocks.system import Secret; "
-        "Secret(value=open(sys.argv[1]).read()).save('backfill-key', overwrite=True)",
-        str(_write(tmp_path / "k", key)),
-    )
-    (tmp_path / "k").unlink()
+    save_secret(stack, tmp_path, "backfill-key", key)
     lake, np_root = str(tmp_path / "x" / "lake"), str(tmp_path / "x" / "np")
 
     params: dict[str, Any] = {
@@ -314,17 +328,6 @@ def test_backfill_by_month_with_a_crashed_child_rerun_alone(
     assert not leftovers
 
 
-def flow_run(stack: LocalStack, key: str, *args: str) -> subprocess.Popen[str]:
-    """A plain flow run in its own process (the concurrency tests' runner: ``clever``
-    builds a lake from a folder, ``rotate`` is a serial rotate-key), key ``key``."""
-    env = without_edulake(stack.env())
-    env.update({**WORKER_ENV, "EDULAKE_HMAC_KEY": key})
-    cmd = [sys.executable, "-m", "tests.concurrency.runner", *args]
-    return subprocess.Popen(
-        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-
-
 def test_rotation_by_month_with_a_crashed_child_rerun_alone(
     stack: LocalStack, tmp_path: Path
 ) -> None:
@@ -341,13 +344,7 @@ def test_rotation_by_month_with_a_crashed_child_rerun_alone(
     roots = {p: (str(p / "lake"), str(p / "np")) for p in (fanned, serial)}
     for proc in [flow_run(stack, old, "clever", *roots[p], str(src)) for p in roots]:
         finish(proc)  # two equal lakes under the old key
-    stack.python(
-        "-c",
-        "import sys; from prefect.blocks.system import Secret; "
-        "Secret(value=open(sys.argv[1]).read()).save('rotation-key', overwrite=True)",
-        str(_write(tmp_path / "k", new)),
-    )
-    (tmp_path / "k").unlink()
+    save_secret(stack, tmp_path, "rotation-key", new)
     lake, np_root = roots[fanned]
     # the serial rotate-key of the copy runs meanwhile (another lake: another lease)
     reference = flow_run(stack, new, "rotate", *roots[serial])

@@ -60,7 +60,7 @@ def _plant(lake: Lake) -> None:
         table.schema.get_field_index("school_name"), "school_name", pa.array(names, pa.string())
     )
     with lake.atomic_write(Zone.STAGE2P, key) as out:
-        pq.write_table(table.replace_schema_metadata(table.schema.metadata), out)
+        pq.write_table(table, out)  # its schema metadata (key id) kept
 
 
 def _served(root: str) -> list[str]:
@@ -89,14 +89,6 @@ def test_forget_does_not_republish_a_leak(tmp_path, monkeypatch) -> None:
     assert "Nothing was published" in str(err)
     assert LEAKED not in str(err) and LEAKED not in (state.message or "")
     assert LEAKED not in _served(root)  # the catalog still serves what it served
-
-
-@pytest.fixture
-def li_server():
-    from tests.servers.libinsight import libinsight_server
-
-    with libinsight_server() as srv:
-        yield srv
 
 
 def test_rotate_key_does_not_republish_a_leak(tmp_path, li_server, monkeypatch) -> None:

@@ -253,14 +253,6 @@ def _li_state(lake: Lake) -> dict[str, object]:
     return out
 
 
-@pytest.fixture
-def li_server():
-    from tests.servers.libinsight import libinsight_server
-
-    with libinsight_server() as srv:
-        yield srv
-
-
 def _li_run(server, lake: Lake, key) -> None:
     from edulake.demo.libinsight_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
     from edulake.sources.libinsight.api import LibInsightClient
