@@ -7,6 +7,13 @@ under WORK; only the work itself is timed (imports and setup are not).
 - ``edulake``: ``pipeline.process_pending`` on files already landed in a local lake
   (``land`` does the landing, untimed): parse, validate, pseudonymize (HMAC), partition
   by date, write, merge the identity lookups.
+- ``edulake-lean``: the same with the settings for a small container
+  (``EDULAKE_PROCESSING__WORKERS=1``, ``EDULAKE_ARROW_ALLOCATOR=jemalloc-purge``):
+  least memory, at half the speed or less. Its allocator is set in ``bench/run.py``
+  (Arrow reads it when pyarrow loads, before this module runs).
+  Both edulake contenders run as in edulake's image, where pandas is not installed: the
+  bench's venv has it (for the ``pandas`` and ``dlt`` contenders), and pyarrow imports
+  an importable pandas on first use (+50 MB resident) although edulake never uses it.
 - ``ceiling``: pyarrow CSV -> Parquet per file, types inferred: no hashing, no
   validation, no partitioning. The parsing and I/O floor.
 - ``pandas``: what the replaced scripts did: read a whole CSV, hash each id with hashlib
@@ -83,6 +90,30 @@ def run_edulake(input_dir: str, work: str) -> Callable[[], int]:
         return sum(f.rows_written + f.rows_quarantined for f in result.files)
 
     return job
+
+
+LEAN = {"EDULAKE_PROCESSING__WORKERS": "1", "EDULAKE_ARROW_ALLOCATOR": "jemalloc-purge"}
+
+
+def run_edulake_lean(input_dir: str, work: str) -> Callable[[], int]:
+    os.environ.update(LEAN)  # the workers: read when the run first asks for its settings
+    return run_edulake(input_dir, work)
+
+
+class _NotInstalled:
+    """An import hook: these modules behave as if not installed (as in edulake's image)."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = names
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name.split(".")[0] in self.names:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+def as_in_the_image() -> None:
+    """Make this process see what edulake's image installs: no pandas (see the module doc)."""
+    sys.meta_path.insert(0, _NotInstalled("pandas"))
 
 
 def run_ceiling(input_dir: str, work: str) -> Callable[[], int]:
@@ -248,6 +279,7 @@ def run_dlt(input_dir: str, work: str) -> Callable[[], int]:
 
 CONTENDERS: dict[str, Callable[[str, str], Callable[[], int]]] = {
     "edulake": run_edulake,
+    "edulake-lean": run_edulake_lean,
     "ceiling": run_ceiling,
     "pandas": run_pandas,
     "duckdb": run_duckdb,
@@ -274,6 +306,8 @@ def peak_rss_mb() -> float:
 
 def main(argv: list[str]) -> int:
     name, input_dir, work = argv
+    if name == "land" or name.startswith("edulake"):
+        as_in_the_image()
     if name == "land":
         files = land(input_dir, work)
         print(json.dumps({"files": files, "peak_rss_mb": peak_rss_mb()}))

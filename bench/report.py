@@ -23,6 +23,13 @@ def render(report: dict[str, Any]) -> str:
         f"{m['platform']} (load {m['load_average_1m']} at start)",
         f"command: {report['command']}",
     ]
+    alloc = m.get("arrow_allocator")
+    if alloc:
+        out.append(
+            "Arrow allocator: jemalloc for every contender ("
+            + "; ".join(f"{k}: {v}" for k, v in alloc.items())
+            + "; the others as edulake)"
+        )
     for p in report["processing"]:
         out += [
             "",
@@ -36,6 +43,7 @@ def render(report: dict[str, Any]) -> str:
                 f"{c['rows_per_s']:,}",
                 f"{c['mb_per_s']:.1f}",
                 f"{c['peak_rss_mb']:,}",
+                f"{c['setup_rss_mb']:,}",
                 f"{c['cores_used']:.2f}",
                 f"{c.get('edulake_speedup', float('nan')):.2f}x",
                 f"{c.get('load_1m_before', float('nan')):.1f}",
@@ -50,6 +58,7 @@ def render(report: dict[str, Any]) -> str:
                     "rows/s",
                     "MB/s",
                     "peak RSS MB",
+                    "after imports",
                     "cores",
                     "edulake vs it",
                     "load",
@@ -59,12 +68,16 @@ def render(report: dict[str, Any]) -> str:
         )
         for name, why in p.get("skipped", {}).items():
             out.append(f"{name}: not run ({why})")
-        vd = p.get("edulake_vs_dlt")
-        if vd is not None:
+        for name in ("edulake", "edulake-lean"):
+            vd = p.get(f"{name.replace('-', '_')}_vs_dlt")
+            if vd is None:
+                continue
             met = "met" if vd["speed_target_met"] and vd["rss_target_met"] else "not met"
             out.append(
-                f"edulake vs dlt: {vd['speedup']:.1f}x rows/s ({vd['cpu_ratio']:.1f}x less CPU) "
-                f"at {vd['peak_rss_ratio']:.2f}x peak RSS (target {vd['target']}: {met})"
+                f"{name} vs dlt: {vd['speedup']:.1f}x rows/s ({vd['cpu_ratio']:.1f}x less CPU) "
+                f"at {vd['peak_rss_ratio']:.2f}x peak RSS (target {vd['target']}: {met}); "
+                f"the work itself, above the imports: {vd['work_rss_mb']} MB against dlt's "
+                f"{vd['dlt_work_rss_mb']} MB ({vd['work_rss_ratio']:.2f}x)"
             )
     li = report.get("libinsight")
     if li is not None:

@@ -27,9 +27,22 @@ DLT_TARGET_SPEEDUP = 10.0
 DLT_TARGET_RSS_RATIO = 0.5
 
 
+def contender_env(name: str = "edulake") -> dict[str, str]:
+    """The environment of a contender: this one, with Arrow's allocator as edulake sets
+    it (edulake/core/memory.py) for every contender alike, so peak RSS compares the work
+    and not the allocators (dlt, the ceiling and pandas use pyarrow too); the lean
+    contender's settings for it. An operator's own ``ARROW_DEFAULT_MEMORY_POOL`` is kept."""
+    from bench.jobs import LEAN
+    from edulake.core.memory import child_environment
+
+    env = child_environment(LEAN if name == "edulake-lean" else None)
+    env["PYTHONPATH"] = os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")
+    return env
+
+
 def _child(args: list[str]) -> dict[str, Any]:
     """Run ``python -m bench.jobs ARGS`` in a fresh process; its JSON line."""
-    env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = contender_env(args[0])
     done = subprocess.run(
         [sys.executable, "-m", "bench.jobs", *args],
         capture_output=True,
@@ -50,7 +63,7 @@ def run_contender(name: str, inputs_path: str, scratch: str, repeat: int) -> dic
         work = os.path.join(scratch, f"{name}-{i}")
         os.makedirs(work)
         try:
-            if name == "edulake":
+            if name.startswith("edulake"):
                 _child(["land", inputs_path, work])  # untimed: processing is measured
             r = _child([name, inputs_path, work])
         finally:
@@ -65,11 +78,18 @@ def vs_dlt(ours: dict[str, Any], dlt: dict[str, Any]) -> dict[str, Any]:
     """edulake against dlt on one input: speed-up, peak-RSS ratio, the issue's target."""
     speedup = ours["rows_per_s"] / dlt["rows_per_s"]
     rss_ratio = ours["peak_rss_mb"] / dlt["peak_rss_mb"]
+    # what the work itself adds above the imports: pyarrow's libraries and the interpreter
+    # are resident in both before any row is read (dlt writes Parquet with pyarrow too)
+    work = max(ours["peak_rss_mb"] - ours["setup_rss_mb"], 0)
+    dlt_work = max(dlt["peak_rss_mb"] - dlt["setup_rss_mb"], 1)
     return {
         "speedup": round(speedup, 2),
         # CPU seconds for the same rows: less skewed than wall time on a busy machine
         "cpu_ratio": round(dlt["cpu_seconds"] / ours["cpu_seconds"], 2),
         "peak_rss_ratio": round(rss_ratio, 2),
+        "work_rss_mb": round(work),
+        "dlt_work_rss_mb": round(dlt_work),
+        "work_rss_ratio": round(work / dlt_work, 2),
         "target": f">= {DLT_TARGET_SPEEDUP:g}x rows/s at <= {DLT_TARGET_RSS_RATIO:g}x peak RSS",
         "speed_target_met": speedup >= DLT_TARGET_SPEEDUP,
         "rss_target_met": rss_ratio <= DLT_TARGET_RSS_RATIO,
@@ -124,8 +144,12 @@ def measure_processing(
         for c in out["contenders"].values():
             # > 1: edulake is that many times faster than this contender
             c["edulake_speedup"] = round(ours["rows_per_s"] / c["rows_per_s"], 2)
-        if "dlt" in out["contenders"]:
-            out["edulake_vs_dlt"] = vs_dlt(ours, out["contenders"]["dlt"])
+    if "dlt" in out["contenders"]:
+        for name in ("edulake", "edulake-lean"):
+            if name in out["contenders"]:
+                out[f"{name.replace('-', '_')}_vs_dlt"] = vs_dlt(
+                    out["contenders"][name], out["contenders"]["dlt"]
+                )
     return out
 
 
@@ -221,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "load_average_1m": round(os.getloadavg()[0], 2),
             "versions": _versions(),
+            "arrow_allocator": {
+                name: contender_env(name).get("JE_ARROW_MALLOC_CONF", "(Arrow's default)")
+                for name in ("edulake", "edulake-lean")
+            },
         },
         "processing": [],
     }

@@ -35,7 +35,7 @@ from edulake.privacy.pseudonym import Pseudonymizer, clean_ids
 from edulake.privacy.scrub import DataError, safe_message
 from edulake.specs import HeaderMismatch, PiiOp, TableSpec
 
-BLOCK_SIZE = 8 << 20  # ~100k rows a batch for Clever files
+BLOCK_SIZE = 4 << 20  # ~50k Clever rows a batch (EDULAKE_PROCESSING__BLOCK_MB)
 MAX_BLOCK_SIZE = 64 << 20  # a record larger than this is not a Clever row
 MAX_FIELD_CHARS = 65_536  # longer text values are quarantined, not published
 

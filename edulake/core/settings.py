@@ -122,6 +122,25 @@ class VersionSettings(BaseModel):
     )
 
 
+class ProcessingSettings(BaseModel):
+    """How a run processes landed files: parallelism and batch size (memory against speed)."""
+
+    workers: int = Field(
+        2,
+        ge=1,
+        le=32,
+        description="Files processed at once. Each holds about one read block of rows "
+        "in memory; 1 uses least memory, more is faster on more cores.",
+    )
+    block_mb: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="CSV read block in MiB (about 50,000 Clever rows at 4): the batch a "
+        "worker holds. Smaller uses less memory and makes smaller Parquet row groups.",
+    )
+
+
 class PublishSettings(BaseModel):
     """The published layer (dashboard views): small-cell suppression."""
 
@@ -145,6 +164,13 @@ class Settings(BaseSettings):
     catalog: CatalogSettings = CatalogSettings()
     lease: LeaseSettings = LeaseSettings()
     publish: PublishSettings = PublishSettings()
+    processing: ProcessingSettings = ProcessingSettings()
+    arrow_allocator: Literal["jemalloc", "jemalloc-purge", "arrow-default"] = Field(
+        "jemalloc",
+        description="Arrow's allocator, set when edulake loads (edulake/core/memory.py): "
+        "jemalloc (fast, freed memory returned after 10 s), jemalloc-purge (returned at "
+        "once: least memory, more CPU), arrow-default (Arrow's own, mimalloc).",
+    )
     versions: VersionSettings = VersionSettings()
     hmac_key: SecretStr | None = Field(
         None, description="Pseudonymization key (prefer a Prefect Secret block in production)."

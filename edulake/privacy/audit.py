@@ -776,6 +776,9 @@ class AuditScope:
     exports: list[str] = field(default_factory=list)
     texts: list[tuple[str, str]] = field(default_factory=list)
     all_inputs: bool = False  # identifiers of every stage1np file of the source
+    # table -> partition -> its stage2p keys, already listed (a full scope): scanned
+    # without listing those partitions again
+    listed: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
 
 def full_scope(lake: Lake, name: str) -> AuditScope:
@@ -791,25 +794,27 @@ def full_scope(lake: Lake, name: str) -> AuditScope:
     source = registry.get(name)
     specs = {s.name: s for s in source.specs(lake)}
     changed: dict[str, list[str]] = {}
+    listed: dict[str, dict[str, list[str]]] = {}
     for table in source.rotation.tables(lake):
         spec = specs.get(table)
         part = spec.partition_column if spec else None
         column = (part.name if part else "date") + "="
         prefix = write_prefix(lake, name, table) + "/"
-        values = set()
+        files: dict[str, list[str]] = {}
         for obj in lake.list(Zone.STAGE2P, prefix):
             segment = obj.key[len(prefix) :].split("/", 1)[0]
             if segment.startswith(column) and obj.key.endswith(".parquet"):
-                values.add(segment[len(column) :])
-        if values:
-            changed[table] = sorted(values)
+                files.setdefault(segment[len(column) :], []).append(obj.key)
+        if files:
+            changed[table] = sorted(files)
+            listed[table] = files
     exports = [
         o.key
         for folder in (f"{name}/", "athena/")
         for o in lake.list(Zone.EXPORTS, folder)
         if o.key.endswith(".csv")
     ]
-    return AuditScope(name, changed, exports=exports, all_inputs=True)
+    return AuditScope(name, changed, exports=exports, all_inputs=True, listed=listed)
 
 
 def audit_run(lake: Lake, scope: AuditScope) -> AuditReport:
@@ -833,7 +838,11 @@ def audit_run(lake: Lake, scope: AuditScope) -> AuditReport:
         spec = specs.get(table)
         part_col = spec.partition_column if spec else None
         column = part_col.name if part_col else "date"
+        known = scope.listed.get(table, {})
         for part in parts:
+            if part in known:  # listed by the scope's builder: not listed twice
+                parquet += known[part]
+                continue
             prefix = f"{write_prefix(lake, source.name, table)}/{column}={part}"
             objs = lake.list(Zone.STAGE2P, prefix)
             parquet += [o.key for o in objs if o.key.endswith(".parquet")]

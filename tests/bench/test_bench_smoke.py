@@ -35,12 +35,21 @@ def test_bench_quick_reports_every_section(tmp_path):
     assert report["machine"]["cpu_count"] == os.cpu_count()
     (size,) = report["processing"]
     assert size["rows"] > 10_000
-    assert set(size["contenders"]) == {"edulake", "ceiling", "pandas", "duckdb", "dlt"}
+    assert set(size["contenders"]) == {
+        "edulake",
+        "edulake-lean",
+        "ceiling",
+        "pandas",
+        "duckdb",
+        "dlt",
+    }
     for c in size["contenders"].values():
         assert c["rows_per_s"] > 0 and c["peak_rss_mb"] > 0 and c["edulake_speedup"] > 0
     assert report["machine"]["versions"]["dlt"] != "not installed"
-    vd = size["edulake_vs_dlt"]
-    assert vd["speedup"] > 0 and vd["cpu_ratio"] > 0 and vd["peak_rss_ratio"] > 0
+    for key in ("edulake_vs_dlt", "edulake_lean_vs_dlt"):
+        vd = size[key]
+        assert vd["speedup"] > 0 and vd["cpu_ratio"] > 0 and vd["peak_rss_ratio"] > 0
+        assert vd["work_rss_mb"] >= 0 and vd["dlt_work_rss_mb"] > 0
     li = report["libinsight"]
     assert li["pages"] == 20 and li["sequential_s"] > 0 and li["concurrent_s"] > 0
     flow = report["flow"]
@@ -54,5 +63,6 @@ def test_bench_quick_reports_every_section(tmp_path):
         "Whole flow",
         "History",
         "edulake vs dlt:",
+        "edulake-lean vs dlt:",
     ):
         assert heading in done.stdout

@@ -87,16 +87,22 @@ def test_dlt_is_skipped_above_its_size_limit_and_said_so(tmp_path):
 
 
 def test_vs_dlt_reports_the_target_both_ways():
-    ours = {"rows_per_s": 800_000, "peak_rss_mb": 400, "cpu_seconds": 2.0}
-    assert vs_dlt(ours, {"rows_per_s": 10_000, "peak_rss_mb": 1_000, "cpu_seconds": 60.0}) == {
+    ours = {"rows_per_s": 800_000, "peak_rss_mb": 400, "setup_rss_mb": 100, "cpu_seconds": 2.0}
+    dlt = {"rows_per_s": 10_000, "peak_rss_mb": 1_000, "setup_rss_mb": 200, "cpu_seconds": 60.0}
+    assert vs_dlt(ours, dlt) == {
         "speedup": 80.0,
         "cpu_ratio": 30.0,
         "peak_rss_ratio": 0.4,
+        "work_rss_mb": 300,
+        "dlt_work_rss_mb": 800,
+        "work_rss_ratio": 0.38,
         "target": ">= 10x rows/s at <= 0.5x peak RSS",
         "speed_target_met": True,
         "rss_target_met": True,
     }
-    slow_lean = vs_dlt(ours, {"rows_per_s": 100_000, "peak_rss_mb": 280, "cpu_seconds": 3.0})
+    slow_lean = vs_dlt(
+        ours, {"rows_per_s": 100_000, "peak_rss_mb": 280, "setup_rss_mb": 180, "cpu_seconds": 3.0}
+    )
     assert slow_lean["speedup"] == 8.0 and not slow_lean["speed_target_met"]
     assert slow_lean["peak_rss_ratio"] == 1.43 and not slow_lean["rss_target_met"]
 

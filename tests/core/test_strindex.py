@@ -156,7 +156,7 @@ def test_batch_hmac_equals_hmac(secret):
 
 
 def test_trim_memory_releases_only_above_the_limit():
-    from edulake.sources.clever.pipeline import trim_memory
+    from edulake.core.memory import trim_memory
 
     assert trim_memory(limit=1 << 50) is False  # far below: nothing to do
     assert trim_memory(limit=0) is True  # above: hands memory back

@@ -148,3 +148,23 @@ def test_rotate_key_does_not_republish_a_leak(tmp_path, li_server, monkeypatch) 
         con.close()
     assert f"key_id={LIBINSIGHT_KEY.key_id}" in comment  # the old version, still served
     assert not any(name in str(cell) for row in served for cell in row)
+
+
+def test_the_full_scope_lists_each_partition_once(tmp_path) -> None:
+    """The maintenance audit lists a version's partitions once (full_scope), not again per
+    partition in audit_run: on S3 that was one more LIST per partition per rotation."""
+    from dataclasses import replace
+
+    from edulake.core.counting import count_requests
+    from edulake.privacy.audit import audit_run, full_scope
+
+    lake, _, _ = _lake(tmp_path)
+    scope = full_scope(lake, "clever")
+    parts = sum(len(p) for p in scope.changed.values())
+    assert parts == 4  # 2 tables x 2 days
+    with count_requests(lake) as once:
+        clean = audit_run(lake, scope)
+    with count_requests(lake) as twice:
+        audit_run(lake, replace(scope, listed={}))
+    assert clean.findings == []
+    assert once.counts["LIST"] == twice.counts["LIST"] - parts

@@ -193,7 +193,7 @@ def test_huge_field_is_quarantined(tmp_path, lake, pseudonymizer):
 def test_record_larger_than_any_block_fails_the_file_clearly(
     tmp_path, lake, pseudonymizer, monkeypatch
 ):
-    monkeypatch.setattr(process_mod, "BLOCK_SIZE", 1 << 10)
+    monkeypatch.setattr(process_mod, "read_block_size", lambda: 1 << 10)
     monkeypatch.setattr(process_mod, "MAX_BLOCK_SIZE", 4 << 10)
     content = DP_HEADER + f"\n{GOOD}\n2022-01-03,1002,c002,s1,{'Y' * 10_000},True,1,1\n"
     res = _one(tmp_path, lake, pseudonymizer, content)

@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-
-import pyarrow as pa
 
 from edulake.catalog import CatalogTable
 from edulake.connectors.files import (
@@ -27,6 +24,7 @@ from edulake.core.faults import crashpoint
 from edulake.core.index import RecordIndex
 from edulake.core.lake import Lake, Zone
 from edulake.core.landing import LandingResult, Ledger, LedgerEntry, SourceFile, land_file
+from edulake.core.memory import trim_memory
 from edulake.core.settings import get_settings
 from edulake.core.versions import abandon_rewrite, is_version_segment, purge_retired
 from edulake.privacy.forget import suppressed_pseudonyms
@@ -247,7 +245,7 @@ def process_pending(
     pseudonymizer: Pseudonymizer,
     *,
     max_quarantine_share: float = 0.01,
-    workers: int = 2,
+    workers: int | None = None,
     on_done: Callable[[FileResult], None] | None = None,
     check_key: bool = True,
 ) -> ProcessingResult:
@@ -285,6 +283,7 @@ def process_pending(
             on_done(result)
         return result
 
+    workers = workers or get_settings().processing.workers
     results = _map(one, entries, workers, "process")
     # Hand Arrow's cached buffers back before the lookups and the catalog publish, which
     # would otherwise stack their own memory on top of it (once per run: cheap).
@@ -339,31 +338,6 @@ def compact_state(lake: Lake) -> dict[str, bool]:
     out = {"ledger": Ledger(lake, SOURCE).compact()}
     out["processed"] = processed_index(lake).compact()
     return out
-
-
-# Arrow's allocator keeps freed blocks for reuse, and with several threads it keeps a lot.
-# Past this resident size, freed memory is handed back to the OS between files, so peak
-# memory stays what one batch per worker needs, whatever the run's length. Not always:
-# handing back costs page faults later (about a fifth of the CPU when done every file).
-SOFT_RSS_LIMIT = 384 << 20
-
-
-def trim_memory(limit: int = SOFT_RSS_LIMIT) -> bool:
-    """Release Arrow's unused memory if the process holds more than ``limit`` bytes."""
-    rss = _resident_bytes()
-    if rss is not None and rss <= limit:
-        return False
-    pa.default_memory_pool().release_unused()
-    return True
-
-
-def _resident_bytes() -> int | None:
-    """This process's resident set size (Linux), or None where it cannot be read."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _previous_record(lake: Lake, entry: LedgerEntry) -> dict[str, Any] | None:

@@ -24,7 +24,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from edulake.core.csvproc import (
-    BLOCK_SIZE,
     MAX_BLOCK_SIZE,
     Batch,
     EmptyFileError,
@@ -91,6 +90,12 @@ class FileResult:
 
 def processed_key(name: str, sha256: str) -> str:
     return safe_key("processed", SOURCE, name, f"{sha256}.json")
+
+
+def read_block_size() -> int:
+    """The CSV read block: the setting ``EDULAKE_PROCESSING__BLOCK_MB``, at most
+    :data:`MAX_BLOCK_SIZE` (a record larger than a block is read again with the largest)."""
+    return min(get_settings().processing.block_mb << 20, MAX_BLOCK_SIZE)
 
 
 def unit_name(entry: LedgerEntry) -> str:
@@ -196,7 +201,8 @@ def _run(
         lambda: lake.open_input(Zone.STAGE1NP, entry.path), entry.size
     )
     known = _KnownValues(lake, spec)
-    attempts = [(False, BLOCK_SIZE), (True, BLOCK_SIZE)]
+    block = read_block_size()
+    attempts = [(False, block), (True, block)]
     while attempts:
         exact, block_size = attempts.pop(0)
         writer = PartitionedWriter(
