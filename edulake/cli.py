@@ -570,14 +570,16 @@ def cmd_demo_libinsight(args: argparse.Namespace) -> int:
 def _settings_lake(lake_root: str | None, np_root: str | None) -> Lake:
     """``Lake(root, np_root)`` as given; what is not given comes from the settings
     (EDULAKE_LAKE__ROOT, EDULAKE_LAKE__NP_ROOT), never a silent ./lake; the np root
-    defaults as the flows default it."""
-    from edulake.core.lake import Lake
+    defaults as the flows default it, and an S3 lake is reached as the flows reach it
+    (EDULAKE_S3__*: endpoint, region, keys; else the AWS chain), its access checked."""
+    from edulake.connectors.aws import connect_lake
     from edulake.core.settings import get_settings, resolve_np_root
 
-    settings = get_settings().lake
-    root = lake_root or settings.root
+    settings = get_settings()
+    root = lake_root or settings.lake.root
     # the protected root as the flows resolve it (<root>-protected beside a local root)
-    return Lake(root, resolve_np_root(root, np_root or settings.np_root))
+    protected = resolve_np_root(root, np_root or settings.lake.np_root)
+    return connect_lake(root, protected, settings.s3.options())
 
 
 def _source_names() -> list[str]:
@@ -758,15 +760,11 @@ def cmd_move_raw(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from edulake.core.lake import Lake
-    from edulake.core.settings import get_settings, resolve_np_root
     from edulake.report import SOURCES, NothingPublishedError, write_reports
     from edulake.report.browser import BrowserMissingError, find_chromium
 
-    settings = get_settings().lake
-    root = args.lake_root or settings.root
     # the protected root as the flows resolve it: the quarantine counts are read there
-    lake = Lake(root, resolve_np_root(root, args.np_root or settings.np_root))
+    lake = _settings_lake(args.lake_root, args.np_root)
     path = _catalog_path(args.lake_root)
     if not os.path.isfile(path):
         print(

@@ -28,13 +28,19 @@ def _legacy_base(lake: Lake) -> str:
     return lake.main.path(Zone.STAGE1NP.value)
 
 
+def _legacy_files(lake: Lake) -> list[pafs.FileInfo]:
+    selector = pafs.FileSelector(_legacy_base(lake), recursive=True, allow_not_found=True)
+    return [i for i in lake.main.fs.get_file_info(selector) if i.type == pafs.FileType.File]
+
+
 def has_legacy_raw(lake: Lake) -> bool:
-    """Raw files under the lake root of a lake with a separate np root (one listing of
-    the folder's first level: cheap on S3 too)."""
+    """Raw files under the lake root of a lake with a separate np root. Files, not
+    folders: on S3 a delete leaves empty folder markers behind. One listing of a prefix
+    that a lake of this layout does not have (one request on S3); a lake that has it is
+    being refused or moved anyway."""
     if lake.protected is lake.main:
         return False
-    selector = pafs.FileSelector(_legacy_base(lake), recursive=False, allow_not_found=True)
-    return bool(lake.main.fs.get_file_info(selector))
+    return bool(_legacy_files(lake))
 
 
 def legacy_view(lake: Lake) -> Lake:
@@ -85,6 +91,7 @@ def move_raw(lake: Lake) -> tuple[int, int]:
         src.fs.delete_file(info.path)
         moved += 1
         size += info.size or 0
-    if src.is_local and src.fs.get_file_info(base).type == pafs.FileType.Directory:
-        src.fs.delete_dir(base)  # the empty folders left
+    # the empty folders left (on S3: the folder markers its deletes leave), once no file is
+    if src.fs.get_file_info(base).type == pafs.FileType.Directory and not _legacy_files(lake):
+        src.fs.delete_dir(base)
     return moved, size
