@@ -33,6 +33,7 @@ CRASH_POINTS = [
     ("libinsight.writing", 1),  # month files open in _tmp
     ("libinsight.months_committed", 1),  # months committed; lookups, export, catalog not
     ("libinsight.lookups_merged", 1),  # lookups merged; schema state and export not
+    ("libinsight.exported", 1),  # the export written, the record of its months not
     ("publish.transaction", 1),  # inside the catalog transaction
     ("publish.committed", 1),  # catalog committed, watermark not moved
 ]

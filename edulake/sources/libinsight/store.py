@@ -10,16 +10,27 @@ Layout (``<t>`` = table name, ``<d>`` = dataset id):
 - ``_system/libinsight/<t>/table.json``: the table's spec as last committed (its hashed
   columns: what erasure and republishing need without the dataset config);
 - ``_system/libinsight/<t>/watermark-<d>.json``: the last day fetched and committed;
-- ``exports/libinsight/<t>.csv``: the whole table as one CSV for Tableau users.
+- ``_system/libinsight/<t>/month-ids.parquet``: the record ids of each month file, with
+  the file's size and modification time (:func:`month_ids`);
+- ``exports/libinsight/<t>.csv``: the whole table as one CSV for Tableau users, and
+  ``_system/libinsight/<t>/export.json``: where each month's rows are in it.
 
 A run rewrites only the months it touches. Within the fetched range the API is the
 truth: rows of that range are replaced by what was fetched (late edits and deletions
 arrive), and a record is kept once by ``id`` even if its date moved to another month.
+
+What a run reads does not grow with the table's age: which month holds an id comes from
+the month-ids cache, and the export is rebuilt from the previous one plus the months
+rewritten (:func:`export_csv`). Both caches name each month file by key, size and
+modification time and are only trusted for a file that still matches: a run killed
+between committing months and rewriting a cache reads those months again. (A month file
+rewritten to exactly the same size within the same second would not be noticed.)
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -35,7 +46,7 @@ import pyarrow.parquet as pq
 
 from edulake.connectors.http.paging import Page
 from edulake.core.faults import crashpoint
-from edulake.core.lake import Lake, Zone, safe_key
+from edulake.core.lake import Lake, ObjectInfo, Zone, safe_key
 from edulake.core.landing import LandingResult, Ledger, SourceFile, land_file
 from edulake.core.versions import in_version, is_version_segment, write_prefix
 from edulake.sources.libinsight.transform import SchemaState
@@ -265,8 +276,8 @@ def month_key(lake: Lake, spec: TableSpec, month: str) -> str:
     return f"{table_prefix(lake, spec)}/month={month}/part-0.parquet"
 
 
-def existing_months(lake: Lake, spec: TableSpec) -> dict[str, str]:
-    """month -> key of every month file of the table (in the version writers use)."""
+def month_files(lake: Lake, spec: TableSpec) -> dict[str, ObjectInfo]:
+    """month -> every month file of the table (in the version writers use), one LIST."""
     out = {}
     prefix = table_prefix(lake, spec)
     for obj in lake.list(Zone.STAGE2P, prefix):
@@ -274,8 +285,81 @@ def existing_months(lake: Lake, spec: TableSpec) -> dict[str, str]:
             continue
         part = obj.key.split("/")[-2]
         if part.startswith("month=") and obj.key.endswith(".parquet"):
-            out[part[len("month=") :]] = obj.key
+            out[part[len("month=") :]] = obj
     return out
+
+
+def existing_months(lake: Lake, spec: TableSpec) -> dict[str, str]:
+    """month -> key of every month file of the table (in the version writers use)."""
+    return {m: o.key for m, o in month_files(lake, spec).items()}
+
+
+def _stamp(obj: ObjectInfo) -> list[Any]:
+    """What names one state of a month file: key, size, modification time."""
+    return [obj.key, obj.size, obj.mtime]
+
+
+MONTH_IDS = "month-ids.parquet"
+_MONTH_IDS_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.string()),
+        pa.field("size", pa.int64()),
+        pa.field("mtime", pa.float64()),
+        pa.field("ids", pa.list_(pa.int64())),
+    ]
+)
+
+
+def month_ids(
+    lake: Lake, spec: TableSpec, files: dict[str, ObjectInfo], id_col: str, months: list[str]
+) -> dict[str, pa.Array]:
+    """The record ids of each of ``months``: from the month-ids cache where it still
+    describes the file, else read from the file (the id column only)."""
+    cached: dict[tuple[Any, ...], pa.Array] = {}
+    key = _state_key(spec.name, MONTH_IDS)
+    if months and lake.exists(Zone.SYSTEM, key):
+        with lake.open_input_file(Zone.SYSTEM, key) as f:
+            t = pq.read_table(f)
+        for stamp, ids in zip(
+            zip(*(t[c].to_pylist() for c in ("key", "size", "mtime")), strict=True),
+            t["ids"],
+            strict=True,
+        ):
+            cached[tuple(stamp)] = ids.values
+    out: dict[str, pa.Array] = {}
+    missing = []
+    for month in months:
+        hit = cached.get(tuple(_stamp(files[month])))
+        if hit is None:
+            missing.append(month)
+        else:
+            out[month] = hit
+
+    def read(month: str) -> tuple[str, pa.Array]:
+        col = read_month(lake, files[month].key, [id_col])[id_col]
+        return month, col.combine_chunks().cast(pa.int64())
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        out.update(pool.map(read, missing))
+    return out
+
+
+def write_month_ids(lake: Lake, spec: TableSpec, ids: dict[str, pa.Array]) -> None:
+    """Cache the ids of the month files as they are now (one LIST for their stamps)."""
+    files = month_files(lake, spec)
+    months = [m for m in sorted(files) if m in ids]
+    stamps = [_stamp(files[m]) for m in months]
+    table = pa.table(
+        {
+            "key": [s[0] for s in stamps],
+            "size": [s[1] for s in stamps],
+            "mtime": [s[2] for s in stamps],
+            "ids": [ids[m] for m in months],
+        },
+        schema=_MONTH_IDS_SCHEMA,
+    )
+    with lake.atomic_write(Zone.SYSTEM, _state_key(spec.name, MONTH_IDS)) as out:
+        pq.write_table(table, out, compression="zstd")
 
 
 def read_month(lake: Lake, key: str, columns: list[str] | None = None) -> pa.Table:
@@ -317,7 +401,8 @@ def write_months(
     """
     schema = spec.arrow_schema()
     new = conform(new, schema)
-    existing = existing_months(lake, spec)
+    files = month_files(lake, spec)
+    existing = {m: o.key for m, o in files.items()}
     new_ids = pa.array(set(new[id_col].to_pylist()), pa.int64())
     new_months = months_of(new[date_col])
     affected = set(pc.unique(new_months).to_pylist()) if new.num_rows else set()
@@ -326,14 +411,11 @@ def write_months(
     first, last = window.start.strftime("%Y-%m"), window.end.strftime("%Y-%m")
     affected |= {m for m in existing if first <= m <= last}
 
-    def ids_in(month: str) -> tuple[str, bool]:
-        ids = read_month(lake, existing[month], [id_col])[id_col]
-        return month, bool(pc.any(pc.is_in(ids, value_set=new_ids)).as_py())
-
+    # the ids of the months not rewritten: cached (read once per month file state)
     others = [m for m in existing if m not in affected]
-    if others and len(new_ids):
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            affected |= {m for m, hit in pool.map(ids_in, others) if hit}
+    kept = month_ids(lake, spec, files, id_col, others)
+    if len(new_ids):
+        affected |= {m for m, ids in kept.items() if pc.any(pc.is_in(ids, new_ids)).as_py()}
 
     lo = pa.scalar(dt.datetime.combine(window.start, dt.time()), pa.timestamp("ms"))
     hi = pa.scalar(
@@ -361,6 +443,7 @@ def write_months(
             with staged.open(Zone.STAGE2P, month_key(lake, spec, month)) as out:
                 pq.write_table(merged, out, compression="zstd", coerce_timestamps="ms")
             written[month] = merged.num_rows
+            kept[month] = merged[id_col].combine_chunks().cast(pa.int64())
             crashpoint("libinsight.writing")
         staged.commit()
     except BaseException:
@@ -370,6 +453,8 @@ def write_months(
     for month in emptied:
         lake.delete(Zone.STAGE2P, existing[month])
         written[month] = 0
+        kept.pop(month, None)
+    write_month_ids(lake, spec, kept)
     return written
 
 
@@ -394,9 +479,8 @@ def read_table(lake: Lake, spec: TableSpec) -> pa.Table:
     return pa.concat_tables(parts)
 
 
-def export_csv(lake: Lake, spec: TableSpec) -> tuple[str, int]:
-    """The cleaned table as one CSV in ``exports`` (lists joined with '; ')."""
-    table = read_table(lake, spec)
+def _flat(table: pa.Table) -> pa.Table:
+    """Lists joined with '; ' (a CSV cell holds text)."""
     cols = []
     for f in table.schema:
         col = table[f.name]
@@ -405,8 +489,66 @@ def export_csv(lake: Lake, spec: TableSpec) -> tuple[str, int]:
                 ["; ".join(v) if v is not None else None for v in col.to_pylist()], pa.string()
             )
         cols.append(col)
-    flat = pa.table(cols, names=table.column_names)
+    return pa.table(cols, names=table.column_names)
+
+
+def _csv(table: pa.Table, header: bool) -> bytes:
+    buf = io.BytesIO()
+    pacsv.write_csv(_flat(table), buf, pacsv.WriteOptions(include_header=header))
+    return buf.getvalue()
+
+
+EXPORT_STATE = "export.json"
+
+
+def export_csv(lake: Lake, spec: TableSpec) -> tuple[str, int]:
+    """The cleaned table as one CSV in ``exports`` (lists joined with '; ').
+
+    Byte for byte what writing the whole table at once gives, built from the previous
+    export and only the months rewritten since: ``export.json`` records where each month's
+    rows are in it and which state of the month file they came from. The previous export
+    is used only if its SHA-256 is the one recorded (a run killed after writing the
+    export but before the record, or an export withdrawn or edited, rebuilds it all) and
+    only if the columns are the same (drift rebuilds it all).
+    """
+    schema = spec.arrow_schema()
+    files = month_files(lake, spec)
     key = f"{spec.source}/{spec.name}.csv"
+    state_key = _state_key(spec.name, EXPORT_STATE)
+    columns = [f"{f.name}:{f.type}" for f in schema]
+    previous: bytes | None = None
+    recorded: dict[str, Any] = {}
+    if lake.exists(Zone.SYSTEM, state_key) and lake.exists(Zone.EXPORTS, key):
+        state = lake.read_json(Zone.SYSTEM, state_key)
+        if state.get("columns") == columns:
+            data = lake.read_bytes(Zone.EXPORTS, key)
+            if hashlib.sha256(data).hexdigest() == state.get("sha256"):
+                previous, recorded = data, state.get("months", {})
+    parts = [_csv(schema.empty_table(), header=True)]
+    offset, rows = len(parts[0]), 0
+    months: dict[str, Any] = {}
+    for month in sorted(files):
+        was = recorded.get(month)
+        if previous is not None and was and was["file"] == _stamp(files[month]):
+            part, n = previous[was["offset"] : was["offset"] + was["length"]], was["rows"]
+        else:
+            table = conform(read_month(lake, files[month].key), schema)
+            part, n = _csv(table, header=False), table.num_rows
+        months[month] = {
+            "file": _stamp(files[month]),
+            "offset": offset,
+            "length": len(part),
+            "rows": n,
+        }
+        parts.append(part)
+        offset, rows = offset + len(part), rows + n
+    body = b"".join(parts)
     with lake.atomic_write(Zone.EXPORTS, key) as out:
-        pacsv.write_csv(flat, out)
-    return key, flat.num_rows
+        out.write(body)
+    crashpoint("libinsight.exported")
+    lake.write_json(
+        Zone.SYSTEM,
+        state_key,
+        {"columns": columns, "sha256": hashlib.sha256(body).hexdigest(), "months": months},
+    )
+    return key, rows
