@@ -180,9 +180,13 @@ class KeyMismatchError(RuntimeError):
 
 
 def merge_lookup(lake: Lake, source: str, column: str, seen: pa.Table, key_id: str) -> int:
-    """Merge identities into the column's lookup table; returns the table's row count."""
+    """Merge identities into the column's lookup table; returns the table's row count.
+
+    Not rewritten when the merge changes nothing (a run that saw no new identity and no
+    new first or last day): a no-op run writes nothing to stage2np."""
     key = lookup_key(source, column)
     parts = [seen.select(["value", "pseudonym", "first_seen", "last_seen"])]
+    existing = None
     if lake.exists(Zone.STAGE2NP, key):
         existing = read_lookup(lake, source, column)
         ids = set(pc.unique(existing["key_id"]).to_pylist())
@@ -196,6 +200,8 @@ def merge_lookup(lake: Lake, source: str, column: str, seen: pa.Table, key_id: s
     merged = merged.sort_by([("pseudonym", "ascending")])
     merged = merged.append_column("key_id", pa.array([key_id] * merged.num_rows, pa.string()))
     merged = merged.select(LOOKUP_SCHEMA.names).cast(LOOKUP_SCHEMA)
+    if existing is not None and merged.equals(existing.select(LOOKUP_SCHEMA.names)):
+        return int(merged.num_rows)
     with lake.atomic_write(Zone.STAGE2NP, key) as out:
         pq.write_table(merged, out, compression="zstd")
     return int(merged.num_rows)
