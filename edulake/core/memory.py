@@ -1,15 +1,16 @@
 """How edulake's processes hold memory: Arrow's allocator, set before pyarrow loads.
 
-Measured with ``python -m bench`` (docs/benchmarks.md), same inputs, one process each:
+Measured on the benchmark's inputs (``python -m bench.jobs edulake IN WORK``, one run each,
+2 cores; docs/benchmarks.md), 2 workers and 4 MiB blocks unless said:
 
-=====================================  ==================  ==================
-allocator (``EDULAKE_ARROW_ALLOCATOR``)  1M rows             10M rows
-=====================================  ==================  ==================
-Arrow's default (mimalloc)              1.6 s, 400 MB       9.9 s, 468 MB
-``jemalloc`` (the default here)         1.2 s, 344 MB       8.9 s, 405 MB
-``jemalloc-purge``                      1.8 s, 209 MB       19 s, 250 MB
-``jemalloc-purge`` + 1 worker           2.8 s, 171 MB       39 s, 194 MB
-=====================================  ==================  ==================
+==========================================  ================  ================
+``EDULAKE_ARROW_ALLOCATOR``                 1M rows           10M rows
+==========================================  ================  ================
+``arrow-default`` (Arrow's mimalloc)        1.6 s, 400 MB     9.9 s, 468 MB
+``jemalloc`` (the default)                  1.2 s, 344 MB     8.9 s, 405 MB
+``jemalloc-purge``                          1.8 s, 209 MB     19 s, 250 MB
+``jemalloc-purge``, 1 worker                2.8 s, 171 MB     39 s, 194 MB
+==========================================  ================  ================
 
 ``jemalloc`` keeps freed pages up to 10 s for reuse and returns them to the system after;
 ``jemalloc-purge`` (``dirty_decay_ms:0``) returns them at once: least memory, but every
