@@ -9,8 +9,9 @@ under WORK; only the work itself is timed (imports and setup are not).
   by date, write, merge the identity lookups.
 - ``edulake-lean``: the same with the settings for a small container
   (``EDULAKE_PROCESSING__WORKERS=1``, ``EDULAKE_ARROW_ALLOCATOR=jemalloc-purge``):
-  least memory, at half the speed or less. Its allocator is set in ``bench/run.py``
-  (Arrow reads it when pyarrow loads, before this module runs).
+  least memory, at half the speed or less. Arrow reads the allocator when pyarrow loads:
+  ``bench/run.py`` puts it in this process's environment; run directly, the job sets it
+  itself before importing edulake.
   Both edulake contenders run as in edulake's image, where pandas is not installed: the
   bench's venv has it (for the ``pandas`` and ``dlt`` contenders), and pyarrow imports
   an importable pandas on first use (+50 MB resident) although edulake never uses it.

@@ -30,12 +30,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from edulake.core.settings import ProcessingSettings
 from edulake.core.types import arrow_type
 from edulake.privacy.pseudonym import Pseudonymizer, clean_ids
 from edulake.privacy.scrub import DataError, safe_message
 from edulake.specs import HeaderMismatch, PiiOp, TableSpec
 
-BLOCK_SIZE = 4 << 20  # ~50k Clever rows a batch (EDULAKE_PROCESSING__BLOCK_MB)
+# ~50k Clever rows a batch: the default of EDULAKE_PROCESSING__BLOCK_MB
+BLOCK_SIZE = ProcessingSettings.model_fields["block_mb"].default << 20
 MAX_BLOCK_SIZE = 64 << 20  # a record larger than this is not a Clever row
 MAX_FIELD_CHARS = 65_536  # longer text values are quarantined, not published
 

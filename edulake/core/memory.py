@@ -77,13 +77,6 @@ def child_environment(overrides: dict[str, str] | None = None) -> dict[str, str]
     return env
 
 
-def allocator() -> str:
-    """The backend of Arrow's default pool in this process (``jemalloc``, ``mimalloc``, ...)."""
-    import pyarrow as pa
-
-    return str(pa.default_memory_pool().backend_name)
-
-
 # An allocator keeps freed blocks for reuse, and with several threads it can keep a lot.
 # Past this resident size, freed memory is handed back to the OS between files, so peak
 # memory stays what one batch per worker needs, whatever the run's length. Not always:

@@ -91,6 +91,17 @@ def test_configure_allocator_sets_arrows_own_switches_only_when_free_to():
     assert tuned["JE_ARROW_MALLOC_CONF"] == "dirty_decay_ms:1000"  # kept
 
 
+def test_the_settings_know_every_allocator_choice():
+    """The setting validates the variable configure_allocator reads: the same choices."""
+    from typing import get_args
+
+    from edulake.core.settings import Settings
+
+    choices = set(get_args(Settings.model_fields["arrow_allocator"].annotation))
+    assert choices == set(memory.JEMALLOC_CONF) | {"arrow-default"}
+    assert Settings.model_fields["arrow_allocator"].default == memory.DEFAULT_CHOICE
+
+
 def test_no_jemalloc_outside_linux(monkeypatch):
     monkeypatch.setattr(sys, "platform", "darwin")
     env: dict[str, str] = {}
