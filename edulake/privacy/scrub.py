@@ -25,6 +25,10 @@ So:
   need: :class:`ScrubbedTransientError` for what :func:`edulake.core.errors.is_transient`
   calls transient, :class:`ScrubbedDeterministicError` for a chain with a deterministic
   error in it, so the one retry condition decides as it would have on the original.
+* :func:`safe_handle_error` replaces Python's report of a failing log handler (a
+  closed stream, a full disk), which prints the exception being handled at the time and
+  the record's message and arguments in clear, by one line of names only. It is
+  installed for every handler when edulake is imported (:func:`guard_logging_errors`).
 * :func:`scrubbed` wraps a function (a task, a flow) so that whatever it raises leaves it
   through :func:`scrub`: the state message, the log lines and traceback Prefect writes,
   and the exception it pickles into its result storage hold only that.
@@ -37,8 +41,11 @@ settings, paths and key ids; the CLI shows these as they are) and any type given
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import re
+import sys
 import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -51,7 +58,9 @@ __all__ = [
     "ScrubbedDeterministicError",
     "ScrubbedError",
     "ScrubbedTransientError",
+    "guard_logging_errors",
     "mark_safe",
+    "safe_handle_error",
     "safe_message",
     "safe_traceback",
     "scrub",
@@ -207,6 +216,33 @@ def safe_traceback(exc: BaseException) -> str:
         f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} in {f.name}" for f in frames[::-1]
     )
     return f"{safe_message(exc)} at {where}" if where else safe_message(exc)
+
+
+def safe_handle_error(self: logging.Handler, record: logging.LogRecord) -> None:
+    """What a log handler does when its ``emit`` fails: one line of names, no data.
+
+    Python's own ``Handler.handleError`` prints the handler's traceback, with the
+    exception being handled at the time chained onto it (its message may quote a row),
+    then the record's message and arguments: all in clear, on stderr, which the worker's
+    console and its log collector keep. This prints which handler failed with which error
+    type, for which logger and call site. Like Python's, it prints nothing when
+    ``logging.raiseExceptions`` is off, and it never raises.
+    """
+    if not logging.raiseExceptions or sys.stderr is None:
+        return
+    exc = sys.exc_info()[1]
+    failed = type(exc).__name__ if exc is not None else "an error"
+    with contextlib.suppress(Exception):  # stderr is what failed: nothing left to tell
+        sys.stderr.write(
+            "--- Logging error (edulake: details withheld) ---\n"
+            f"{type(self).__name__} failed with {failed} on a record of logger "
+            f"{record.name!r} from {record.filename}:{record.lineno} in {record.funcName}\n"
+        )
+
+
+def guard_logging_errors() -> None:
+    """Make :func:`safe_handle_error` every handler's report (Prefect's defer to it)."""
+    logging.Handler.handleError = safe_handle_error  # type: ignore[method-assign]
 
 
 F = TypeVar("F", bound=Callable[..., Any])

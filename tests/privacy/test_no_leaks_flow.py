@@ -65,22 +65,35 @@ def _run_flow(tmp_path, monkeypatch, content: bytes):
     return state, logs.lines, Lake(root, np_root)
 
 
-def _prefect_texts_with_terminal_event(run_id: str) -> list[tuple[str, str]]:
-    """The run's Prefect texts, once the events of its final state are stored (events are
-    written asynchronously: wait for the terminal one, not for a time)."""
+def _prefect_texts_with_terminal_event(
+    run_id: str, events: tuple[str, ...] = ()
+) -> list[tuple[str, str]]:
+    """The run's Prefect texts, once the events of its final state, and the client-side
+    `events` named, are stored.
+
+    Events are written asynchronously, by two paths: the server emits the state events
+    itself, while an event the run emitted goes through this process's events worker and
+    can reach the server after the run's terminal one. So: send what the worker still
+    holds, then wait for each expected event (never for a time)."""
     import time
+
+    from prefect.events.worker import EventsWorker
 
     from tasks.audit import prefect_texts
 
-    for _ in range(200):
+    EventsWorker.drain_all(timeout=30, at_exit=False)
+    for _ in range(300):
         texts = prefect_texts([run_id])
-        events = [t for loc, t in texts if "prefect event prefect.flow-run." in loc]
-        if any(
-            '"prefect.flow-run.Failed"' in e or '"prefect.flow-run.Completed"' in e for e in events
-        ):
+        stored = [(loc, t) for loc, t in texts if loc.startswith("prefect event ")]
+        terminal = any(
+            '"prefect.flow-run.Failed"' in t or '"prefect.flow-run.Completed"' in t
+            for loc, t in stored
+            if "prefect event prefect.flow-run." in loc
+        )
+        if terminal and all(any(f"prefect event {e}" in loc for loc, _ in stored) for e in events):
             return texts
         time.sleep(0.1)
-    raise AssertionError("the flow run's terminal event never arrived")
+    raise AssertionError(f"the flow run's events never all arrived: terminal and {events}")
 
 
 @pytest.mark.slow
