@@ -36,6 +36,7 @@ from __future__ import annotations
 import base64
 import binascii
 import bz2
+import codecs
 import contextlib
 import csv
 import gzip
@@ -563,6 +564,10 @@ def _ids_fast(data: bytes, protected: set[str], vocabulary: set[str]) -> set[str
     ]
     if not wanted:
         return set()
+    if not _is_utf8(data):
+        # pyarrow decodes a malformed row before handing it to the handler; on bytes that
+        # are not UTF-8 that fails and Python prints "Exception ignored in ..." to stderr
+        return None
     invalid = 0
 
     def on_invalid(_row: pacsv.InvalidRow) -> str:
@@ -589,6 +594,19 @@ def _ids_fast(data: bytes, protected: set[str], vocabulary: set[str]) -> set[str
         values = pc.unique(pc.utf8_trim_whitespace(table[name].combine_chunks()))
         out.update(v for v in values.to_pylist() if v)
     return out
+
+
+def _is_utf8(data: bytes, block: int = 1 << 20) -> bool:
+    """Whether ``data`` is UTF-8, checked a block at a time (no copy of the whole file)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    try:
+        for start in range(0, len(view), block):
+            decoder.decode(view[start : start + block])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _gunzip_prefix(data: bytes) -> bytes:
