@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
+import logging
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +24,32 @@ for var in [v for v in os.environ if v.startswith("EDULAKE_")]:
 # One "today" for the whole session (edulake.core.clock): a run that crosses midnight UTC
 # must see the same day as the test that computed its expectations.
 os.environ["EDULAKE_TODAY"] = dt.datetime.now(dt.UTC).date().isoformat()
+
+
+class _CurrentStderr(io.TextIOBase):
+    """Whatever sys.stderr is when a line is written (pytest swaps it per test)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+@pytest.fixture(autouse=True)
+def _console_to_this_test() -> None:
+    """Prefect's console handlers keep the stderr of the moment they were made (a test's
+    capture, closed once it ends: later lines would be "Logging error ... I/O operation on
+    closed file"). Every test has them write to the stderr of the moment, as a real
+    process's do, so what a test sees on stderr does not depend on which tests ran before
+    it."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for lg in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for h in getattr(lg, "handlers", []):
+            if isinstance(h, PrefectConsoleHandler) and not isinstance(h.stream, _CurrentStderr):
+                h.stream = _CurrentStderr()
+                h.console.file = h.stream
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ user types it. Raw identifiers and the LibInsight client secret never reach the 
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import os
 import re
@@ -36,33 +35,6 @@ ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 @pytest.fixture(autouse=True)
 def _key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDULAKE_HMAC_KEY", KEY_TEXT)
-
-
-class _CurrentStderr(io.TextIOBase):
-    """Whatever sys.stderr is when a line is written (pytest swaps it per test)."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-
-@pytest.fixture(autouse=True)
-def _console_to_this_test(capfd: pytest.CaptureFixture[str]) -> None:
-    """Prefect's console handlers keep the stderr of the test that was running when they
-    were made; later tests would see "Logging error ... I/O operation on closed file"
-    (pytest's capture, not the CLI's). Let them write to the stderr of the moment, as a
-    real process's do."""
-    import logging
-
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    for lg in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
-        for h in getattr(lg, "handlers", []):
-            if isinstance(h, PrefectConsoleHandler):
-                h.stream = _CurrentStderr()
-                h.console.file = h.stream
 
 
 def dp(day: dt.date) -> str:
