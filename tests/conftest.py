@@ -41,8 +41,8 @@ def _console_to_this_test() -> None:
     """Prefect's console handlers keep the stderr of the moment they were made (a test's
     capture, closed once it ends: later lines would be "Logging error ... I/O operation on
     closed file"). Every test has them write to the stderr of the moment, as a real
-    process's do, so what a test sees on stderr does not depend on which tests ran before
-    it."""
+    process's do. (Whether there are any yet still depends on the tests before: Prefect
+    adds them when it first sets up logging in the process.)"""
     from prefect.logging.handlers import PrefectConsoleHandler
 
     for lg in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
